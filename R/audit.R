@@ -1,0 +1,94 @@
+# Session event log: verbose messages for people, JSON lines for auditors.
+# A logger is an environment; `log_event()` is cheap when both are off.
+
+new_logger <- function(verbose = FALSE, audit_log = NULL,
+                       sanitize_errors = FALSE) {
+  check_flag(verbose)
+  check_flag(sanitize_errors)
+  logger <- new.env(parent = emptyenv())
+  logger$verbose <- verbose
+  logger$sanitize <- sanitize_errors
+  logger$path <- if (!is.null(audit_log)) audit_log_path(audit_log)
+  logger$on <- verbose || !is.null(logger$path)
+  logger$id <- paste(format(as.hexmode(sample.int(65535L, 4L) - 1L), width = 4L), collapse = "")
+  logger
+}
+
+audit_log_path <- function(path) {
+  check_string(path, "audit_log")
+  path <- path.expand(path)
+  dir <- dirname(path)
+  if (!dir.exists(dir)) {
+    securer_abort(
+      c(
+        "The directory of the audit log does not exist: {.path {dir}}.",
+        i = "Create it first, for example with {.code dir.create({deparse(dir)}, recursive = TRUE)}."
+      ),
+      class = "securer_audit_error"
+    )
+  }
+  if (nzchar(Sys.readlink(path))) {
+    securer_abort(
+      c(
+        "The audit log {.path {path}} is a symbolic link.",
+        i = "For safety securer only writes regular files; give the real path."
+      ),
+      class = "securer_audit_error"
+    )
+  }
+  file.path(normalizePath(dir, mustWork = TRUE), basename(path))
+}
+
+utc_timestamp <- function() {
+  format(Sys.time(), "%Y-%m-%dT%H:%M:%OS3Z", tz = "UTC")
+}
+
+# Records one event. `msg` is the verbose line (without the prefix);
+# `fields` go to the audit log.
+log_event <- function(logger, event, msg = NULL, ...) {
+  if (!logger$on) {
+    return(invisible())
+  }
+  if (logger$verbose && !is.null(msg)) {
+    message("[securer] ", msg)
+  }
+  if (!is.null(logger$path)) {
+    record <- c(
+      list(timestamp = utc_timestamp(), event = event, session_id = logger$id),
+      list(...)
+    )
+    line <- jsonlite::toJSON(record, auto_unbox = TRUE, null = "null", digits = NA, force = TRUE)
+    err <- rs_audit_append(logger$path, line)
+    if (!is.null(err)) {
+      securer_abort(c("Cannot write the audit log.", x = "{err}"),
+        class = "securer_audit_error"
+      )
+    }
+  }
+  invisible()
+}
+
+# A short call description for logs: name(arg="value", n=3).
+describe_call <- function(name, args) {
+  shown <- vapply(args, function(a) {
+    if (is.character(a) && length(a) == 1L) {
+      s <- encodeString(a, quote = "\"")
+    } else if (is.atomic(a) && length(a) == 1L) {
+      s <- format(a)
+    } else {
+      s <- sprintf("<%s[%d]>", class(a)[[1L]], length(a))
+    }
+    if (nchar(s) > 60L) paste0(substr(s, 1L, 57L), "...") else s
+  }, character(1))
+  paste0(name, "(", paste0(names(args), "=", shown, collapse = ", "), ")")
+}
+
+# Strips what an error message might reveal about the host: file paths,
+# process ids and the host name.
+sanitize_message <- function(x) {
+  host <- Sys.info()[["nodename"]]
+  x <- gsub("(~|\\.{0,2})?(/[A-Za-z0-9._@+-]+)+/?", "<path>", x, perl = TRUE)
+  x <- gsub("\\b(pid|PID|process)( id)?[ =:]*[0-9]+", "\\1 <pid>", x, perl = TRUE)
+  if (nzchar(host)) x <- gsub(host, "<host>", x, fixed = TRUE)
+  x
+}

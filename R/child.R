@@ -1,0 +1,189 @@
+# Starting, talking to and stopping one child R process. Internal: the
+# session and pool classes are thin layers over these functions.
+
+kinds <- c(
+  exec = 2L, result = 3L, error = 4L, tool_call = 5L, tool_result = 6L,
+  tool_error = 7L, setup = 10L, shutdown = 11L
+)
+
+now <- function() proc.time()[[3L]]
+
+launcher_path <- function() {
+  path <- getOption("securer.launcher", Sys.getenv("SECURER_LAUNCHER"))
+  if (!nzchar(path)) {
+    path <- system.file("bin", "securer-launcher", package = "securer")
+  }
+  if (!nzchar(path) || !file.exists(path)) {
+    securer_abort(
+      c(
+        "Cannot find the securer launcher executable.",
+        i = "Reinstall securer; the launcher is built with the package."
+      ),
+      class = "securer_child_error"
+    )
+  }
+  path
+}
+
+r_binary <- function() {
+  exe <- file.path(R.home("bin"), "exec", paste0("R", .Platform$r_arch))
+  if (!file.exists(exe)) exe <- file.path(R.home("bin"), "exec", "R")
+  exe
+}
+
+child_runtime_path <- function() {
+  path <- system.file("child", "runtime.R", package = "securer")
+  if (!nzchar(path)) {
+    securer_abort("Cannot find securer's child runtime; reinstall securer.",
+      class = "securer_child_error"
+    )
+  }
+  path
+}
+
+# The child's whole environment: an allowlist, nothing secret.
+child_env <- function(home, token, max_frame) {
+  keep <- c(
+    "R_HOME", "R_SHARE_DIR", "R_INCLUDE_DIR", "R_DOC_DIR", "R_ARCH",
+    "LD_LIBRARY_PATH", "LANG", "LC_ALL", "LC_CTYPE", "LC_COLLATE",
+    "LC_MESSAGES", "LC_MONETARY", "LC_NUMERIC", "LC_TIME", "TZ",
+    "R_PAPERSIZE"
+  )
+  inherited <- Sys.getenv(keep, unset = NA)
+  inherited <- inherited[!is.na(inherited)]
+  dll <- getLoadedDLLs()[["securer"]][["path"]]
+  c(
+    inherited,
+    PATH = "/usr/local/bin:/usr/bin:/bin",
+    HOME = home,
+    TMPDIR = home,
+    R_USER = home,
+    R_LIBS = paste(.libPaths(), collapse = ":"),
+    R_LIBS_USER = file.path(home, ".no-user-library"),
+    SECURER_DLL = dll,
+    SECURER_TOKEN = paste(as.character(token), collapse = ""),
+    SECURER_MAX_FRAME = format(max_frame, scientific = FALSE)
+  )
+}
+
+launch_spec_json <- function(opts, token, dir) {
+  sandbox <- opts$sandbox
+  native <- !is.null(sandbox) && identical(sandbox$backend, "linux-native")
+  home <- if (native) "/tmp" else dir
+  env <- child_env(home, token, opts$max_frame)
+  spec <- list(
+    program = r_binary(),
+    args = I(c(
+      "--no-echo", "--no-restore", "--no-save", "--no-site-file",
+      "--no-init-file", "--no-environ",
+      paste0("--file=", child_runtime_path())
+    )),
+    env = unname(Map(function(k, v) I(c(k, v)), names(env), env)),
+    cwd = home,
+    ipc_fd = 3L,
+    limits = limits_spec(opts$limits),
+    sandbox = if (!is.null(sandbox)) {
+      sandbox_policy_spec(sandbox, strict = opts$strict, fallback_tmp = dir)
+    }
+  )
+  jsonlite::toJSON(spec, auto_unbox = TRUE, null = "null", digits = NA)
+}
+
+# Starts a child and waits until it has said hello and received its set-up.
+child_start <- function(opts) {
+  token <- rs_random_token()
+  dir <- tempfile("securer-")
+  dir.create(dir, mode = "0700")
+  json <- launch_spec_json(opts, token, dir)
+  handle <- rs_spawn(launcher_path(), json, token, opts$max_frame)
+  if (is.list(handle)) {
+    unlink(dir, recursive = TRUE)
+    securer_abort(
+      c("Cannot start the child R process.", x = "{handle$message}"),
+      class = "securer_child_error"
+    )
+  }
+  child <- new.env(parent = emptyenv())
+  child$handle <- handle
+  child$dir <- dir
+  child$pid <- rs_pid(handle)
+  child$layers <- NULL
+  ready <- FALSE
+  on.exit(if (!ready) child_stop(child), add = TRUE)
+  child_wait_ready(child, opts$start_timeout)
+  setup <- list(tools = tool_specs(opts$tools), max_frame = opts$max_frame)
+  child_send(child, kinds[["setup"]], setup, opts$start_timeout)
+  ready <- TRUE
+  child
+}
+
+child_wait_ready <- function(child, timeout) {
+  deadline <- now() + timeout
+  lines <- character()
+  repeat {
+    left <- deadline - now()
+    if (left <= 0) {
+      securer_abort(
+        c(
+          "The child R process did not start within {timeout} seconds.",
+          i = "The machine may be overloaded; try again or raise {.code options(securer.start_timeout = )}."
+        ),
+        class = "securer_child_error"
+      )
+    }
+    ev <- rs_next_event(child$handle, min(100, left * 1000))
+    if (is.null(ev)) next
+    switch(ev$type,
+      output = lines <- utils::tail(c(lines, ev$lines), 20L),
+      ready = {
+        child$layers <- as.data.frame(ev$layers, stringsAsFactors = FALSE)
+        return(invisible(child))
+      },
+      launch_failed = securer_abort(
+        c(
+          "The sandbox could not be set up: the {.field {ev$layer}} layer failed.",
+          x = "{ev$message}",
+          i = "Run {.code securer_sandbox_check()} for details, or use {.code sandbox_strict = FALSE} to allow the fallback tier."
+        ),
+        class = "securer_sandbox_error",
+        layer = ev$layer
+      ),
+      exited = securer_abort(
+        c(
+          "The child R process exited while starting (status {ev$code}, signal {ev$signal}).",
+          if (length(lines)) c(i = "Its last output:", stats::setNames(cli_escape(lines), rep(" ", length(lines))))
+        ),
+        class = "securer_child_error"
+      ),
+      protocol_error = securer_abort(
+        c("The child R process broke the protocol while starting.", x = "{ev$message}"),
+        class = "securer_ipc_error"
+      )
+    )
+  }
+}
+
+child_send <- function(child, kind, value, timeout) {
+  bytes <- serialize(value, NULL, xdr = FALSE)
+  err <- rs_send(child$handle, kind, bytes, timeout * 1000)
+  if (!is.null(err)) {
+    securer_abort(
+      c("Cannot send to the child R process.", x = "{err$message}"),
+      class = "securer_ipc_error"
+    )
+  }
+  invisible()
+}
+
+child_alive <- function(child) {
+  !is.null(child) && rs_alive(child$handle)
+}
+
+child_stop <- function(child) {
+  if (is.null(child)) {
+    return(invisible())
+  }
+  rs_kill(child$handle)
+  unlink(child$dir, recursive = TRUE, force = TRUE)
+  invisible()
+}

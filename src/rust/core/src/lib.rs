@@ -1,0 +1,10 @@
+//! Plain-Rust core of securer: no R needed to build or test it.
+
+pub mod audit;
+pub mod child;
+pub mod frame;
+pub mod host;
+pub mod launch;
+pub mod policy;
+pub mod rvalue;
+pub mod sandbox;

@@ -1,0 +1,229 @@
+//! Small wrappers over the system calls the sandbox needs.
+
+use crate::policy::LaunchFailure;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub(crate) fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+pub(crate) fn strerror(e: i32) -> String {
+    std::io::Error::from_raw_os_error(e).to_string()
+}
+
+pub(crate) fn failure(layer: &str, message: impl Into<String>, errno: Option<i32>) -> LaunchFailure {
+    LaunchFailure {
+        layer: layer.to_string(),
+        message: message.into(),
+        errno,
+    }
+}
+
+/// A failure whose cause is `e`, named in the message too.
+pub(crate) fn os_failure(layer: &str, what: impl std::fmt::Display, e: i32) -> LaunchFailure {
+    failure(layer, format!("{what}: {}", strerror(e)), Some(e))
+}
+
+pub(crate) fn cpath(p: &Path, layer: &str) -> Result<CString, LaunchFailure> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| failure(layer, format!("path {p:?} contains a NUL byte"), None))
+}
+
+/// A pipe whose both ends close on exec.
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), i32> {
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(errno());
+    }
+    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+pub(crate) fn write_all(fd: RawFd, mut bytes: &[u8]) -> Result<(), i32> {
+    while !bytes.is_empty() {
+        // SAFETY: pointer and length describe the live `bytes` slice.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+/// Reads one byte; `None` at end of file or on error.
+pub(crate) fn read_byte(fd: RawFd) -> Option<u8> {
+    let mut b = 0u8;
+    loop {
+        // SAFETY: reads at most one byte into `b`.
+        let n = unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) };
+        if n == 1 {
+            return Some(b);
+        }
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return None;
+    }
+}
+
+/// Reads up to a newline (not included), end of file or `max` bytes.
+pub(crate) fn read_line(fd: RawFd, max: usize) -> Vec<u8> {
+    let mut line = Vec::new();
+    while line.len() < max {
+        match read_byte(fd) {
+            Some(b'\n') | None => break,
+            Some(b) => line.push(b),
+        }
+    }
+    line
+}
+
+pub(crate) fn set_pdeathsig() -> Result<(), i32> {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    if rc != 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+pub(crate) fn set_no_new_privs() -> Result<(), i32> {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) };
+    if rc != 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+pub(crate) fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    for &s in signals {
+        // SAFETY: `set` is a valid sigset_t; invalid numbers only return EINVAL.
+        unsafe { libc::sigaddset(&mut set, s) };
+    }
+    set
+}
+
+/// Blocks `set`, returning the previous mask.
+pub(crate) fn block(set: &libc::sigset_t) -> Result<libc::sigset_t, i32> {
+    // SAFETY: sigset_t is plain data, filled by sigprocmask.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers refer to valid sigset_t values.
+    if unsafe { libc::sigprocmask(libc::SIG_BLOCK, set, &mut old) } != 0 {
+        return Err(errno());
+    }
+    Ok(old)
+}
+
+pub(crate) fn set_mask(mask: &libc::sigset_t) {
+    // SAFETY: `mask` is a valid sigset_t; the old mask is not wanted.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
+}
+
+/// Waits for one of the (blocked) signals in `set`.
+pub(crate) fn wait_signal(set: &libc::sigset_t) -> libc::c_int {
+    loop {
+        // SAFETY: `set` is a valid sigset_t; no siginfo is requested.
+        let s = unsafe { libc::sigwaitinfo(set, std::ptr::null_mut()) };
+        if s > 0 {
+            return s;
+        }
+    }
+}
+
+pub(crate) fn set_default_handler(sig: libc::c_int) {
+    // SAFETY: installs the default disposition; no handler code is involved.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+
+/// Rust's runtime ignores SIGPIPE, and ignored signals survive execve:
+/// give R the default disposition back.
+pub(crate) fn default_sigpipe() {
+    set_default_handler(libc::SIGPIPE);
+}
+
+pub(crate) fn kill(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill with integer arguments; failure (process gone) is harmless.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Waits for `pid` without blocking; `Some(raw status)` once it is gone.
+pub(crate) fn try_wait(pid: libc::pid_t) -> Option<libc::c_int> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid int for waitpid to fill.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    if r == pid {
+        Some(status)
+    } else if r < 0 && errno() == libc::ECHILD {
+        Some(0)
+    } else {
+        None
+    }
+}
+
+/// Waits for `pid`, retrying on EINTR.
+pub(crate) fn wait_blocking(pid: libc::pid_t) -> libc::c_int {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid int for waitpid to fill.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return status;
+        }
+        if r < 0 && errno() != libc::EINTR {
+            return 0;
+        }
+    }
+}
+
+/// Closes every fd above 2 except those in `keep`.
+pub(crate) fn close_fds_except(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep.iter().filter(|&&f| f > 2).map(|&f| f as u32).collect();
+    keep.sort_unstable();
+    let mut from: u32 = 3;
+    for k in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if k > from {
+            // SAFETY: close_range only closes fds; no memory is passed.
+            let rc = unsafe { libc::syscall(libc::SYS_close_range, from, k - 1, 0u32) };
+            if rc != 0 {
+                // Kernels before 5.9: close one by one up to a sane bound.
+                for fd in from..k.min(65536) {
+                    // SAFETY: closing an fd number this process owns.
+                    unsafe { libc::close(fd as RawFd) };
+                }
+            }
+        }
+        from = k.saturating_add(1);
+    }
+}
+
+/// True when the other end of the pipe `fd` is gone.
+pub(crate) fn peer_gone(fd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd; zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && (p.revents & (libc::POLLHUP | libc::POLLERR)) != 0
+}
+
+/// Ends the process at once, without unwinding or atexit handlers.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,232 @@
+expect_input_error <- function(expr, pattern) {
+  err <- expect_error(expr, class = "securer_input_error")
+  expect_s3_class(err, "securer_error")
+  for (p in pattern) {
+    expect_match(conditionMessage(err), p, fixed = TRUE)
+  }
+  invisible(err)
+}
+
+to_json <- function(x) {
+  as.character(jsonlite::toJSON(x, auto_unbox = TRUE, null = "null", digits = NA))
+}
+
+# default_limits() -------------------------------------------------------
+
+test_that("default_limits() has the documented values", {
+  expect_identical(
+    default_limits(),
+    list(
+      cpu = 60,
+      memory = 2 * 1024^3,
+      fsize = 100 * 1024^2,
+      nproc = 256,
+      nofile = 256
+    )
+  )
+})
+
+test_that("default_limits() passes validation", {
+  expect_identical(validate_limits(default_limits()), default_limits())
+})
+
+# validate_limits() ------------------------------------------------------
+
+test_that("validate_limits() accepts NULL and returns it invisibly", {
+  expect_invisible(validate_limits(NULL))
+  expect_null(validate_limits(NULL))
+})
+
+test_that("validate_limits() returns a valid list invisibly", {
+  limits <- list(cpu = 10, memory = 512 * 1024^2, stack = 8 * 1024^2)
+  expect_invisible(validate_limits(limits))
+  expect_identical(validate_limits(limits), limits)
+})
+
+test_that("validate_limits() converts a named numeric vector to a list", {
+  expect_identical(
+    validate_limits(c(cpu = 5, nproc = 10)),
+    list(cpu = 5, nproc = 10)
+  )
+  expect_identical(validate_limits(c(nofile = 64L)), list(nofile = 64L))
+})
+
+test_that("validate_limits() accepts an empty list", {
+  expect_identical(validate_limits(list()), list())
+})
+
+test_that("validate_limits() accepts Inf as 'no limit'", {
+  expect_identical(
+    validate_limits(list(cpu = Inf, memory = Inf)),
+    list(cpu = Inf, memory = Inf)
+  )
+})
+
+test_that("validate_limits() refuses an unknown name and lists the valid ones", {
+  expect_input_error(
+    validate_limits(list(cpu = 1, ram = 1e9)),
+    c("ram", "cpu", "memory", "fsize", "nproc", "nofile", "stack")
+  )
+})
+
+test_that("validate_limits() refuses a negative value", {
+  expect_input_error(validate_limits(list(cpu = -1)), c("cpu", "-1"))
+})
+
+test_that("validate_limits() refuses zero", {
+  expect_input_error(validate_limits(list(memory = 0)), c("memory", "positive"))
+})
+
+test_that("validate_limits() refuses NA", {
+  expect_input_error(validate_limits(list(nproc = NA_real_)), "nproc")
+  expect_input_error(validate_limits(list(nproc = NA)), "nproc")
+})
+
+test_that("validate_limits() refuses non-numeric values", {
+  expect_input_error(validate_limits(list(cpu = "60")), c("cpu", "string"))
+  expect_input_error(validate_limits(list(cpu = TRUE)), "cpu")
+  expect_input_error(validate_limits(list(cpu = NULL)), "cpu")
+})
+
+test_that("validate_limits() refuses more than one number per limit", {
+  expect_input_error(validate_limits(list(cpu = c(1, 2))), "cpu")
+})
+
+test_that("validate_limits() refuses unnamed entries", {
+  expect_input_error(validate_limits(list(60)), c("named", "position 1"))
+  expect_input_error(
+    validate_limits(list(cpu = 60, 10)),
+    c("named", "position 2", "nofile")
+  )
+  expect_input_error(validate_limits(c(1, 2)), "named")
+})
+
+test_that("validate_limits() refuses duplicated names", {
+  expect_input_error(validate_limits(list(cpu = 1, cpu = 2)), "cpu")
+})
+
+test_that("validate_limits() refuses something that is not a list", {
+  expect_input_error(validate_limits("cpu"), "named list")
+  expect_input_error(validate_limits(data.frame(cpu = 1)), "named list")
+})
+
+test_that("validate_limits() refuses finite values too large for the launcher", {
+  expect_input_error(validate_limits(list(memory = 1e15)), c("memory", "Inf"))
+  expect_silent(validate_limits(list(memory = 1e15 - 1)))
+})
+
+# resolve_limits() -------------------------------------------------------
+
+test_that("resolve_limits(NULL) gives the defaults", {
+  expect_identical(resolve_limits(NULL), default_limits())
+})
+
+test_that("resolve_limits(list()) turns every limit off", {
+  expect_identical(resolve_limits(list()), list())
+})
+
+test_that("resolve_limits() merges a partial list over the defaults", {
+  expect_identical(
+    resolve_limits(list(memory = 1024^3, stack = 8 * 1024^2)),
+    list(
+      cpu = 60,
+      memory = 1024^3,
+      fsize = 100 * 1024^2,
+      nproc = 256,
+      nofile = 256,
+      stack = 8 * 1024^2
+    )
+  )
+})
+
+test_that("resolve_limits() removes the entries set to Inf", {
+  out <- resolve_limits(list(cpu = Inf, nproc = 32))
+  expect_named(out, c("memory", "fsize", "nproc", "nofile"))
+  expect_identical(out$nproc, 32)
+})
+
+test_that("resolve_limits() keeps a stable order whatever the input order", {
+  out <- resolve_limits(list(stack = 1024, cpu = 1))
+  expect_named(out, c("cpu", "memory", "fsize", "nproc", "nofile", "stack"))
+})
+
+test_that("resolve_limits() validates first", {
+  expect_input_error(resolve_limits(list(cpu = 0)), "cpu")
+})
+
+# limits_spec() ----------------------------------------------------------
+
+test_that("limits_spec() of the defaults gives the launcher JSON", {
+  expect_identical(
+    to_json(limits_spec(resolve_limits(NULL))),
+    paste0(
+      '{"cpu":60,"memory":2147483648,"fsize":104857600,',
+      '"nproc":256,"nofile":256,"stack":null}'
+    )
+  )
+})
+
+test_that("limits_spec() writes null for every limit when all are off", {
+  expect_identical(
+    to_json(limits_spec(list())),
+    '{"cpu":null,"memory":null,"fsize":null,"nproc":null,"nofile":null,"stack":null}'
+  )
+})
+
+test_that("limits_spec() prints large values as integers", {
+  spec <- limits_spec(list(memory = 64 * 1024^3, fsize = 1e15 - 1, stack = 8 * 1024^2))
+  expect_identical(
+    to_json(spec),
+    paste0(
+      '{"cpu":null,"memory":68719476736,"fsize":999999999999999,',
+      '"nproc":null,"nofile":null,"stack":8388608}'
+    )
+  )
+})
+
+test_that("limits_spec() rounds up to whole numbers, cpu to at least 1 s", {
+  spec <- limits_spec(list(cpu = 0.2, memory = 1000.5, nproc = 2.1))
+  expect_identical(spec$cpu, 1)
+  expect_identical(spec$memory, 1001)
+  expect_identical(spec$nproc, 3)
+  expect_identical(limits_spec(list(cpu = 90.5))$cpu, 91)
+})
+
+test_that("limits_spec() names all six launcher fields in order", {
+  expect_named(
+    limits_spec(list(cpu = 1)),
+    c("cpu", "memory", "fsize", "nproc", "nofile", "stack")
+  )
+})
+
+test_that("limits_spec() drops Inf entries and treats NULL as the defaults", {
+  expect_null(limits_spec(list(cpu = Inf))$cpu)
+  expect_identical(limits_spec(NULL), limits_spec(default_limits()))
+})
+
+# describe_limit() -------------------------------------------------------
+
+test_that("describe_limit() describes each limit for error messages", {
+  expect_identical(describe_limit("cpu", 60), "CPU time (60 s)")
+  expect_identical(describe_limit("memory", 2 * 1024^3), "memory (2 GiB)")
+  expect_identical(describe_limit("fsize", 100 * 1024^2), "file size (100 MiB)")
+  expect_identical(describe_limit("nproc", 256), "processes (256)")
+  expect_identical(describe_limit("nofile", 256), "open files (256)")
+  expect_identical(describe_limit("stack", 8 * 1024^2), "stack (8 MiB)")
+})
+
+test_that("describe_limit() formats odd sizes readably", {
+  expect_identical(describe_limit("memory", 1.5 * 1024^3), "memory (1.5 GiB)")
+  expect_identical(describe_limit("fsize", 512), "file size (512 B)")
+  expect_identical(describe_limit("memory", 2147483648), "memory (2 GiB)")
+  expect_identical(describe_limit("nofile", 100000), "open files (100000)")
+})
+
+test_that("describe_limit() says when there is no limit", {
+  expect_identical(describe_limit("cpu", NULL), "CPU time (no limit)")
+  expect_identical(describe_limit("memory", Inf), "memory (no limit)")
+})
+
+test_that("describe_limit() refuses an unknown limit name", {
+  expect_input_error(describe_limit("ram", 1), c("ram", "memory"))
+})
