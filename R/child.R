@@ -110,14 +110,14 @@ child_start <- function(opts) {
   child$layers <- NULL
   ready <- FALSE
   on.exit(if (!ready) child_stop(child), add = TRUE)
-  child_wait_ready(child, opts$start_timeout)
+  child_wait_ready(child, opts$start_timeout, opts$strict)
   setup <- list(tools = tool_specs(opts$tools), max_frame = opts$max_frame)
   child_send(child, kinds[["setup"]], setup, opts$start_timeout)
   ready <- TRUE
   child
 }
 
-child_wait_ready <- function(child, timeout) {
+child_wait_ready <- function(child, timeout, strict = FALSE) {
   deadline <- now() + timeout
   lines <- character()
   repeat {
@@ -143,7 +143,7 @@ child_wait_ready <- function(child, timeout) {
         c(
           "The sandbox could not be set up: the {.field {ev$layer}} layer failed.",
           x = "{ev$message}",
-          i = "Run {.code securer_sandbox_check()} for details, or use {.code sandbox_strict = FALSE} to allow the fallback tier."
+          i = if (isTRUE(strict)) "With {.code sandbox_strict = FALSE} securer runs with the layers that can be applied, and warns." else "See {.code vignette(\"deployment\", package = \"securer\")} for what each layer needs."
         ),
         class = "securer_sandbox_error",
         layer = ev$layer

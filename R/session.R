@@ -212,6 +212,26 @@ SecureSession <- R6::R6Class(
 session_execute <- function(self, private, code, timeout, validate,
                             output_handler, max_tool_calls, max_code_length,
                             max_output_lines) {
+  run <- execution_begin(
+    private, code, timeout, validate, output_handler, max_tool_calls,
+    max_code_length, max_output_lines
+  )
+  on.exit(private$busy <- FALSE, add = TRUE)
+  outcome <- tryCatch(
+    pump_execution(private, run),
+    interrupt = function(e) {
+      interrupt_execution(private, run)
+      list(type = "interrupted")
+    }
+  )
+  execution_end(private, run, outcome)
+}
+
+# Checks the request, marks the session busy and sends the code. Returns
+# the run state that `execution_step()` advances.
+execution_begin <- function(private, code, timeout, validate, output_handler,
+                            max_tool_calls, max_code_length,
+                            max_output_lines) {
   check_string(code)
   check_number(timeout, allow_inf = TRUE)
   check_flag(validate)
@@ -271,29 +291,34 @@ session_execute <- function(self, private, code, timeout, validate,
     private$replace_child()
   }
   private$busy <- TRUE
-  on.exit(private$busy <- FALSE, add = TRUE)
   private$executions <- private$executions + 1L
   run <- new_run(timeout, output_handler, max_tool_calls, max_output_lines)
   logger <- private$logger
-  if (logger$on) {
-    log_event(logger, "execute_start", NULL, code = code)
-    on.exit(log_execution_end(logger, run), add = TRUE)
-  }
+  if (logger$on) log_event(logger, "execute_start", NULL, code = code)
+  sent <- FALSE
+  on.exit(if (!sent) private$busy <- FALSE, add = TRUE)
   child_send(private$child, kinds[["exec"]], code, min(timeout, 30))
-  outcome <- tryCatch(
-    pump_execution(private, run),
-    interrupt = function(e) {
-      interrupt_execution(private, run)
-      list(type = "interrupted")
-    }
+  sent <- TRUE
+  run
+}
+
+# The value of a finished run, or its classed error.
+execution_end <- function(private, run, outcome) {
+  on.exit(
+    {
+      private$busy <- FALSE
+      if (private$logger$on) log_execution_end(private$logger, run)
+    },
+    add = TRUE
   )
   private$output <- run$output
-  finish_execution(private, run, outcome, timeout)
+  finish_execution(private, run, outcome, run$timeout)
 }
 
 new_run <- function(timeout, output_handler, max_tool_calls, max_output_lines) {
   run <- new.env(parent = emptyenv())
   run$deadline <- now() + timeout
+  run$timeout <- timeout
   run$handler <- output_handler
   run$max_tool_calls <- max_tool_calls
   run$max_lines <- max_output_lines
@@ -347,25 +372,39 @@ add_output <- function(run, lines) {
   invisible()
 }
 
-# The event loop of one execution: returns the final event (result, error,
+# One step of an execution: waits at most `wait_ms` for an event and
+# handles it. Returns NULL when nothing happened, TRUE when an event was
+# handled and the run goes on, else the run's final event (result, error,
 # refused value, exit, protocol error or timeout).
+execution_step <- function(private, run, wait_ms) {
+  left <- run$deadline - now()
+  if (left <= 0) {
+    return(list(type = "timeout"))
+  }
+  ev <- rs_next_event(private$child$handle, min(wait_ms, left * 1000))
+  if (is.null(ev)) {
+    return(NULL)
+  }
+  type <- ev$type
+  if (type == "output") {
+    add_output(run, ev$lines)
+    return(TRUE)
+  }
+  if (type == "tool_call") {
+    serve_tool_call(private, run, ev$payload)
+    return(TRUE)
+  }
+  if (type == "refused" && ev$kind == "tool_call") {
+    reply_tool_error(private, run, paste0("The tool call was refused: ", ev$message))
+    return(TRUE)
+  }
+  ev
+}
+
 pump_execution <- function(private, run) {
-  handle <- private$child$handle
   repeat {
-    left <- run$deadline - now()
-    if (left <= 0) {
-      return(list(type = "timeout"))
-    }
-    ev <- rs_next_event(handle, if (left > 0.1) 100 else left * 1000)
-    if (is.null(ev)) next
-    type <- ev$type
-    if (type == "output") {
-      add_output(run, ev$lines)
-    } else if (type == "tool_call") {
-      serve_tool_call(private, run, ev$payload)
-    } else if (type == "refused" && ev$kind == "tool_call") {
-      reply_tool_error(private, run, paste0("The tool call was refused: ", ev$message))
-    } else {
+    ev <- execution_step(private, run, 100)
+    if (is.list(ev)) {
       return(ev)
     }
   }
@@ -417,7 +456,7 @@ serve_tool_call <- function(private, run, payload) {
     started <- now()
   }
   res <- tryCatch(
-    list(ok = TRUE, value = do.call(fn, args)),
+    list(ok = TRUE, value = do.call(fn, args, quote = TRUE)),
     error = function(e) list(ok = FALSE, message = conditionMessage(e))
   )
   if (logger$on) {

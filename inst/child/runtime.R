@@ -89,7 +89,8 @@ local({
     }
 
     make_tool <- function(name, types) {
-      arg_names <- names(types)
+      # A tool without arguments has types = list(), whose names are NULL.
+      arg_names <- as.character(names(types))
       fn <- function() NULL
       formals(fn) <- stats::setNames(
         rep(list(quote(expr = )), length(arg_names)), arg_names

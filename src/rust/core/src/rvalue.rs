@@ -1268,3 +1268,841 @@ fn sorted(values: impl Iterator<Item = Option<f64>>, decr: bool, na_first: bool)
     true
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes of a fixture written by `tests/fixtures/make_fixtures.R`.
+    macro_rules! fixture {
+        ($name:literal) => {
+            ($name, include_bytes!(concat!("../tests/fixtures/", $name, ".bin")) as &[u8])
+        };
+    }
+
+    /// Values R 4.2 serialized that must cross.
+    const ACCEPTED: &[(&str, &[u8])] = &[
+        fixture!("null"),
+        fixture!("lgl"),
+        fixture!("int"),
+        fixture!("dbl"),
+        fixture!("cplx"),
+        fixture!("chr"),
+        fixture!("chr_latin1"),
+        fixture!("raw"),
+        fixture!("na_all"),
+        fixture!("empty"),
+        fixture!("named_list"),
+        fixture!("nested_list"),
+        fixture!("matrix_dimnames"),
+        fixture!("array3d"),
+        fixture!("dim_altrep"),
+        fixture!("table"),
+        fixture!("data_frame"),
+        fixture!("data_frame_xdr"),
+        fixture!("factor"),
+        fixture!("posixlt"),
+        fixture!("ts"),
+        fixture!("attrs"),
+        fixture!("intseq"),
+        fixture!("intseq_neg"),
+        fixture!("realseq"),
+        fixture!("deferred_string"),
+        fixture!("deferred_string_real"),
+        fixture!("wrap_integer"),
+        fixture!("wrap_integer_na_first"),
+        fixture!("wrap_real_decr"),
+        fixture!("wrap_compact"),
+        fixture!("wrap_string"),
+        fixture!("names_wrapped"),
+        fixture!("v2_list"),
+        fixture!("v2_xdr"),
+        fixture!("long_chr"),
+        fixture!("big_dbl"),
+        fixture!("symbol_tags"),
+    ];
+
+    /// Values R 4.2 serialized that must be refused, with the type named.
+    const REFUSED: &[((&str, &[u8]), &str)] = &[
+        (fixture!("closure"), "closure"),
+        (fixture!("bytecode"), "bytecode"),
+        (fixture!("env"), "environment"),
+        (fixture!("globalenv"), "environment"),
+        (fixture!("emptyenv"), "environment"),
+        (fixture!("baseenv"), "environment"),
+        (fixture!("namespace"), "environment"),
+        (fixture!("language"), "language object"),
+        (fixture!("expression"), "expression"),
+        (fixture!("formula"), "language object"),
+        (fixture!("symbol"), "symbol"),
+        (fixture!("pairlist"), "pairlist"),
+        (fixture!("builtin"), "builtin function"),
+        (fixture!("special"), "builtin function"),
+        (fixture!("extptr"), "external pointer"),
+        (fixture!("s4"), "S4 object"),
+        (fixture!("s4_numeric"), "S4 object"),
+        (fixture!("list_with_closure"), "closure"),
+        (fixture!("attr_with_env"), "environment"),
+    ];
+
+    /// Hand-built streams.
+    struct S {
+        b: Vec<u8>,
+        big: bool,
+    }
+
+    impl S {
+        /// Version-3 native ("B\n") header as R 4.2.2 writes it.
+        fn v3() -> S {
+            let mut s = S {
+                b: b"B\n".to_vec(),
+                big: false,
+            };
+            s = s.int(3).int(0x0004_0202).int(0x0003_0500).int(5);
+            s.b.extend_from_slice(b"UTF-8");
+            s
+        }
+
+        /// Version-2 XDR header.
+        fn v2_xdr() -> S {
+            let s = S {
+                b: b"X\n".to_vec(),
+                big: true,
+            };
+            s.int(2).int(0x0004_0202).int(0x0002_0300)
+        }
+
+        fn int(mut self, v: i32) -> S {
+            let b = if self.big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            };
+            self.b.extend_from_slice(&b);
+            self
+        }
+
+        fn dbl(mut self, v: f64) -> S {
+            let b = if self.big {
+                v.to_bits().to_be_bytes()
+            } else {
+                v.to_bits().to_le_bytes()
+            };
+            self.b.extend_from_slice(&b);
+            self
+        }
+
+        fn flags(self, ty: u8, attr: bool, tag: bool) -> S {
+            let f = i32::from(ty) | (i32::from(attr) << 9) | (i32::from(tag) << 10);
+            self.int(f)
+        }
+
+        fn chars(mut self, text: &str) -> S {
+            self = self.int(0x0004_0009).int(text.len() as i32);
+            self.b.extend_from_slice(text.as_bytes());
+            self
+        }
+
+        fn sym(self, name: &str) -> S {
+            self.flags(SYMSXP, false, false).chars(name)
+        }
+
+        fn ints(self, values: &[i32]) -> S {
+            let mut s = self.flags(INTSXP, false, false).int(values.len() as i32);
+            for &v in values {
+                s = s.int(v);
+            }
+            s
+        }
+
+        fn dbls(self, values: &[f64]) -> S {
+            let mut s = self.flags(REALSXP, false, false).int(values.len() as i32);
+            for &v in values {
+                s = s.dbl(v);
+            }
+            s
+        }
+
+        fn nil(self) -> S {
+            self.flags(NILVALUE_SXP, false, false)
+        }
+
+        /// ALTREP header and info pairlist for `class` from `package`.
+        fn altrep(self, class: &str, package: &str, ty: u8) -> S {
+            self.flags(ALTREP_SXP, false, false)
+                .flags(LISTSXP, false, false)
+                .sym(class)
+                .flags(LISTSXP, false, false)
+                .sym(package)
+                .flags(LISTSXP, false, false)
+                .ints(&[i32::from(ty)])
+                .nil()
+        }
+
+        fn done(self) -> Vec<u8> {
+            self.b
+        }
+    }
+
+    fn malformed_err(r: Result<(), ValueError>) -> bool {
+        matches!(r, Err(ValueError::Malformed { .. }))
+    }
+
+    #[test]
+    fn accepts_values_serialized_by_r() {
+        for (name, bytes) in ACCEPTED {
+            assert_eq!(check(bytes), Ok(()), "fixture {name}");
+        }
+    }
+
+    #[test]
+    fn refuses_values_serialized_by_r_naming_the_type() {
+        for ((name, bytes), ty) in REFUSED {
+            let err = check(bytes).expect_err(name);
+            assert_eq!(err, ValueError::Forbidden(ty), "fixture {name}");
+            assert_eq!(
+                err.to_string(),
+                format!("values of type '{ty}' cannot cross the sandbox boundary"),
+                "fixture {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_a_valid_stream_is_truncated() {
+        for (name, bytes) in ACCEPTED.iter().filter(|(_, b)| b.len() < 4096) {
+            for n in 0..bytes.len() {
+                assert_eq!(
+                    check(&bytes[..n]),
+                    Err(ValueError::Truncated),
+                    "fixture {name} cut at {n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_a_refused_stream_is_an_error() {
+        for ((name, bytes), _) in REFUSED {
+            for n in 0..bytes.len() {
+                assert!(check(&bytes[..n]).is_err(), "fixture {name} cut at {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        for (name, bytes) in ACCEPTED {
+            let mut v = bytes.to_vec();
+            v.push(0);
+            assert_eq!(check(&v), Err(ValueError::TrailingBytes(1)), "fixture {name}");
+        }
+        let two_values = S::v3().nil().nil().done();
+        assert_eq!(check(&two_values), Err(ValueError::TrailingBytes(4)));
+    }
+
+    #[test]
+    fn formats_and_headers() {
+        assert_eq!(check(b""), Err(ValueError::Truncated));
+        assert_eq!(check(b"B"), Err(ValueError::Truncated));
+        let ascii = include_bytes!("../tests/fixtures/ascii.bin");
+        assert!(matches!(check(ascii), Err(ValueError::UnsupportedFormat(_))));
+        assert!(matches!(check(b"hello world"), Err(ValueError::UnsupportedFormat(_))));
+        assert!(matches!(check(b"X\r"), Err(ValueError::UnsupportedFormat(_))));
+        assert!(matches!(
+            check(b"RDX3\nX\n"),
+            Err(ValueError::UnsupportedFormat(_))
+        ));
+        // Version 4 does not exist; version 1 is not R_Unserialize's.
+        for v in [1, 4, -1] {
+            let s = S::v2_xdr().done();
+            let mut s = S { b: s, big: true };
+            s.b.truncate(2);
+            let bytes = s.int(v).int(0).int(0).nil().done();
+            assert!(
+                matches!(check(&bytes), Err(ValueError::UnsupportedFormat(_))),
+                "version {v}"
+            );
+        }
+        // Version 2 has no encoding; XDR is big-endian.
+        assert_eq!(check(&S::v2_xdr().ints(&[1, 2, 3]).done()), Ok(()));
+        // Encoding names are limited in length and to known encodings.
+        let enc = |name: &str| {
+            let mut s = S {
+                b: b"B\n".to_vec(),
+                big: false,
+            }
+            .int(3)
+            .int(0)
+            .int(0)
+            .int(name.len() as i32);
+            s.b.extend_from_slice(name.as_bytes());
+            s.nil().done()
+        };
+        assert_eq!(check(&enc("UTF-8")), Ok(()));
+        assert_eq!(check(&enc("ANSI_X3.4-1968")), Ok(()));
+        assert_eq!(check(&enc("")), Ok(()));
+        assert!(matches!(
+            check(&enc("ISO-2022-CN-EXT")),
+            Err(ValueError::UnsupportedFormat(_))
+        ));
+        assert!(malformed_err(check(&enc(&"U".repeat(64)))));
+        let negative = S {
+            b: b"B\n".to_vec(),
+            big: false,
+        }
+        .int(3)
+        .int(0)
+        .int(0)
+        .int(-1)
+        .nil()
+        .done();
+        assert!(malformed_err(check(&negative)));
+    }
+
+    #[test]
+    fn handcrafted_forbidden_types() {
+        // A promise (PROMSXP) at top level and inside a list, with the
+        // flags R writes for one (attr/tag bits set).
+        let promise = S::v3().flags(PROMSXP, false, true).nil().done();
+        assert_eq!(check(&promise), Err(ValueError::Forbidden("promise")));
+        let in_list = S::v3()
+            .flags(VECSXP, false, false)
+            .int(2)
+            .nil()
+            .flags(PROMSXP, false, false)
+            .done();
+        assert_eq!(check(&in_list), Err(ValueError::Forbidden("promise")));
+        let cases: &[(u8, &str)] = &[
+            (CLOSXP, "closure"),
+            (ENVSXP, "environment"),
+            (LANGSXP, "language object"),
+            (SPECIALSXP, "builtin function"),
+            (BUILTINSXP, "builtin function"),
+            (DOTSXP, "..."),
+            (ANYSXP, "any"),
+            (EXPRSXP, "expression"),
+            (BCODESXP, "bytecode"),
+            (EXTPTRSXP, "external pointer"),
+            (WEAKREFSXP, "weak reference"),
+            (S4SXP, "S4 object"),
+            (ATTRLISTSXP, "pairlist"),
+            (ATTRLANGSXP, "language object"),
+            (BASEENV_SXP, "environment"),
+            (EMPTYENV_SXP, "environment"),
+            (BCREPREF, "bytecode"),
+            (BCREPDEF, "bytecode"),
+            (GENERICREFSXP, "class reference"),
+            (CLASSREFSXP, "class reference"),
+            (PERSISTSXP, "persistent reference"),
+            (PACKAGESXP, "environment"),
+            (NAMESPACESXP, "environment"),
+            (BASENAMESPACE_SXP, "environment"),
+            (MISSINGARG_SXP, "missing argument"),
+            (UNBOUNDVALUE_SXP, "unbound value"),
+            (GLOBALENV_SXP, "environment"),
+            (SYMSXP, "symbol"),
+            (LISTSXP, "pairlist"),
+        ];
+        for &(ty, name) in cases {
+            let bytes = S::v3().flags(ty, false, false).done();
+            assert_eq!(check(&bytes), Err(ValueError::Forbidden(name)), "type {ty}");
+            // Also as an attribute value.
+            let attr = S::v3()
+                .flags(INTSXP, true, false)
+                .int(0)
+                .flags(LISTSXP, false, true)
+                .sym("x")
+                .flags(ty, false, false)
+                .done();
+            assert_eq!(check(&attr), Err(ValueError::Forbidden(name)), "attr type {ty}");
+        }
+    }
+
+    #[test]
+    fn unknown_type_codes() {
+        for ty in [NILSXP, 11, 12, 26, 99, 237] {
+            let bytes = S::v3().flags(ty, false, false).done();
+            assert_eq!(
+                check(&bytes),
+                Err(ValueError::UnknownType {
+                    code: ty,
+                    offset: 23
+                }),
+                "type {ty}"
+            );
+        }
+        // A bare CHARSXP is not a value.
+        assert!(malformed_err(check(&S::v3().chars("x").done())));
+    }
+
+    #[test]
+    fn s4_bit_is_refused() {
+        let s4 = 1 << 16;
+        for ty in [LGLSXP, INTSXP, REALSXP, STRSXP, VECSXP, RAWSXP, CPLXSXP] {
+            let bytes = S::v3().int(i32::from(ty) | s4 | (1 << 8)).int(0).done();
+            assert_eq!(check(&bytes), Err(ValueError::Forbidden("S4 object")));
+        }
+        let altrep = S::v3().int(i32::from(ALTREP_SXP) | s4).done();
+        assert_eq!(check(&altrep), Err(ValueError::Forbidden("S4 object")));
+    }
+
+    #[test]
+    fn unknown_altrep_classes_are_refused() {
+        let bytes = S::v3()
+            .altrep("vroom_dbl", "vroom", REALSXP)
+            .dbls(&[1.0])
+            .nil()
+            .done();
+        let err = check(&bytes).unwrap_err();
+        assert_eq!(
+            err,
+            ValueError::AltrepClass {
+                class: "vroom_dbl".into(),
+                package: "vroom".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "ALTREP class 'vroom_dbl' from package 'vroom' cannot cross the sandbox boundary"
+        );
+        // Known names from another package, and base classes not allowed.
+        for (class, package) in [
+            ("compact_intseq", "evil"),
+            ("mmap_real", "base"),
+            ("mmap_integer", "base"),
+            ("", ""),
+        ] {
+            let bytes = S::v3().altrep(class, package, INTSXP).nil().nil().done();
+            assert!(
+                matches!(check(&bytes), Err(ValueError::AltrepClass { .. })),
+                "{class}/{package}"
+            );
+        }
+        // Control characters in the names are not echoed.
+        let bytes = S::v3().altrep("a\nb\x1b[31m", "p", INTSXP).done();
+        match check(&bytes) {
+            Err(ValueError::AltrepClass { class, .. }) => assert_eq!(class, "ab[31m"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn altrep_state_is_checked() {
+        let seq = |ty: u8, class: &str, state: &[f64]| {
+            S::v3().altrep(class, "base", ty).dbls(state).nil().done()
+        };
+        assert_eq!(check(&seq(INTSXP, "compact_intseq", &[10.0, 1.0, 1.0])), Ok(()));
+        assert_eq!(check(&seq(INTSXP, "compact_intseq", &[10.0, 1.0, -1.0])), Ok(()));
+        assert_eq!(check(&seq(REALSXP, "compact_realseq", &[5.0, 1e10, 1.0])), Ok(()));
+        let bad_states: &[(u8, &str, &[f64])] = &[
+            (INTSXP, "compact_intseq", &[10.0, 1.0, 2.0]),
+            (INTSXP, "compact_intseq", &[-1.0, 1.0, 1.0]),
+            (INTSXP, "compact_intseq", &[1.5, 1.0, 1.0]),
+            (INTSXP, "compact_intseq", &[f64::NAN, 1.0, 1.0]),
+            (INTSXP, "compact_intseq", &[1e300, 1.0, 1.0]),
+            (INTSXP, "compact_intseq", &[10.0, 2147483640.0, 1.0]),
+            (INTSXP, "compact_intseq", &[10.0, -2147483648.0, 1.0]),
+            (INTSXP, "compact_intseq", &[10.0, 0.5, 1.0]),
+            (INTSXP, "compact_intseq", &[10.0, 1.0]),
+            (INTSXP, "compact_intseq", &[10.0, 1.0, 1.0, 1.0]),
+            (REALSXP, "compact_realseq", &[5.0, f64::INFINITY, 1.0]),
+            (REALSXP, "compact_realseq", &[5.0, 1.0, 0.0]),
+            // Type in the info must be the class's.
+            (REALSXP, "compact_intseq", &[10.0, 1.0, 1.0]),
+            (INTSXP, "compact_realseq", &[10.0, 1.0, 1.0]),
+        ];
+        for (ty, class, state) in bad_states {
+            assert!(
+                malformed_err(check(&seq(*ty, class, state))),
+                "{class} {state:?}"
+            );
+        }
+        // Integer state (written by R 3.5.0) is read unchecked as doubles.
+        let int_state = S::v3()
+            .altrep("compact_intseq", "base", INTSXP)
+            .ints(&[10, 1, 1])
+            .nil()
+            .done();
+        assert!(malformed_err(check(&int_state)));
+
+        // deferred_string: CONS(numeric, scipen integer).
+        let deferred = |arg: S, info: &[i32]| {
+            arg.ints(info).nil().done()
+        };
+        let head = || {
+            S::v3()
+                .altrep("deferred_string", "base", STRSXP)
+                .flags(LISTSXP, false, false)
+        };
+        assert_eq!(check(&deferred(head().ints(&[1, 2]), &[0])), Ok(()));
+        assert_eq!(check(&deferred(head().dbls(&[1.5]), &[0])), Ok(()));
+        assert!(malformed_err(check(&deferred(head().ints(&[1, 2]), &[]))));
+        let chr_arg = head()
+            .flags(STRSXP, false, false)
+            .int(1)
+            .chars("a")
+            .ints(&[0])
+            .nil()
+            .done();
+        assert!(malformed_err(check(&chr_arg)));
+        let closure_arg = head().flags(CLOSXP, false, false).done();
+        assert_eq!(check(&closure_arg), Err(ValueError::Forbidden("closure")));
+        let real_info = head().ints(&[1]).dbls(&[0.0]).nil().done();
+        assert!(malformed_err(check(&real_info)));
+
+        // Wrappers: the wrapped type must match and the claims hold.
+        let w = |class: &str, ty: u8, body: fn(S) -> S, meta: &[i32]| {
+            let s = S::v3()
+                .altrep(class, "base", ty)
+                .flags(LISTSXP, false, false);
+            body(s).ints(meta).nil().done()
+        };
+        let unknown = i32::MIN;
+        assert_eq!(check(&w("wrap_integer", INTSXP, |s| s.ints(&[1, 2, 3]), &[1, 1])), Ok(()));
+        assert_eq!(
+            check(&w("wrap_integer", INTSXP, |s| s.ints(&[1, 2, i32::MIN]), &[1, 0])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&w("wrap_integer", INTSXP, |s| s.ints(&[i32::MIN, 3, 2]), &[-2, 0])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&w("wrap_integer", INTSXP, |s| s.ints(&[3, 1, 2]), &[unknown, 0])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&w("wrap_integer", INTSXP, |s| s.ints(&[3, 1, 2]), &[0, 0])),
+            Ok(())
+        );
+        let bad: &[(&str, u8, fn(S) -> S, &[i32])] = &[
+            ("wrap_integer", INTSXP, |s| s.ints(&[3, 1, 2]), &[1, 0]),
+            ("wrap_integer", INTSXP, |s| s.ints(&[1, 2, 3]), &[-1, 0]),
+            ("wrap_integer", INTSXP, |s| s.ints(&[1, i32::MIN, 3]), &[1, 0]),
+            ("wrap_integer", INTSXP, |s| s.ints(&[i32::MIN, 1, 3]), &[1, 0]),
+            ("wrap_integer", INTSXP, |s| s.ints(&[1, i32::MIN]), &[unknown, 1]),
+            ("wrap_integer", INTSXP, |s| s.ints(&[1, 2]), &[7, 0]),
+            ("wrap_integer", INTSXP, |s| s.ints(&[1, 2]), &[1, 2]),
+            ("wrap_integer", INTSXP, |s| s.ints(&[1, 2]), &[1]),
+            ("wrap_integer", INTSXP, |s| s.ints(&[1, 2]), &[1, 0, 0]),
+            ("wrap_integer", INTSXP, |s| s.dbls(&[1.0]), &[unknown, 0]),
+            ("wrap_real", REALSXP, |s| s.dbls(&[2.0, f64::NAN]), &[unknown, 1]),
+            ("wrap_real", REALSXP, |s| s.dbls(&[2.0, 1.0]), &[1, 0]),
+            ("wrap_string", STRSXP, |s| s.flags(STRSXP, false, false).int(2).chars("b").chars("a"), &[1, 0]),
+            ("wrap_string", STRSXP, |s| s.flags(STRSXP, false, false).int(1).int(9).int(-1), &[unknown, 1]),
+        ];
+        for (class, ty, body, meta) in bad {
+            assert!(malformed_err(check(&w(class, *ty, *body, meta))), "{class} {meta:?}");
+        }
+        // The wrapped value is checked like any other.
+        let wrapped_env = w("wrap_list", VECSXP, |s| s.flags(VECSXP, false, false).int(1).flags(ENVSXP, false, false), &[0, 0]);
+        assert_eq!(check(&wrapped_env), Err(ValueError::Forbidden("environment")));
+        // The state must be a pairlist.
+        let not_pairlist = S::v3()
+            .altrep("wrap_integer", "base", INTSXP)
+            .ints(&[1])
+            .done();
+        assert!(malformed_err(check(&not_pairlist)));
+        // Info with a tag, or too long, is malformed.
+        let tagged_info = S::v3()
+            .flags(ALTREP_SXP, false, false)
+            .flags(LISTSXP, false, true)
+            .sym("t")
+            .sym("compact_intseq")
+            .done();
+        assert!(malformed_err(check(&tagged_info)));
+        let long_info = S::v3()
+            .flags(ALTREP_SXP, false, false)
+            .flags(LISTSXP, false, false)
+            .sym("compact_intseq")
+            .flags(LISTSXP, false, false)
+            .sym("base")
+            .flags(LISTSXP, false, false)
+            .ints(&[13])
+            .flags(LISTSXP, false, false)
+            .done();
+        assert!(malformed_err(check(&long_info)));
+    }
+
+    #[test]
+    fn giant_lengths_are_refused_without_allocating() {
+        let long = |ty: u8, upper: i32, lower: i32| {
+            S::v3().flags(ty, false, false).int(-1).int(upper).int(lower).done()
+        };
+        for ty in [LGLSXP, INTSXP, REALSXP, CPLXSXP, RAWSXP, STRSXP, VECSXP] {
+            assert_eq!(check(&long(ty, 65536, 0)), Err(ValueError::Truncated), "{ty}");
+            assert_eq!(check(&long(ty, 256, 0)), Err(ValueError::Truncated), "{ty}");
+            assert_eq!(check(&long(ty, 0, -1)), Err(ValueError::Truncated), "{ty}");
+            assert!(malformed_err(check(&long(ty, 65537, 0))), "{ty}");
+            assert!(malformed_err(check(&long(ty, -1, -1))), "{ty}");
+            let max = S::v3().flags(ty, false, false).int(i32::MAX).done();
+            assert_eq!(check(&max), Err(ValueError::Truncated), "{ty}");
+            let neg = S::v3().flags(ty, false, false).int(-2).done();
+            assert!(malformed_err(check(&neg)), "{ty}");
+            let min = S::v3().flags(ty, false, false).int(i32::MIN).done();
+            assert!(malformed_err(check(&min)), "{ty}");
+        }
+        let big_string = S::v3()
+            .flags(STRSXP, false, false)
+            .int(1)
+            .int(0x0004_0009)
+            .int(i32::MAX)
+            .done();
+        assert_eq!(check(&big_string), Err(ValueError::Truncated));
+        let neg_string = S::v3()
+            .flags(STRSXP, false, false)
+            .int(1)
+            .int(0x0004_0009)
+            .int(-2)
+            .done();
+        assert!(malformed_err(check(&neg_string)));
+        // A long length that is actually present is fine.
+        let long_ok = S::v3()
+            .flags(RAWSXP, false, false)
+            .int(-1)
+            .int(0)
+            .int(3)
+            .done();
+        let mut long_ok = long_ok;
+        long_ok.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(check(&long_ok), Ok(()));
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = include_bytes!("../tests/fixtures/deep_list.bin");
+        assert_eq!(check(deep), Err(ValueError::TooDeep(DEFAULT_MAX_DEPTH)));
+        assert_eq!(
+            check(deep).unwrap_err().to_string(),
+            "value nested deeper than 512 levels"
+        );
+        let roomy = CheckLimits {
+            max_depth: 2000,
+            ..CheckLimits::default()
+        };
+        assert_eq!(check_with(deep, &roomy), Ok(()));
+        let nested = include_bytes!("../tests/fixtures/nested_list.bin");
+        let tight = CheckLimits {
+            max_depth: 50,
+            ..CheckLimits::default()
+        };
+        assert_eq!(check_with(nested, &tight), Err(ValueError::TooDeep(50)));
+
+        // Far deeper than any call stack would survive: no recursion.
+        let n = 200_000;
+        let mut s = S::v3();
+        for _ in 0..n {
+            s = s.flags(VECSXP, false, false).int(1);
+        }
+        let bytes = s.nil().done();
+        assert_eq!(check(&bytes), Err(ValueError::TooDeep(DEFAULT_MAX_DEPTH)));
+        let unlimited = CheckLimits {
+            max_depth: usize::MAX,
+            max_bytes: usize::MAX,
+        };
+        assert_eq!(check_with(&bytes, &unlimited), Ok(()));
+        assert_eq!(
+            check_with(&bytes[..bytes.len() - 1], &unlimited),
+            Err(ValueError::Truncated)
+        );
+
+        // Attributes nest too: 1:1 with an attribute holding the next.
+        let mut s = S::v3();
+        for _ in 0..n {
+            s = s
+                .flags(INTSXP, true, false)
+                .int(1)
+                .int(1)
+                .flags(LISTSXP, false, true)
+                .sym("a");
+        }
+        let bytes = s.nil().done();
+        assert_eq!(check(&bytes), Err(ValueError::TooDeep(DEFAULT_MAX_DEPTH)));
+    }
+
+    #[test]
+    fn size_is_bounded() {
+        let big = include_bytes!("../tests/fixtures/big_dbl.bin");
+        let limits = CheckLimits {
+            max_bytes: 1000,
+            ..CheckLimits::default()
+        };
+        let err = check_with(big, &limits).unwrap_err();
+        assert_eq!(
+            err,
+            ValueError::TooLarge {
+                size: big.len(),
+                max: 1000
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("value of {} bytes exceeds limit of 1000 bytes", big.len())
+        );
+    }
+
+    #[test]
+    fn long_attribute_lists_are_iterative() {
+        // 100k attributes in one pairlist, and symbol references to them.
+        let n = 100_000;
+        let mut s = S::v3().flags(LGLSXP, true, false).int(0);
+        for i in 0..n {
+            s = s
+                .flags(LISTSXP, false, true)
+                .sym(&format!("a{i}"))
+                .ints(&[i]);
+        }
+        // Refer back to symbol #256: its packed flags have bit 16 set,
+        // which is not an S4 bit on a reference.
+        s = s
+            .flags(LISTSXP, false, true)
+            .int((256 << 8) | i32::from(REFSXP))
+            .nil()
+            .flags(LISTSXP, false, true)
+            .int(i32::from(REFSXP))
+            .int(n)
+            .nil();
+        let bytes = s.nil().done();
+        assert_eq!(check(&bytes), Ok(()));
+    }
+
+    #[test]
+    fn references_must_name_known_symbols() {
+        let tag_ref = |index_flags: i32, extra: Option<i32>| {
+            let mut s = S::v3()
+                .flags(LGLSXP, true, false)
+                .int(0)
+                .flags(LISTSXP, false, true)
+                .sym("a")
+                .nil()
+                .flags(LISTSXP, false, true)
+                .int(index_flags);
+            if let Some(e) = extra {
+                s = s.int(e);
+            }
+            s.nil().nil().done()
+        };
+        let refsxp = i32::from(REFSXP);
+        assert_eq!(check(&tag_ref((1 << 8) | refsxp, None)), Ok(()));
+        assert_eq!(check(&tag_ref(refsxp, Some(1))), Ok(()));
+        assert!(malformed_err(check(&tag_ref((2 << 8) | refsxp, None))));
+        assert!(malformed_err(check(&tag_ref(refsxp, Some(0)))));
+        assert!(malformed_err(check(&tag_ref(refsxp, Some(-1)))));
+        assert!(malformed_err(check(&tag_ref(refsxp, Some(i32::MAX)))));
+        assert!(malformed_err(check(&tag_ref(-1, None))));
+        // A reference where a value belongs is a symbol value.
+        let value_ref = S::v3()
+            .flags(VECSXP, true, false)
+            .int(1)
+            .flags(REFSXP, false, false)
+            .done();
+        assert_eq!(check(&value_ref), Err(ValueError::Forbidden("symbol")));
+        // Symbols are refused as list elements.
+        let sym_elt = S::v3().flags(VECSXP, false, false).int(1).sym("x").done();
+        assert_eq!(check(&sym_elt), Err(ValueError::Forbidden("symbol")));
+    }
+
+    #[test]
+    fn attributes_are_validated() {
+        let with_attr = |value: S, name: &str, attr: fn(S) -> S| {
+            attr(value.flags(LISTSXP, false, true).sym(name)).nil().done()
+        };
+        let ints6 = || S::v3().flags(INTSXP, true, false).int(6).int(1).int(2).int(3).int(4).int(5).int(6);
+        fn strs(s: S, n: i32) -> S {
+            let mut s = s.flags(STRSXP, false, false).int(n);
+            for i in 0..n {
+                s = s.chars(&format!("s{i}"));
+            }
+            s
+        }
+        assert_eq!(check(&with_attr(ints6(), "dim", |s| s.ints(&[2, 3]))), Ok(()));
+        assert_eq!(check(&with_attr(ints6(), "dim", |s| s.ints(&[6]))), Ok(()));
+        assert_eq!(check(&with_attr(ints6(), "names", |s| strs(s, 6))), Ok(()));
+        assert_eq!(check(&with_attr(ints6(), "class", |s| strs(s, 2))), Ok(()));
+        assert_eq!(check(&with_attr(ints6(), "whatever", |s| s.nil())), Ok(()));
+        let bad: &[(&str, fn(S) -> S)] = &[
+            ("dim", |s| s.ints(&[2, 2])),
+            ("dim", |s| s.ints(&[-2, -3])),
+            ("dim", |s| s.ints(&[i32::MIN, 3])),
+            ("dim", |s| s.ints(&[])),
+            ("dim", |s| s.dbls(&[2.0, 3.0])),
+            ("dim", |s| s.ints(&[65536, 65536, 65536, 65536, 65536])),
+            ("names", |s| s.ints(&[1, 2, 3, 4, 5, 6])),
+            ("names", |s| s.flags(STRSXP, false, false).int(1).chars("x")),
+            ("class", |s| s.ints(&[1])),
+            ("tsp", |s| s.dbls(&[1.0, 2.0])),
+            ("row.names", |s| s.ints(&[i32::MIN, i32::MIN])),
+            ("dimnames", |s| s.flags(VECSXP, false, false).int(0)),
+        ];
+        for (name, attr) in bad {
+            assert!(malformed_err(check(&with_attr(ints6(), name, *attr))), "{name}");
+        }
+        // dim with dimnames, in either order.
+        let dn = |first: &str, second: &str, dims: &'static [i32], names: fn(S) -> S| {
+            let s = ints6().flags(LISTSXP, false, true).sym(first);
+            let s = if first == "dim" { s.ints(dims) } else { names(s) };
+            let s = s.flags(LISTSXP, false, true).sym(second);
+            let s = if second == "dim" { s.ints(dims) } else { names(s) };
+            s.nil().done()
+        };
+        let good_names: fn(S) -> S = |s| {
+            let s = s.flags(VECSXP, false, false).int(2).nil();
+            s.flags(STRSXP, false, false).int(3).chars("a").chars("b").chars("c")
+        };
+        let short_names: fn(S) -> S = |s| {
+            let s = s.flags(VECSXP, false, false).int(2).nil();
+            s.flags(STRSXP, false, false).int(2).chars("a").chars("b")
+        };
+        let int_names: fn(S) -> S = |s| s.flags(VECSXP, false, false).int(2).nil().ints(&[1, 2, 3]);
+        let one_names: fn(S) -> S = |s| s.flags(VECSXP, false, false).int(1).nil();
+        assert_eq!(check(&dn("dim", "dimnames", &[2, 3], good_names)), Ok(()));
+        assert_eq!(check(&dn("dimnames", "dim", &[2, 3], good_names)), Ok(()));
+        assert!(malformed_err(check(&dn("dim", "dimnames", &[2, 3], short_names))));
+        assert!(malformed_err(check(&dn("dim", "dimnames", &[2, 3], int_names))));
+        assert!(malformed_err(check(&dn("dim", "dimnames", &[2, 3], one_names))));
+        assert!(malformed_err(check(&dn("names", "dimnames", &[2, 3], good_names))));
+        // Duplicates of checked attributes.
+        let dup = {
+            let mut v = ints6().flags(LISTSXP, false, true).sym("dim").ints(&[6]);
+            v = v.flags(LISTSXP, false, true).int((1 << 8) | i32::from(REFSXP)).ints(&[6]);
+            v.nil().done()
+        };
+        assert!(malformed_err(check(&dup)));
+        // Attribute lists need tags, no attributes, and a NULL end.
+        let untagged = ints6().flags(LISTSXP, false, false).ints(&[1]).nil().done();
+        assert!(malformed_err(check(&untagged)));
+        let attributed = ints6().flags(LISTSXP, true, true).nil().sym("a").ints(&[1]).nil().done();
+        assert!(malformed_err(check(&attributed)));
+        let dotted = ints6().flags(LISTSXP, false, true).sym("a").ints(&[1]).ints(&[2]).done();
+        assert!(malformed_err(check(&dotted)));
+        let not_list = ints6().ints(&[1]).done();
+        assert!(malformed_err(check(&not_list)));
+        // A string's attributes are refused (R ignores them).
+        let chr_attr = S::v3()
+            .flags(STRSXP, false, false)
+            .int(1)
+            .int(0x0004_0209)
+            .int(1)
+            .done();
+        assert!(malformed_err(check(&chr_attr)));
+    }
+
+    #[test]
+    fn error_messages() {
+        assert_eq!(ValueError::Truncated.to_string(), "truncated value");
+        assert_eq!(
+            ValueError::Forbidden("promise").to_string(),
+            "values of type 'promise' cannot cross the sandbox boundary"
+        );
+        assert_eq!(
+            ValueError::TrailingBytes(3).to_string(),
+            "3 trailing bytes after the value"
+        );
+        let ascii = include_bytes!("../tests/fixtures/ascii.bin");
+        assert!(check(ascii)
+            .unwrap_err()
+            .to_string()
+            .starts_with("unsupported serialization format"));
+    }
+}

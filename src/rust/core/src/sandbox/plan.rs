@@ -20,6 +20,8 @@ pub(crate) enum Grant {
     Device,
     /// Read files and list directories (procfs).
     ReadData,
+    /// List directories only (the new root itself).
+    ListDir,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
