@@ -27,7 +27,10 @@ audit_log_path <- function(path) {
       class = "securer_audit_error"
     )
   }
-  if (nzchar(Sys.readlink(path))) {
+  # Sys.readlink() is NA for a file that does not exist yet, "" for a
+  # regular file.
+  link <- Sys.readlink(path)
+  if (!is.na(link) && nzchar(link)) {
     securer_abort(
       c(
         "The audit log {.path {path}} is a symbolic link.",
@@ -89,6 +92,9 @@ sanitize_message <- function(x) {
   host <- Sys.info()[["nodename"]]
   x <- gsub("(~|\\.{0,2})?(/[A-Za-z0-9._@+-]+)+/?", "<path>", x, perl = TRUE)
   x <- gsub("\\b(pid|PID|process)( id)?[ =:]*[0-9]+", "\\1 <pid>", x, perl = TRUE)
-  if (nzchar(host)) x <- gsub(host, "<host>", x, fixed = TRUE)
+  # Whole names only: a short host name ("vm") must not mangle other words.
+  if (nzchar(host)) {
+    x <- gsub(paste0("(?<![A-Za-z0-9-])\\Q", host, "\\E(?![A-Za-z0-9-])"), "<host>", x, perl = TRUE)
+  }
   x
 }

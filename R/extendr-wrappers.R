@@ -26,6 +26,8 @@ rs_alive <- function(ptr) .Call(wrap__rs_alive, ptr)
 
 rs_wait_any <- function(ptrs, timeout_ms) .Call(wrap__rs_wait_any, ptrs, timeout_ms)
 
+rs_poll_fds <- function(ptr) .Call(wrap__rs_poll_fds, ptr)
+
 rs_check_value <- function(bytes, max_bytes) .Call(wrap__rs_check_value, bytes, max_bytes)
 
 rs_random_token <- function() .Call(wrap__rs_random_token)

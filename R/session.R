@@ -290,13 +290,15 @@ execution_begin <- function(private, code, timeout, validate, output_handler,
   if (is.null(private$child) || !rs_alive(private$child$handle)) {
     private$replace_child()
   }
+  # Until the code is sent, any error (say, an audit log that cannot be
+  # written) must not leave the session marked busy.
+  sent <- FALSE
+  on.exit(if (!sent) private$busy <- FALSE, add = TRUE)
   private$busy <- TRUE
   private$executions <- private$executions + 1L
   run <- new_run(timeout, output_handler, max_tool_calls, max_output_lines)
   logger <- private$logger
   if (logger$on) log_event(logger, "execute_start", NULL, code = code)
-  sent <- FALSE
-  on.exit(if (!sent) private$busy <- FALSE, add = TRUE)
   child_send(private$child, kinds[["exec"]], code, min(timeout, 30))
   sent <- TRUE
   run
@@ -352,18 +354,20 @@ log_execution_end <- function(logger, run) {
 `%||%` <- function(x, y) if (is.null(x)) y else x
 
 add_output <- function(run, lines) {
+  if (run$truncated) {
+    return(invisible())
+  }
   if (!is.null(run$max_lines)) {
-    room <- run$max_lines - length(run$output)
-    if (room <= 0L) {
-      if (!run$truncated) {
-        run$truncated <- TRUE
-        marker <- sprintf("[output truncated after %d lines]", as.integer(run$max_lines))
-        run$output <- c(run$output, marker)
-        if (!is.null(run$handler)) run$handler(marker)
-      }
-      return(invisible())
+    room <- max(0, run$max_lines - length(run$output))
+    # The marker follows the last kept line, even when that line and the
+    # first dropped one arrive together.
+    if (length(lines) > room) {
+      run$truncated <- TRUE
+      lines <- c(
+        lines[seq_len(room)],
+        sprintf("[output truncated after %d lines]", as.integer(run$max_lines))
+      )
     }
-    lines <- lines[seq_len(min(length(lines), room))]
   }
   run$output <- c(run$output, lines)
   if (!is.null(run$handler)) {
@@ -403,6 +407,9 @@ execution_step <- function(private, run, wait_ms) {
 
 pump_execution <- function(private, run) {
   repeat {
+    # R polls for Ctrl-C only every ~1000 evaluations, which is many
+    # seconds of 100 ms waits; Sys.sleep(0) takes a pending interrupt now.
+    Sys.sleep(0)
     ev <- execution_step(private, run, 100)
     if (is.list(ev)) {
       return(ev)

@@ -184,16 +184,41 @@ pub fn die_with_parent(ipc_fd: i32, expected_parent: i32) {
     }
 }
 
+/// Without a private /tmp (the fallback tier), the host's scratch directory
+/// takes its place as home, temp dir and working directory.
+fn retarget_tmp(spec: &mut LaunchSpec, dir: &std::path::Path) {
+    let tmp = std::path::Path::new("/tmp");
+    let dir_s = dir.display().to_string();
+    for (k, v) in spec.env.iter_mut() {
+        if matches!(k.as_str(), "HOME" | "TMPDIR" | "R_USER") && std::path::Path::new(v.as_str()) == tmp {
+            *v = dir_s.clone();
+        }
+    }
+    if spec.cwd == tmp {
+        spec.cwd = dir.to_path_buf();
+    }
+}
+
 /// Whole launcher run: never returns.
-pub fn run(spec: LaunchSpec) -> ! {
+pub fn run(mut spec: LaunchSpec) -> ! {
     let ipc_fd = spec.ipc_fd;
     let mut report = LaunchReport::default();
-    if let Some(policy) = &spec.sandbox {
-        match crate::sandbox::enter(&spec, policy) {
-            Ok(layers) => report.layers.extend(layers),
+    if let Some(policy) = spec.sandbox.clone() {
+        match crate::sandbox::enter(&spec, &policy) {
+            Ok(layers) => {
+                let private_tmp = layers.iter().any(|l| l.layer == "root" && l.active);
+                if let (false, Some(dir)) = (private_tmp, &policy.fallback_tmp) {
+                    retarget_tmp(&mut spec, dir);
+                }
+                report.layers.extend(layers);
+            }
             Err(f) => fail(ipc_fd, f),
         }
     }
+    // Rust ignores SIGPIPE, and an ignored signal survives execve: give R
+    // the default back.
+    // SAFETY: resetting a signal disposition; no handler code involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     match apply_limits(&spec.limits) {
         Ok(applied) => report.layers.push(LayerState {
             layer: "limits".into(),

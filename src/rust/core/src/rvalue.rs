@@ -188,8 +188,8 @@ fn forbidden_name(ty: u8) -> Option<&'static str> {
         SYMSXP => "symbol",
         LISTSXP | ATTRLISTSXP => "pairlist",
         CLOSXP => "closure",
-        ENVSXP | BASEENV_SXP | EMPTYENV_SXP | GLOBALENV_SXP | BASENAMESPACE_SXP
-        | NAMESPACESXP | PACKAGESXP => "environment",
+        ENVSXP | BASEENV_SXP | EMPTYENV_SXP | GLOBALENV_SXP | BASENAMESPACE_SXP | NAMESPACESXP
+        | PACKAGESXP => "environment",
         PROMSXP => "promise",
         LANGSXP | ATTRLANGSXP => "language object",
         SPECIALSXP | BUILTINSXP => "builtin function",
@@ -428,7 +428,10 @@ fn read_header(bytes: &[u8]) -> Result<Reader<'_>, ValueError> {
                 return Err(malformed("invalid length of encoding name", offset));
             }
             let name = r.take(len as usize)?;
-            if !ENCODINGS.iter().any(|e| e.as_bytes().eq_ignore_ascii_case(name)) {
+            if !ENCODINGS
+                .iter()
+                .any(|e| e.as_bytes().eq_ignore_ascii_case(name))
+            {
                 return Err(ValueError::UnsupportedFormat(format!(
                     "native encoding '{}' is not accepted",
                     printable(name)
@@ -621,6 +624,19 @@ impl<'a> Checker<'a> {
                     _ => 4,
                 };
                 let (start, end) = self.r.elems(len, size)?;
+                // R's C code (e.g. logical hashing in unique.c) indexes
+                // tables by logical values: only 0, 1 and NA are safe.
+                if f.ty == LGLSXP
+                    && !self
+                        .r
+                        .ints(start, end)
+                        .all(|v| matches!(v, 0 | 1 | NA_INTEGER))
+                {
+                    return Err(malformed(
+                        "logical value other than TRUE, FALSE or NA",
+                        offset,
+                    ));
+                }
                 let data = match f.ty {
                     CPLXSXP | RAWSXP => Data::Opaque,
                     _ => Data::Plain(start, end),
@@ -698,11 +714,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Reads the attribute item of `owner`: `NULL` or a tagged pairlist.
-    fn start_attrs(
-        &mut self,
-        owner: Shape,
-        carry: Option<Vec<Shape>>,
-    ) -> Result<Step, ValueError> {
+    fn start_attrs(&mut self, owner: Shape, carry: Option<Vec<Shape>>) -> Result<Step, ValueError> {
         let offset = self.r.pos;
         let f = self.r.flags()?;
         match f.ty {
@@ -835,7 +847,10 @@ impl<'a> Checker<'a> {
             b"class" => {
                 dup(&mut seen.class)?;
                 if val.ty != STRSXP {
-                    return Err(malformed("'class' attribute is not a character vector", offset));
+                    return Err(malformed(
+                        "'class' attribute is not a character vector",
+                        offset,
+                    ));
                 }
             }
             b"tsp" => {
@@ -860,9 +875,7 @@ impl<'a> Checker<'a> {
                 let dims = self
                     .dim_values(val)
                     .ok_or_else(|| malformed("invalid 'dim' attribute", offset))?;
-                let product = dims
-                    .iter()
-                    .try_fold(1u64, |acc, &d| acc.checked_mul(d));
+                let product = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
                 if product != Some(owner.len) {
                     return Err(malformed(
                         "'dim' attribute does not match the value's length",
@@ -893,11 +906,7 @@ impl<'a> Checker<'a> {
             return None;
         }
         match val.data {
-            Data::Plain(s, e) => self
-                .r
-                .ints(s, e)
-                .map(|d| u64::try_from(d).ok())
-                .collect(),
+            Data::Plain(s, e) => self.r.ints(s, e).map(|d| u64::try_from(d).ok()).collect(),
             Data::Seq { first, inc } if val.len <= MAX_SEQ_DIMS => (0..val.len)
                 .map(|i| {
                     let d = first + inc * i as f64;
@@ -917,7 +926,11 @@ impl<'a> Checker<'a> {
         let offset = self.r.pos;
         let f = self.r.flags()?;
         if f.ty != CHARSXP {
-            return Err(unexpected(f.ty, "character vector element is not a string", offset));
+            return Err(unexpected(
+                f.ty,
+                "character vector element is not a string",
+                offset,
+            ));
         }
         if f.has_attr {
             return Err(malformed("string with attributes", offset));
@@ -1009,14 +1022,16 @@ impl<'a> Checker<'a> {
         }
 
         let (class_name, package) = (self.sym(class_sym), self.sym(package_sym));
-        let class = AltClass::lookup(class_name, package).ok_or_else(|| {
-            ValueError::AltrepClass {
+        let class =
+            AltClass::lookup(class_name, package).ok_or_else(|| ValueError::AltrepClass {
                 class: printable(class_name),
                 package: printable(package),
-            }
-        })?;
+            })?;
         if ty != Some(i32::from(class.base_type())) {
-            return Err(malformed("ALTREP class information has the wrong type", offset));
+            return Err(malformed(
+                "ALTREP class information has the wrong type",
+                offset,
+            ));
         }
 
         match class {
@@ -1125,7 +1140,10 @@ impl<'a> Checker<'a> {
                 // CONS(wrapped, meta): meta is c(sortedness, no_na).
                 const META: &str = "invalid wrapper metadata";
                 if car.ty != ty {
-                    return Err(malformed("wrapped value does not match its wrapper class", offset));
+                    return Err(malformed(
+                        "wrapped value does not match its wrapper class",
+                        offset,
+                    ));
                 }
                 let (len, s, e) = self.plain_ints(META)?;
                 let mut it = self.r.ints(s, e);
@@ -1138,25 +1156,26 @@ impl<'a> Checker<'a> {
                 }
                 let claims_sorted = srt != NA_INTEGER && srt != 0;
                 match ty {
-                    INTSXP | LGLSXP | REALSXP => {
-                        if claims_sorted && !self.sorted_as(&car, srt) {
-                            return Err(malformed("wrapper claims unsorted data are sorted", offset));
-                        }
+                    INTSXP | LGLSXP | REALSXP if claims_sorted && !self.sorted_as(&car, srt) => {
+                        return Err(malformed("wrapper claims unsorted data are sorted", offset));
                     }
-                    STRSXP => {
-                        if claims_sorted {
-                            return Err(malformed(
-                                "wrapper claims strings are sorted (cannot be verified)",
-                                offset,
-                            ));
-                        }
+                    STRSXP if claims_sorted => {
+                        return Err(malformed(
+                            "wrapper claims strings are sorted (cannot be verified)",
+                            offset,
+                        ));
                     }
                     // R never consults these claims for other types.
                     _ => {}
                 }
-                if no_na == 1 && matches!(ty, INTSXP | LGLSXP | REALSXP | STRSXP) && !self.no_na(&car)
+                if no_na == 1
+                    && matches!(ty, INTSXP | LGLSXP | REALSXP | STRSXP)
+                    && !self.no_na(&car)
                 {
-                    return Err(malformed("wrapper claims no NAs but the data have some", offset));
+                    return Err(malformed(
+                        "wrapper claims no NAs but the data have some",
+                        offset,
+                    ));
                 }
                 let shape = Shape {
                     ty,
@@ -1268,7 +1287,6 @@ fn sorted(values: impl Iterator<Item = Option<f64>>, decr: bool, na_first: bool)
     true
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1276,7 +1294,10 @@ mod tests {
     /// Bytes of a fixture written by `tests/fixtures/make_fixtures.R`.
     macro_rules! fixture {
         ($name:literal) => {
-            ($name, include_bytes!(concat!("../tests/fixtures/", $name, ".bin")) as &[u8])
+            (
+                $name,
+                include_bytes!(concat!("../tests/fixtures/", $name, ".bin")) as &[u8],
+            )
         };
     }
 
@@ -1344,6 +1365,9 @@ mod tests {
         (fixture!("list_with_closure"), "closure"),
         (fixture!("attr_with_env"), "environment"),
     ];
+
+    /// Appends part of a hand-built stream.
+    type Body = fn(S) -> S;
 
     /// Hand-built streams.
     struct S {
@@ -1495,7 +1519,11 @@ mod tests {
         for (name, bytes) in ACCEPTED {
             let mut v = bytes.to_vec();
             v.push(0);
-            assert_eq!(check(&v), Err(ValueError::TrailingBytes(1)), "fixture {name}");
+            assert_eq!(
+                check(&v),
+                Err(ValueError::TrailingBytes(1)),
+                "fixture {name}"
+            );
         }
         let two_values = S::v3().nil().nil().done();
         assert_eq!(check(&two_values), Err(ValueError::TrailingBytes(4)));
@@ -1506,9 +1534,18 @@ mod tests {
         assert_eq!(check(b""), Err(ValueError::Truncated));
         assert_eq!(check(b"B"), Err(ValueError::Truncated));
         let ascii = include_bytes!("../tests/fixtures/ascii.bin");
-        assert!(matches!(check(ascii), Err(ValueError::UnsupportedFormat(_))));
-        assert!(matches!(check(b"hello world"), Err(ValueError::UnsupportedFormat(_))));
-        assert!(matches!(check(b"X\r"), Err(ValueError::UnsupportedFormat(_))));
+        assert!(matches!(
+            check(ascii),
+            Err(ValueError::UnsupportedFormat(_))
+        ));
+        assert!(matches!(
+            check(b"hello world"),
+            Err(ValueError::UnsupportedFormat(_))
+        ));
+        assert!(matches!(
+            check(b"X\r"),
+            Err(ValueError::UnsupportedFormat(_))
+        ));
         assert!(matches!(
             check(b"RDX3\nX\n"),
             Err(ValueError::UnsupportedFormat(_))
@@ -1615,7 +1652,31 @@ mod tests {
                 .sym("x")
                 .flags(ty, false, false)
                 .done();
-            assert_eq!(check(&attr), Err(ValueError::Forbidden(name)), "attr type {ty}");
+            assert_eq!(
+                check(&attr),
+                Err(ValueError::Forbidden(name)),
+                "attr type {ty}"
+            );
+        }
+    }
+
+    #[test]
+    fn logical_values_are_only_true_false_or_na() {
+        let lgl = |v: i32| {
+            S::v3()
+                .flags(LGLSXP, false, false)
+                .int(3)
+                .int(1)
+                .int(NA_INTEGER)
+                .int(v)
+                .done()
+        };
+        assert_eq!(check(&lgl(0)), Ok(()));
+        assert_eq!(check(&lgl(1)), Ok(()));
+        // R hashes logicals by value (unique.c): anything else would index
+        // outside its table.
+        for v in [2, -1, 255, 0x0080_0000, i32::MAX, i32::MIN + 1] {
+            assert!(malformed_err(check(&lgl(v))), "{v}");
         }
     }
 
@@ -1692,9 +1753,18 @@ mod tests {
         let seq = |ty: u8, class: &str, state: &[f64]| {
             S::v3().altrep(class, "base", ty).dbls(state).nil().done()
         };
-        assert_eq!(check(&seq(INTSXP, "compact_intseq", &[10.0, 1.0, 1.0])), Ok(()));
-        assert_eq!(check(&seq(INTSXP, "compact_intseq", &[10.0, 1.0, -1.0])), Ok(()));
-        assert_eq!(check(&seq(REALSXP, "compact_realseq", &[5.0, 1e10, 1.0])), Ok(()));
+        assert_eq!(
+            check(&seq(INTSXP, "compact_intseq", &[10.0, 1.0, 1.0])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&seq(INTSXP, "compact_intseq", &[10.0, 1.0, -1.0])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&seq(REALSXP, "compact_realseq", &[5.0, 1e10, 1.0])),
+            Ok(())
+        );
         let bad_states: &[(u8, &str, &[f64])] = &[
             (INTSXP, "compact_intseq", &[10.0, 1.0, 2.0]),
             (INTSXP, "compact_intseq", &[-1.0, 1.0, 1.0]),
@@ -1727,9 +1797,7 @@ mod tests {
         assert!(malformed_err(check(&int_state)));
 
         // deferred_string: CONS(numeric, scipen integer).
-        let deferred = |arg: S, info: &[i32]| {
-            arg.ints(info).nil().done()
-        };
+        let deferred = |arg: S, info: &[i32]| arg.ints(info).nil().done();
         let head = || {
             S::v3()
                 .altrep("deferred_string", "base", STRSXP)
@@ -1758,46 +1826,110 @@ mod tests {
                 .flags(LISTSXP, false, false);
             body(s).ints(meta).nil().done()
         };
-        let unknown = i32::MIN;
-        assert_eq!(check(&w("wrap_integer", INTSXP, |s| s.ints(&[1, 2, 3]), &[1, 1])), Ok(()));
+        const UNKNOWN: i32 = i32::MIN;
         assert_eq!(
-            check(&w("wrap_integer", INTSXP, |s| s.ints(&[1, 2, i32::MIN]), &[1, 0])),
+            check(&w("wrap_integer", INTSXP, |s| s.ints(&[1, 2, 3]), &[1, 1])),
             Ok(())
         );
         assert_eq!(
-            check(&w("wrap_integer", INTSXP, |s| s.ints(&[i32::MIN, 3, 2]), &[-2, 0])),
+            check(&w(
+                "wrap_integer",
+                INTSXP,
+                |s| s.ints(&[1, 2, i32::MIN]),
+                &[1, 0]
+            )),
             Ok(())
         );
         assert_eq!(
-            check(&w("wrap_integer", INTSXP, |s| s.ints(&[3, 1, 2]), &[unknown, 0])),
+            check(&w(
+                "wrap_integer",
+                INTSXP,
+                |s| s.ints(&[i32::MIN, 3, 2]),
+                &[-2, 0]
+            )),
+            Ok(())
+        );
+        assert_eq!(
+            check(&w(
+                "wrap_integer",
+                INTSXP,
+                |s| s.ints(&[3, 1, 2]),
+                &[UNKNOWN, 0]
+            )),
             Ok(())
         );
         assert_eq!(
             check(&w("wrap_integer", INTSXP, |s| s.ints(&[3, 1, 2]), &[0, 0])),
             Ok(())
         );
-        let bad: &[(&str, u8, fn(S) -> S, &[i32])] = &[
+        type Case<'a> = (&'a str, u8, Body, &'a [i32]);
+        let bad: &[Case] = &[
             ("wrap_integer", INTSXP, |s| s.ints(&[3, 1, 2]), &[1, 0]),
             ("wrap_integer", INTSXP, |s| s.ints(&[1, 2, 3]), &[-1, 0]),
-            ("wrap_integer", INTSXP, |s| s.ints(&[1, i32::MIN, 3]), &[1, 0]),
-            ("wrap_integer", INTSXP, |s| s.ints(&[i32::MIN, 1, 3]), &[1, 0]),
-            ("wrap_integer", INTSXP, |s| s.ints(&[1, i32::MIN]), &[unknown, 1]),
+            (
+                "wrap_integer",
+                INTSXP,
+                |s| s.ints(&[1, i32::MIN, 3]),
+                &[1, 0],
+            ),
+            (
+                "wrap_integer",
+                INTSXP,
+                |s| s.ints(&[i32::MIN, 1, 3]),
+                &[1, 0],
+            ),
+            (
+                "wrap_integer",
+                INTSXP,
+                |s| s.ints(&[1, i32::MIN]),
+                &[UNKNOWN, 1],
+            ),
             ("wrap_integer", INTSXP, |s| s.ints(&[1, 2]), &[7, 0]),
             ("wrap_integer", INTSXP, |s| s.ints(&[1, 2]), &[1, 2]),
             ("wrap_integer", INTSXP, |s| s.ints(&[1, 2]), &[1]),
             ("wrap_integer", INTSXP, |s| s.ints(&[1, 2]), &[1, 0, 0]),
-            ("wrap_integer", INTSXP, |s| s.dbls(&[1.0]), &[unknown, 0]),
-            ("wrap_real", REALSXP, |s| s.dbls(&[2.0, f64::NAN]), &[unknown, 1]),
+            ("wrap_integer", INTSXP, |s| s.dbls(&[1.0]), &[UNKNOWN, 0]),
+            (
+                "wrap_real",
+                REALSXP,
+                |s| s.dbls(&[2.0, f64::NAN]),
+                &[UNKNOWN, 1],
+            ),
             ("wrap_real", REALSXP, |s| s.dbls(&[2.0, 1.0]), &[1, 0]),
-            ("wrap_string", STRSXP, |s| s.flags(STRSXP, false, false).int(2).chars("b").chars("a"), &[1, 0]),
-            ("wrap_string", STRSXP, |s| s.flags(STRSXP, false, false).int(1).int(9).int(-1), &[unknown, 1]),
+            (
+                "wrap_string",
+                STRSXP,
+                |s| s.flags(STRSXP, false, false).int(2).chars("b").chars("a"),
+                &[1, 0],
+            ),
+            (
+                "wrap_string",
+                STRSXP,
+                |s| s.flags(STRSXP, false, false).int(1).int(9).int(-1),
+                &[UNKNOWN, 1],
+            ),
         ];
         for (class, ty, body, meta) in bad {
-            assert!(malformed_err(check(&w(class, *ty, *body, meta))), "{class} {meta:?}");
+            assert!(
+                malformed_err(check(&w(class, *ty, *body, meta))),
+                "{class} {meta:?}"
+            );
         }
         // The wrapped value is checked like any other.
-        let wrapped_env = w("wrap_list", VECSXP, |s| s.flags(VECSXP, false, false).int(1).flags(ENVSXP, false, false), &[0, 0]);
-        assert_eq!(check(&wrapped_env), Err(ValueError::Forbidden("environment")));
+        let wrapped_env = w(
+            "wrap_list",
+            VECSXP,
+            |s| {
+                s.flags(VECSXP, false, false)
+                    .int(1)
+                    .flags(ENVSXP, false, false)
+            },
+            &[0, 0],
+        );
+        assert_eq!(
+            check(&wrapped_env),
+            Err(ValueError::Forbidden("environment"))
+        );
         // The state must be a pairlist.
         let not_pairlist = S::v3()
             .altrep("wrap_integer", "base", INTSXP)
@@ -1828,10 +1960,19 @@ mod tests {
     #[test]
     fn giant_lengths_are_refused_without_allocating() {
         let long = |ty: u8, upper: i32, lower: i32| {
-            S::v3().flags(ty, false, false).int(-1).int(upper).int(lower).done()
+            S::v3()
+                .flags(ty, false, false)
+                .int(-1)
+                .int(upper)
+                .int(lower)
+                .done()
         };
         for ty in [LGLSXP, INTSXP, REALSXP, CPLXSXP, RAWSXP, STRSXP, VECSXP] {
-            assert_eq!(check(&long(ty, 65536, 0)), Err(ValueError::Truncated), "{ty}");
+            assert_eq!(
+                check(&long(ty, 65536, 0)),
+                Err(ValueError::Truncated),
+                "{ty}"
+            );
             assert_eq!(check(&long(ty, 256, 0)), Err(ValueError::Truncated), "{ty}");
             assert_eq!(check(&long(ty, 0, -1)), Err(ValueError::Truncated), "{ty}");
             assert!(malformed_err(check(&long(ty, 65537, 0))), "{ty}");
@@ -2006,9 +2147,21 @@ mod tests {
     #[test]
     fn attributes_are_validated() {
         let with_attr = |value: S, name: &str, attr: fn(S) -> S| {
-            attr(value.flags(LISTSXP, false, true).sym(name)).nil().done()
+            attr(value.flags(LISTSXP, false, true).sym(name))
+                .nil()
+                .done()
         };
-        let ints6 = || S::v3().flags(INTSXP, true, false).int(6).int(1).int(2).int(3).int(4).int(5).int(6);
+        let ints6 = || {
+            S::v3()
+                .flags(INTSXP, true, false)
+                .int(6)
+                .int(1)
+                .int(2)
+                .int(3)
+                .int(4)
+                .int(5)
+                .int(6)
+        };
         fn strs(s: S, n: i32) -> S {
             let mut s = s.flags(STRSXP, false, false).int(n);
             for i in 0..n {
@@ -2016,12 +2169,15 @@ mod tests {
             }
             s
         }
-        assert_eq!(check(&with_attr(ints6(), "dim", |s| s.ints(&[2, 3]))), Ok(()));
+        assert_eq!(
+            check(&with_attr(ints6(), "dim", |s| s.ints(&[2, 3]))),
+            Ok(())
+        );
         assert_eq!(check(&with_attr(ints6(), "dim", |s| s.ints(&[6]))), Ok(()));
         assert_eq!(check(&with_attr(ints6(), "names", |s| strs(s, 6))), Ok(()));
         assert_eq!(check(&with_attr(ints6(), "class", |s| strs(s, 2))), Ok(()));
         assert_eq!(check(&with_attr(ints6(), "whatever", |s| s.nil())), Ok(()));
-        let bad: &[(&str, fn(S) -> S)] = &[
+        let bad: &[(&str, Body)] = &[
             ("dim", |s| s.ints(&[2, 2])),
             ("dim", |s| s.ints(&[-2, -3])),
             ("dim", |s| s.ints(&[i32::MIN, 3])),
@@ -2036,19 +2192,34 @@ mod tests {
             ("dimnames", |s| s.flags(VECSXP, false, false).int(0)),
         ];
         for (name, attr) in bad {
-            assert!(malformed_err(check(&with_attr(ints6(), name, *attr))), "{name}");
+            assert!(
+                malformed_err(check(&with_attr(ints6(), name, *attr))),
+                "{name}"
+            );
         }
         // dim with dimnames, in either order.
         let dn = |first: &str, second: &str, dims: &'static [i32], names: fn(S) -> S| {
             let s = ints6().flags(LISTSXP, false, true).sym(first);
-            let s = if first == "dim" { s.ints(dims) } else { names(s) };
+            let s = if first == "dim" {
+                s.ints(dims)
+            } else {
+                names(s)
+            };
             let s = s.flags(LISTSXP, false, true).sym(second);
-            let s = if second == "dim" { s.ints(dims) } else { names(s) };
+            let s = if second == "dim" {
+                s.ints(dims)
+            } else {
+                names(s)
+            };
             s.nil().done()
         };
         let good_names: fn(S) -> S = |s| {
             let s = s.flags(VECSXP, false, false).int(2).nil();
-            s.flags(STRSXP, false, false).int(3).chars("a").chars("b").chars("c")
+            s.flags(STRSXP, false, false)
+                .int(3)
+                .chars("a")
+                .chars("b")
+                .chars("c")
         };
         let short_names: fn(S) -> S = |s| {
             let s = s.flags(VECSXP, false, false).int(2).nil();
@@ -2058,23 +2229,57 @@ mod tests {
         let one_names: fn(S) -> S = |s| s.flags(VECSXP, false, false).int(1).nil();
         assert_eq!(check(&dn("dim", "dimnames", &[2, 3], good_names)), Ok(()));
         assert_eq!(check(&dn("dimnames", "dim", &[2, 3], good_names)), Ok(()));
-        assert!(malformed_err(check(&dn("dim", "dimnames", &[2, 3], short_names))));
-        assert!(malformed_err(check(&dn("dim", "dimnames", &[2, 3], int_names))));
-        assert!(malformed_err(check(&dn("dim", "dimnames", &[2, 3], one_names))));
-        assert!(malformed_err(check(&dn("names", "dimnames", &[2, 3], good_names))));
+        assert!(malformed_err(check(&dn(
+            "dim",
+            "dimnames",
+            &[2, 3],
+            short_names
+        ))));
+        assert!(malformed_err(check(&dn(
+            "dim",
+            "dimnames",
+            &[2, 3],
+            int_names
+        ))));
+        assert!(malformed_err(check(&dn(
+            "dim",
+            "dimnames",
+            &[2, 3],
+            one_names
+        ))));
+        assert!(malformed_err(check(&dn(
+            "names",
+            "dimnames",
+            &[2, 3],
+            good_names
+        ))));
         // Duplicates of checked attributes.
         let dup = {
             let mut v = ints6().flags(LISTSXP, false, true).sym("dim").ints(&[6]);
-            v = v.flags(LISTSXP, false, true).int((1 << 8) | i32::from(REFSXP)).ints(&[6]);
+            v = v
+                .flags(LISTSXP, false, true)
+                .int((1 << 8) | i32::from(REFSXP))
+                .ints(&[6]);
             v.nil().done()
         };
         assert!(malformed_err(check(&dup)));
         // Attribute lists need tags, no attributes, and a NULL end.
         let untagged = ints6().flags(LISTSXP, false, false).ints(&[1]).nil().done();
         assert!(malformed_err(check(&untagged)));
-        let attributed = ints6().flags(LISTSXP, true, true).nil().sym("a").ints(&[1]).nil().done();
+        let attributed = ints6()
+            .flags(LISTSXP, true, true)
+            .nil()
+            .sym("a")
+            .ints(&[1])
+            .nil()
+            .done();
         assert!(malformed_err(check(&attributed)));
-        let dotted = ints6().flags(LISTSXP, false, true).sym("a").ints(&[1]).ints(&[2]).done();
+        let dotted = ints6()
+            .flags(LISTSXP, false, true)
+            .sym("a")
+            .ints(&[1])
+            .ints(&[2])
+            .done();
         assert!(malformed_err(check(&dotted)));
         let not_list = ints6().ints(&[1]).done();
         assert!(malformed_err(check(&not_list)));

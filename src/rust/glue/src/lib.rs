@@ -164,6 +164,14 @@ fn rs_alive(ptr: Robj) -> bool {
     with_child(ptr, |c| c.is_alive()).unwrap_or(false)
 }
 
+/// fds to watch for a child's next event (for event loops such as later's);
+/// empty when the child has queued events already or is gone.
+/// @noRd
+#[extendr]
+fn rs_poll_fds(ptr: Robj) -> Vec<i32> {
+    with_child(ptr, |c| if c.has_queued() { Vec::new() } else { c.poll_fds() }).unwrap_or_default()
+}
+
 /// Waits until one of several children has something to report; returns
 /// the 1-based indices of those that do.
 /// @noRd
@@ -298,6 +306,7 @@ extendr_module! {
     fn rs_pid;
     fn rs_alive;
     fn rs_wait_any;
+    fn rs_poll_fds;
     fn rs_check_value;
     fn rs_random_token;
     fn rs_audit_append;

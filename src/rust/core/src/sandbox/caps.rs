@@ -29,7 +29,13 @@ fn capget() -> Result<[CapData; 2], i32> {
     let mut data = [CapData::default(); 2];
     // SAFETY: header and a two-element data array, as capget(2) wants for
     // version 3.
-    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, data.as_mut_ptr()) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut hdr as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
     if rc != 0 {
         return Err(sys::errno());
     }

@@ -127,7 +127,9 @@ pub(crate) fn apply(rules: &[FsRule], strict: bool) -> Result<LayerState, Launch
         }
         ruleset = ruleset
             .add_rule(PathBeneath::new(fd, access))
-            .map_err(|e| ll_failure(&format!("cannot add a rule for {}", rule.path.display()), e))?;
+            .map_err(|e| {
+                ll_failure(&format!("cannot add a rule for {}", rule.path.display()), e)
+            })?;
         granted += 1;
     }
     let status = ruleset

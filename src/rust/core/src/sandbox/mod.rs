@@ -58,6 +58,7 @@ pub fn enter(spec: &LaunchSpec, policy: &SandboxPolicy) -> Result<Vec<LayerState
             Err(namespaces::NsError::Unavailable(f)) => Err(f),
         }
     };
+    let namespaced = outcome.is_ok();
     let rules: Vec<FsRule> = match outcome {
         Ok(inside) => {
             layers.extend(inside.layers);
@@ -80,13 +81,16 @@ pub fn enter(spec: &LaunchSpec, policy: &SandboxPolicy) -> Result<Vec<LayerState
     sys::default_sigpipe();
     layers.push(caps::drop_all(plan.strict)?);
     layers.push(landlock::apply(&rules, plan.strict)?);
-    layers.push(seccomp::apply(plan.strict)?);
+    layers.push(seccomp::apply(plan.strict, !namespaced)?);
     Ok(layers)
 }
 
 /// Other systems have no Linux sandbox; the host uses its own mechanism.
 #[cfg(not(target_os = "linux"))]
-pub fn enter(_spec: &LaunchSpec, _policy: &SandboxPolicy) -> Result<Vec<LayerState>, LaunchFailure> {
+pub fn enter(
+    _spec: &LaunchSpec,
+    _policy: &SandboxPolicy,
+) -> Result<Vec<LayerState>, LaunchFailure> {
     Err(LaunchFailure {
         layer: "sandbox".into(),
         message: "the launcher sandbox is only implemented on Linux".into(),
@@ -104,6 +108,7 @@ fn describe(f: &LaunchFailure) -> String {
     }
 }
 
+#[cfg(target_os = "linux")]
 pub(crate) fn state(layer: &str, active: bool, detail: impl Into<String>) -> LayerState {
     LayerState {
         layer: layer.to_string(),

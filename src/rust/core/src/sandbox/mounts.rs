@@ -115,7 +115,10 @@ fn mount(
         .map(CString::new)
         .transpose()
         .map_err(|_| libc::EINVAL)?;
-    let data = data.map(CString::new).transpose().map_err(|_| libc::EINVAL)?;
+    let data = data
+        .map(CString::new)
+        .transpose()
+        .map_err(|_| libc::EINVAL)?;
     // SAFETY: every pointer is a NUL-terminated string alive for the call,
     // or null where mount(2) accepts null.
     let rc = unsafe {
@@ -309,11 +312,14 @@ pub(crate) fn collect(plan: &Plan) -> Result<Sources, LaunchFailure> {
         let p = Path::new("/dev").join(d);
         match open_tree(&p, false) {
             Ok(t) => {
-                set_tree_attrs(&t, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)
-                    .map_err(|e| os_failure("root", format!("mount attributes of {}", p.display()), e))?;
+                set_tree_attrs(&t, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC).map_err(|e| {
+                    os_failure("root", format!("mount attributes of {}", p.display()), e)
+                })?;
                 s.devs.push((d, t));
             }
-            Err(e) => s.notes.push(format!("{} missing ({})", p.display(), sys::strerror(e))),
+            Err(e) => s
+                .notes
+                .push(format!("{} missing ({})", p.display(), sys::strerror(e))),
         }
     }
     Ok(s)
@@ -359,19 +365,39 @@ pub(crate) fn build(plan: &Plan, sources: Sources) -> Result<Root, LaunchFailure
         .find(|p| p.is_dir())
         .ok_or_else(|| failure("root", "no /tmp or /mnt to build the new root on", None))?;
     let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
-    mount("tmpfs", staging, Some("tmpfs"), nosuid_nodev, Some(ROOT_TMPFS))
-        .map_err(|e| os_failure("root", "cannot mount the root tmpfs", e))?;
+    mount(
+        "tmpfs",
+        staging,
+        Some("tmpfs"),
+        nosuid_nodev,
+        Some(ROOT_TMPFS),
+    )
+    .map_err(|e| os_failure("root", "cannot mount the root tmpfs", e))?;
 
     // procfs can only be mounted while the host's /proc is visible.
     let proc_dir = staging.join("proc");
     mkdir(&proc_dir)?;
+    // hidepid: processes R may not ptrace (init, outside its Landlock
+    // domain) are not even listed. Kernels before 5.8 want "hidepid=2".
+    let proc_flags = nosuid_nodev | libc::MS_NOEXEC;
     let proc_mounted = match mount(
         "proc",
         &proc_dir,
         Some("proc"),
-        nosuid_nodev | libc::MS_NOEXEC,
-        None,
-    ) {
+        proc_flags,
+        Some("hidepid=invisible"),
+    )
+    .or_else(|_| {
+        mount(
+            "proc",
+            &proc_dir,
+            Some("proc"),
+            proc_flags,
+            Some("hidepid=2"),
+        )
+    })
+    .or_else(|_| mount("proc", &proc_dir, Some("proc"), proc_flags, None))
+    {
         Ok(()) => true,
         Err(e) => {
             notes.push(format!("no /proc ({})", sys::strerror(e)));
@@ -391,7 +417,11 @@ pub(crate) fn build(plan: &Plan, sources: Sources) -> Result<Root, LaunchFailure
             return Err(os_failure("root", "pivot_root", sys::errno()));
         }
         if libc::umount2(dot.as_ptr(), libc::MNT_DETACH) != 0 {
-            return Err(os_failure("root", "cannot detach the host's root", sys::errno()));
+            return Err(os_failure(
+                "root",
+                "cannot detach the host's root",
+                sys::errno(),
+            ));
         }
         if libc::chdir(c"/".as_ptr()) != 0 {
             return Err(os_failure("root", "chdir to /", sys::errno()));
@@ -414,7 +444,11 @@ pub(crate) fn build(plan: &Plan, sources: Sources) -> Result<Root, LaunchFailure
             .and_then(|_| move_mount(&tree, &p));
         match placed {
             Ok(()) => dev_nodes.push(name.to_string()),
-            Err(e) => notes.push(format!("{} not mounted ({})", p.display(), sys::strerror(e))),
+            Err(e) => notes.push(format!(
+                "{} not mounted ({})",
+                p.display(),
+                sys::strerror(e)
+            )),
         }
     }
     for (name, target) in [
@@ -434,7 +468,11 @@ pub(crate) fn build(plan: &Plan, sources: Sources) -> Result<Root, LaunchFailure
             continue;
         }
         if let Err(e) = move_mount(&b.tree, &b.dest) {
-            notes.push(format!("{} not mounted ({})", b.dest.display(), sys::strerror(e)));
+            notes.push(format!(
+                "{} not mounted ({})",
+                b.dest.display(),
+                sys::strerror(e)
+            ));
             continue;
         }
         if b.writable {

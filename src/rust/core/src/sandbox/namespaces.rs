@@ -149,7 +149,11 @@ pub(crate) fn enter(spec: &LaunchSpec, plan: &Plan) -> Result<Inside, NsError> {
         return unavailable(f);
     }
     if let Err(e) = sys::write_all(go_w.as_raw_fd(), b"g") {
-        return unavailable(os_failure("namespaces", "cannot start the namespace init", e));
+        return unavailable(os_failure(
+            "namespaces",
+            "cannot start the namespace init",
+            e,
+        ));
     }
     let line = sys::read_line(st_r.as_raw_fd(), 1 << 16);
     if line == b"ok" {
@@ -188,12 +192,7 @@ fn write_id_maps(pid: libc::pid_t, ids: Ids) -> Result<(), LaunchFailure> {
 
 /// The outer launcher once the sandbox runs: passes signals to init and
 /// ends the way R ended.
-fn supervise(
-    init: libc::pid_t,
-    status_r: OwnedFd,
-    go_w: OwnedFd,
-    set: &libc::sigset_t,
-) -> ! {
+fn supervise(init: libc::pid_t, status_r: OwnedFd, go_w: OwnedFd, set: &libc::sigset_t) -> ! {
     // The host must see the IPC socket close when R is gone; the outer
     // launcher keeps only stdio and its pipes.
     sys::close_fds_except(&[status_r.as_raw_fd(), go_w.as_raw_fd()]);
@@ -362,11 +361,19 @@ fn init_main(
 fn become_ns_root(go_r: &OwnedFd) -> Result<(), LaunchFailure> {
     // SAFETY: integer arguments only.
     if unsafe { libc::setresgid(0, 0, 0) } != 0 {
-        return Err(os_failure("namespaces", "setresgid(0) in the user namespace", sys::errno()));
+        return Err(os_failure(
+            "namespaces",
+            "setresgid(0) in the user namespace",
+            sys::errno(),
+        ));
     }
     // SAFETY: integer arguments only.
     if unsafe { libc::setresuid(0, 0, 0) } != 0 {
-        return Err(os_failure("namespaces", "setresuid(0) in the user namespace", sys::errno()));
+        return Err(os_failure(
+            "namespaces",
+            "setresuid(0) in the user namespace",
+            sys::errno(),
+        ));
     }
     // A credential change clears the parent-death signal: arm it again,
     // then make sure the outer launcher did not die in between.
@@ -384,6 +391,11 @@ fn become_ns_root(go_r: &OwnedFd) -> Result<(), LaunchFailure> {
 /// process of the namespace with it.
 fn init_loop(r_pid: libc::pid_t, status_w: OwnedFd, go_r: OwnedFd, set: &libc::sigset_t) -> ! {
     sys::close_fds_except(&[status_w.as_raw_fd(), go_r.as_raw_fd()]);
+    // Init is outside R's Landlock domain and seccomp filter: keep R from
+    // reading or writing its memory through /proc even if Landlock is
+    // missing (non-dumpable means ptrace access needs CAP_SYS_PTRACE).
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
     loop {
         let sig = sys::wait_signal(set);
         if sig != libc::SIGCHLD {

@@ -9,6 +9,16 @@ use std::path::{Component, Path, PathBuf};
 /// Device nodes offered inside the sandbox.
 pub(crate) const DEV_NODES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
+/// Read-only system information offered in the fallback tier.
+const FALLBACK_SYSTEM_INFO: [&str; 6] = [
+    "/proc/cpuinfo",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/loadavg",
+    "/proc/uptime",
+    "/sys/devices/system/cpu",
+];
+
 /// What Landlock allows beneath a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Grant {
@@ -82,7 +92,11 @@ impl Plan {
             .iter()
             .map(|p| FsRule::new(p, Grant::ReadExec))
             .collect();
-        rules.extend(self.writable.iter().map(|p| FsRule::new(p, Grant::ReadWrite)));
+        rules.extend(
+            self.writable
+                .iter()
+                .map(|p| FsRule::new(p, Grant::ReadWrite)),
+        );
         if let Some(t) = &self.fallback_tmp {
             rules.push(FsRule::new(t, Grant::ReadWrite));
         }
@@ -92,6 +106,13 @@ impl Plan {
             format!("/proc/{}", std::process::id()),
             Grant::ReadData,
         ));
+        // Machine-wide figures (R's detectCores(), glibc's sysconf), not
+        // other processes.
+        rules.extend(
+            FALLBACK_SYSTEM_INFO
+                .iter()
+                .map(|p| FsRule::new(p, Grant::ReadData)),
+        );
         rules.extend(
             DEV_NODES
                 .iter()

@@ -6,7 +6,11 @@
 //!   clone() with any namespace flag;
 //! * ENOSYS: clone3 (its flags live in memory a filter cannot read; glibc
 //!   falls back to clone);
-//! * EAFNOSUPPORT: socket()/socketpair() of any family but AF_UNIX.
+//! * EAFNOSUPPORT: socket()/socketpair() of any family but AF_UNIX;
+//! * fallback tier only (the host's filesystem is there, and Landlock before
+//!   ABI 9 does not check connecting to a UNIX socket's path, e.g.
+//!   /var/run/docker.sock): EPERM for connect() and for AF_UNIX datagram
+//!   sockets, which could send to a path without connecting.
 //!
 //! Syscalls of another ABI (i386 on x86_64) kill the process; x32 calls
 //! get ENOSYS. Other architectures: reported inactive.
@@ -20,8 +24,8 @@ mod filter {
     use super::super::sys::failure;
     use crate::policy::LaunchFailure;
     use seccompiler::{
-        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-        SeccompFilter, SeccompRule, TargetArch,
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule, TargetArch,
     };
     use std::collections::BTreeMap;
 
@@ -115,7 +119,7 @@ mod filter {
         BpfProgram::try_from(f).map_err(err)
     }
 
-    pub(super) fn programs() -> Result<Vec<BpfProgram>, LaunchFailure> {
+    pub(super) fn programs(fallback: bool) -> Result<Vec<BpfProgram>, LaunchFailure> {
         let mut eperm: BTreeMap<i64, Vec<SeccompRule>> =
             DENIED.iter().map(|&(_, nr)| (nr, Vec::new())).collect();
         // clone(flags, ...): any namespace flag set.
@@ -128,7 +132,9 @@ mod filter {
         eperm.insert(
             libc::SYS_ioctl,
             vec![
+                #[allow(clippy::unnecessary_cast)] // c_int on some libcs
                 rule(1, SeccompCmpOp::Eq, libc::TIOCSTI as u64)?,
+                #[allow(clippy::unnecessary_cast)]
                 rule(1, SeccompCmpOp::Eq, libc::TIOCLINUX as u64)?,
             ],
         );
@@ -140,6 +146,31 @@ mod filter {
         let mut sockets = BTreeMap::new();
         sockets.insert(libc::SYS_socket, vec![not_unix()?]);
         sockets.insert(libc::SYS_socketpair, vec![not_unix()?]);
+
+        if fallback {
+            eperm.insert(libc::SYS_connect, Vec::new());
+            let conds = vec![
+                SeccompCondition::new(
+                    0,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    libc::AF_UNIX as u64,
+                )
+                .map_err(err)?,
+                // The type argument carries SOCK_CLOEXEC/SOCK_NONBLOCK.
+                SeccompCondition::new(
+                    1,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::MaskedEq(0xf),
+                    libc::SOCK_DGRAM as u64,
+                )
+                .map_err(err)?,
+            ];
+            eperm.insert(
+                libc::SYS_socket,
+                vec![SeccompRule::new(conds).map_err(err)?],
+            );
+        }
 
         let mut progs = vec![
             compile(eperm, libc::EPERM)?,
@@ -178,10 +209,10 @@ mod filter {
 }
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) fn apply(_strict: bool) -> Result<LayerState, LaunchFailure> {
+pub(crate) fn apply(_strict: bool, fallback: bool) -> Result<LayerState, LaunchFailure> {
     use super::sys::{self, os_failure};
     sys::set_no_new_privs().map_err(|e| os_failure("seccomp", "PR_SET_NO_NEW_PRIVS", e))?;
-    let progs = filter::programs()?;
+    let progs = filter::programs(fallback)?;
     for p in &progs {
         seccompiler::apply_filter(p).map_err(|e| {
             let errno = match &e {
@@ -197,15 +228,20 @@ pub(crate) fn apply(_strict: bool) -> Result<LayerState, LaunchFailure> {
         format!(
             "{}: {} syscalls denied (EPERM), clone with namespace flags denied, \
              TIOCSTI/TIOCLINUX denied, clone3 -> ENOSYS, non-AF_UNIX sockets -> EAFNOSUPPORT, \
-             foreign syscall ABIs refused; no_new_privs",
+             foreign syscall ABIs refused{}; no_new_privs",
             std::env::consts::ARCH,
-            filter::DENIED.len()
+            filter::DENIED.len(),
+            if fallback {
+                ", connect() and AF_UNIX datagram sockets denied (fallback tier)"
+            } else {
+                ""
+            }
         ),
     ))
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-pub(crate) fn apply(strict: bool) -> Result<LayerState, LaunchFailure> {
+pub(crate) fn apply(strict: bool, _fallback: bool) -> Result<LayerState, LaunchFailure> {
     let why = format!(
         "no seccomp filter for architecture {}",
         std::env::consts::ARCH

@@ -14,7 +14,11 @@ pub(crate) fn strerror(e: i32) -> String {
     std::io::Error::from_raw_os_error(e).to_string()
 }
 
-pub(crate) fn failure(layer: &str, message: impl Into<String>, errno: Option<i32>) -> LaunchFailure {
+pub(crate) fn failure(
+    layer: &str,
+    message: impl Into<String>,
+    errno: Option<i32>,
+) -> LaunchFailure {
     LaunchFailure {
         layer: layer.to_string(),
         message: message.into(),
@@ -89,7 +93,15 @@ pub(crate) fn read_line(fd: RawFd, max: usize) -> Vec<u8> {
 
 pub(crate) fn set_pdeathsig() -> Result<(), i32> {
     // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     if rc != 0 {
         return Err(errno());
     }

@@ -1,0 +1,113 @@
+# Shared helpers for the session-core tests. Every session here runs with
+# `sandbox = FALSE`: the sandbox layers have their own tests.
+
+# A session closed when `.env` ends (a test, or the file when called at the
+# top level of a test file). The close is quiet even for verbose sessions.
+new_session <- function(..., .env = parent.frame()) {
+  session <- SecureSession$new(sandbox = FALSE, ...)
+  withr::defer(suppressMessages(session$close()), envir = .env)
+  session
+}
+
+# A tool that returns its argument unchanged (any type).
+echo_tool <- function(name = "echo") {
+  securer_tool(name, "Return the argument unchanged",
+    fn = function(x) x,
+    args = list(x = "any")
+  )
+}
+
+# The README's example tool.
+query_db_tool <- function() {
+  securer_tool(
+    "query_db", "Query a database table",
+    fn = function(table, limit) head(get(table, "package:datasets"), limit),
+    args = list(table = "character", limit = "numeric")
+  )
+}
+
+# A value without the "output" attribute that execute() adds.
+strip_output <- function(x) {
+  attr(x, "output") <- NULL
+  x
+}
+
+# Is process `pid` running (a zombie waiting to be reaped does not count)?
+pid_running <- function(pid) {
+  if (is.na(pid)) {
+    return(FALSE)
+  }
+  handle <- tryCatch(ps::ps_handle(as.integer(pid)), error = function(e) NULL)
+  if (is.null(handle)) {
+    return(FALSE)
+  }
+  status <- tryCatch(ps::ps_status(handle), error = function(e) "gone")
+  !status %in% c("gone", "zombie", "dead")
+}
+
+# Waits up to `timeout` seconds for process `pid` to end; TRUE if it did.
+wait_pid_gone <- function(pid, timeout = 5) {
+  deadline <- Sys.time() + timeout
+  repeat {
+    if (!pid_running(pid)) {
+      return(TRUE)
+    }
+    if (Sys.time() > deadline) {
+      return(FALSE)
+    }
+    Sys.sleep(0.05)
+  }
+}
+
+# Running child processes of this R process whose command line mentions
+# securer's child runtime.
+securer_children <- function() {
+  kids <- tryCatch(ps::ps_children(ps::ps_handle(), recursive = TRUE),
+    error = function(e) list()
+  )
+  pids <- vapply(kids, function(p) {
+    cmd <- tryCatch(ps::ps_cmdline(p), error = function(e) character())
+    if (any(grepl("runtime.R", cmd, fixed = TRUE)) && pid_running(ps::ps_pid(p))) {
+      ps::ps_pid(p)
+    } else {
+      NA_integer_
+    }
+  }, integer(1))
+  pids[!is.na(pids)]
+}
+
+# The session directories ("securer-*") in this R process's tempdir().
+securer_tempdirs <- function() {
+  list.files(tempdir(), pattern = "^securer-", full.names = TRUE)
+}
+
+# The events of a JSON-lines audit log, one list per line.
+read_audit <- function(path) {
+  lines <- readLines(path, warn = FALSE)
+  lapply(lines, jsonlite::fromJSON, simplifyVector = FALSE)
+}
+
+audit_events <- function(path) {
+  vapply(read_audit(path), function(r) r$event, character(1))
+}
+
+# Runs `fn` in a fresh R process in the background (with this library
+# search path); stdout and stderr are merged and readable as lines.
+r_bg_lines <- function(fn) {
+  callr::r_bg(fn, stdout = "|", stderr = "2>&1", libpath = .libPaths())
+}
+
+# Reads a background process's output until a line matches `pattern` (or
+# the process ends, or `timeout` seconds pass); returns all lines so far.
+read_until <- function(proc, pattern, timeout = 20, lines = character()) {
+  deadline <- Sys.time() + timeout
+  while (!any(grepl(pattern, lines)) && Sys.time() < deadline) {
+    proc$poll_io(100)
+    lines <- c(lines, proc$read_output_lines())
+    if (!proc$is_alive()) {
+      lines <- c(lines, proc$read_output_lines())
+      break
+    }
+  }
+  lines
+}
