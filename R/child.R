@@ -66,11 +66,16 @@ child_env <- function(home, token, max_frame) {
   )
 }
 
-launch_spec_json <- function(opts, token, dir) {
+launch_spec_json <- function(opts, token, dir, zygote = FALSE) {
   sandbox <- opts$sandbox
   native <- !is.null(sandbox) && identical(sandbox$backend, "linux-native")
   home <- if (native) "/tmp" else dir
   env <- child_env(home, token, opts$max_frame)
+  if (zygote) env[["SECURER_ZYGOTE"]] <- "1"
+  policy <- if (!is.null(sandbox)) {
+    sandbox_policy_spec(sandbox, strict = opts$strict, fallback_tmp = dir)
+  }
+  if (zygote) policy$zygote <- TRUE
   spec <- list(
     program = r_binary(),
     args = I(c(
@@ -81,20 +86,51 @@ launch_spec_json <- function(opts, token, dir) {
     env = unname(Map(function(k, v) I(c(k, v)), names(env), env)),
     cwd = home,
     ipc_fd = 3L,
-    limits = limits_spec(opts$limits),
-    sandbox = if (!is.null(sandbox)) {
-      sandbox_policy_spec(sandbox, strict = opts$strict, fallback_tmp = dir)
-    }
+    limits = limits_spec(if (zygote) list() else opts$limits),
+    sandbox = policy
   )
   jsonlite::toJSON(spec, auto_unbox = TRUE, null = "null", digits = NA)
 }
 
 # Starts a child and waits until it has said hello and received its set-up.
+# With the native Linux sandbox the child is forked from a warm zygote
+# (see zygote.R); otherwise, or when no zygote can run, it is launched cold.
 child_start <- function(opts) {
+  if (zygote_wanted(opts)) {
+    child <- zygote_fork(opts)
+    if (!is.null(child)) {
+      return(child_setup(child, opts))
+    }
+  }
+  child_setup(child_launch(opts), opts)
+}
+
+child_setup <- function(child, opts) {
+  ready <- FALSE
+  on.exit(if (!ready) child_stop(child), add = TRUE)
+  child_wait_ready(child, opts$start_timeout, opts$strict)
+  setup <- list(tools = tool_specs(opts$tools), max_frame = opts$max_frame)
+  child_send(child, kinds[["setup"]], setup, opts$start_timeout)
+  ready <- TRUE
+  child
+}
+
+new_child <- function(handle, dir) {
+  child <- new.env(parent = emptyenv())
+  child$handle <- handle
+  child$dir <- dir
+  child$pid <- rs_pid(handle)
+  child$layers <- NULL
+  child
+}
+
+# A cold start through the launcher. With `zygote = TRUE` the child becomes
+# a warm zygote: it says hello, then waits for fork requests.
+child_launch <- function(opts, zygote = FALSE) {
   token <- rs_random_token()
   dir <- tempfile("securer-")
   dir.create(dir, mode = "0700")
-  json <- launch_spec_json(opts, token, dir)
+  json <- launch_spec_json(opts, token, dir, zygote)
   handle <- rs_spawn(launcher_path(), json, token, opts$max_frame)
   if (is.list(handle)) {
     unlink(dir, recursive = TRUE)
@@ -103,18 +139,7 @@ child_start <- function(opts) {
       class = "securer_child_error"
     )
   }
-  child <- new.env(parent = emptyenv())
-  child$handle <- handle
-  child$dir <- dir
-  child$pid <- rs_pid(handle)
-  child$layers <- NULL
-  ready <- FALSE
-  on.exit(if (!ready) child_stop(child), add = TRUE)
-  child_wait_ready(child, opts$start_timeout, opts$strict)
-  setup <- list(tools = tool_specs(opts$tools), max_frame = opts$max_frame)
-  child_send(child, kinds[["setup"]], setup, opts$start_timeout)
-  ready <- TRUE
-  child
+  new_child(handle, dir)
 }
 
 child_wait_ready <- function(child, timeout, strict = FALSE) {
@@ -184,6 +209,6 @@ child_stop <- function(child) {
     return(invisible())
   }
   rs_kill(child$handle)
-  unlink(child$dir, recursive = TRUE, force = TRUE)
+  if (length(child$dir)) unlink(child$dir, recursive = TRUE, force = TRUE)
   invisible()
 }

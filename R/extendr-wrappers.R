@@ -34,6 +34,10 @@ rs_random_token <- function() .Call(wrap__rs_random_token)
 
 rs_audit_append <- function(path, line) .Call(wrap__rs_audit_append, path, line)
 
+rs_zygote_fork <- function(zygote, request_json, token, max_frame, timeout_ms) .Call(wrap__rs_zygote_fork, zygote, request_json, token, max_frame, timeout_ms)
+
+rs_zygote_serve <- function(max_frame) .Call(wrap__rs_zygote_serve, max_frame)
+
 rs_child_connect <- function(fd, token, max_frame) .Call(wrap__rs_child_connect, fd, token, max_frame)
 
 rs_child_send <- function(kind, payload) .Call(wrap__rs_child_send, kind, payload)

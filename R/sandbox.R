@@ -537,7 +537,13 @@ as_sandbox_config <- function(sandbox) {
     return(sandbox)
   }
   if (isTRUE(sandbox)) {
-    return(build_sandbox_config())
+    # Building the default policy checks many paths; sessions start often.
+    key <- paste(c(R.home(), .libPaths()), collapse = "\n")
+    if (!identical(the$default_sandbox_key, key)) {
+      the$default_sandbox <- build_sandbox_config()
+      the$default_sandbox_key <- key
+    }
+    return(the$default_sandbox)
   }
   if (isFALSE(sandbox)) {
     return(NULL)

@@ -3,6 +3,14 @@
 #' @rawNamespace if (getRversion() < "4.3.0") importFrom("S7", "@")
 "_PACKAGE"
 
+# Package state: warnings already given, warm zygotes.
+the <- new.env(parent = emptyenv())
+the$warned <- character()
+
 .onLoad <- function(libname, pkgname) {
   S7::methods_register()
+}
+
+.onUnload <- function(libpath) {
+  zygote_stop_all()
 }

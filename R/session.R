@@ -61,6 +61,10 @@ SecureSession <- R6::R6Class(
         max_frame = getOption("securer.max_message_size", 8 * 1024^2),
         start_timeout = getOption("securer.start_timeout", 30)
       )
+      if (zygote_wanted(private$opts)) {
+        private$opts$zygote_key <- zygote_key(private$opts)
+        private$opts$zygote_request <- zygote_request_json(private$opts)
+      }
       private$tool_fns <- lapply(tools, function(t) t@fn)
       private$tool_args <- lapply(tools, function(t) t@args)
       private$max_executions <- max_executions
@@ -647,8 +651,6 @@ raise_child_exit <- function(private, run, ev) {
   )
 }
 
-the <- new.env(parent = emptyenv())
-the$warned <- character()
 
 # The default (non-strict) mode runs with the layers that could be applied
 # and says so once per R session and set of missing layers.

@@ -215,6 +215,19 @@ local({
 
   err <- .Call(sym("wrap__rs_child_connect"), 3L, token, rt$max_frame)
   if (!is.null(err)) quit(save = "no", status = 70L)
+  if (identical(Sys.getenv("SECURER_ZYGOTE"), "1")) {
+    # A warm zygote: everything above is loaded once; each request forks a
+    # confined session that returns here with its own socket as fd 3.
+    Sys.unsetenv("SECURER_ZYGOTE")
+    start <- .Call(sym("wrap__rs_zygote_serve"), rt$max_frame)
+    if (is.character(start)) quit(save = "no", status = 0L)
+    tempdir(check = TRUE)
+    hex <- start$token
+    token <- as.raw(strtoi(substring(hex, seq(1, nchar(hex), 2), seq(2, nchar(hex), 2)), 16L))
+    err <- .Call(sym("wrap__rs_child_connect"), 3L, token, rt$max_frame)
+    if (!is.null(err)) quit(save = "no", status = 70L)
+    rm(start)
+  }
   rm(token, hex, env, dll, sym, err)
   rt$main()
 })

@@ -550,3 +550,616 @@ test_that("print() shows the Seatbelt profile size and command", {
     fixed = TRUE
   )
 })
+
+# ===========================================================================
+# Real sandboxed sessions: escape attempts, limits and positive checks.
+#
+# Everything above tests configuration objects. Everything below starts
+# real sessions (`sandbox = TRUE, sandbox_strict = TRUE`) and tries to get
+# out. Sessions are shared where a test leaves no state that matters, as
+# each sandboxed start costs about 0.3 s. Each escape test has a control on
+# the host (or in an unsandboxed session) showing the attempt works there,
+# so a sandbox that stopped holding would fail the test.
+# ===========================================================================
+
+box <- lazy_session()
+plain <- lazy_session(function(.env) new_session(.env = .env))
+
+# Escapes: the host's files ---------------------------------------------
+
+test_that("the sandbox cannot read a file in the host's home folder", {
+  skip_if_no_sandbox()
+  f <- local_secret_file(path.expand("~"))
+  expect_identical(read_in(plain(), f$path), f$secret)
+  got <- read_in(box(), f$path)
+  expect_match(got[[1]], "^ERROR:")
+  expect_false(any(grepl(f$secret, got, fixed = TRUE)))
+  expect_false(run_in(box(), bquote(file.exists(.(f$path)))))
+})
+
+test_that("the sandbox cannot read a file in the host's working directory", {
+  skip_if_no_sandbox()
+  f <- local_secret_file(getwd())
+  expect_identical(read_in(plain(), f$path), f$secret)
+  got <- read_in(box(), f$path)
+  expect_match(got[[1]], "^ERROR:")
+  expect_false(any(grepl(f$secret, got, fixed = TRUE)))
+  expect_false(run_in(box(), bquote(file.exists(.(getwd())))))
+})
+
+test_that("the sandbox cannot read /etc/shadow or /etc/passwd", {
+  skip_if_no_sandbox()
+  for (path in c("/etc/shadow", "/etc/passwd")) {
+    got <- read_in(box(), path)
+    expect_match(got[[1]], "^ERROR:", info = path)
+  }
+  expect_false(any(run_in(box(), quote(file.exists(c("/etc/shadow", "/etc/passwd"))))))
+  # Nor through a shell.
+  out <- run_in(box(), quote(suppressWarnings(
+    system("cat /etc/passwd /etc/shadow 2>&1", intern = TRUE)
+  )))
+  expect_false(any(grepl("^root:", out)))
+})
+
+test_that("the sandbox's root holds only the listed system folders", {
+  skip_if_no_sandbox()
+  top <- run_in(box(), quote(list.files("/")))
+  expect_true(all(top %in% c("bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr")))
+  expect_false(any(c("home", "root", "var", "run", "work", "sys", "mnt") %in% top))
+  expect_setequal(
+    run_in(box(), quote(list.files("/dev"))),
+    c("fd", "full", "null", "random", "stderr", "stdin", "stdout", "urandom", "zero")
+  )
+})
+
+test_that("the sandbox cannot reach host files through /proc or links", {
+  skip_if_no_sandbox()
+  f <- local_secret_file(path.expand("~"))
+  got <- run_in(box(), bquote({
+    file.symlink("/proc/1/root", file.path(tempdir(), "host-root"))
+    file.symlink(.(f$path), file.path(tempdir(), "secret-link"))
+    paths <- c(
+      file.path("/proc/1/root", .(f$path)),
+      file.path("/proc/self/root", .(f$path)),
+      file.path(tempdir(), "host-root", .(f$path)),
+      file.path(tempdir(), "secret-link")
+    )
+    vapply(paths, function(p) {
+      tryCatch(paste(readLines(p, warn = FALSE), collapse = ""),
+        error = function(e) "ERROR", warning = function(w) "ERROR"
+      )
+    }, character(1))
+  }))
+  expect_true(all(got == "ERROR"))
+})
+
+# Escapes: environment and processes ---------------------------------------
+
+test_that("the sandbox does not see the host's environment variables", {
+  skip_if_no_sandbox()
+  secret <- random_token("sk-test-secret-")
+  withr::local_envvar(OPENAI_API_KEY = secret)
+  s <- sandboxed_session()
+  expect_identical(run_in(s, quote(Sys.getenv("OPENAI_API_KEY"))), "")
+  seen <- run_in(s, bquote({
+    own <- c(paste(names(Sys.getenv()), Sys.getenv()), readLines("/proc/self/environ", warn = FALSE))
+    procs <- list.files("/proc", pattern = "^[0-9]+$", full.names = TRUE)
+    others <- unlist(lapply(file.path(procs, "environ"), function(p) {
+      tryCatch(readLines(p, warn = FALSE), error = function(e) character(), warning = function(w) character())
+    }))
+    shell <- suppressWarnings(system(
+      "for p in /proc/[0-9]*; do cat $p/environ 2>/dev/null; echo; done",
+      intern = TRUE
+    ))
+    c(
+      own = any(grepl(.(secret), own, fixed = TRUE)),
+      other = any(grepl(.(secret), others, fixed = TRUE)),
+      shell = any(grepl(.(secret), shell, fixed = TRUE)),
+      environ_read = length(others) > 0
+    )
+  }))
+  expect_false(seen[["own"]])
+  expect_false(seen[["other"]])
+  expect_false(seen[["shell"]])
+  # The loop did read something (its own environ), so it was not vacuous.
+  expect_true(seen[["environ_read"]])
+})
+
+test_that("the sandbox gets only the allowlisted environment", {
+  skip_if_no_sandbox()
+  env <- run_in(box(), quote(Sys.getenv()))
+  expect_identical(env[["HOME"]], "/tmp")
+  expect_false(any(grepl("KEY|TOKEN|SECRET|PASSWORD", names(env))))
+  expect_false(any(c("SECURER_TOKEN", "SECURER_DLL", "USER", "LOGNAME", "SSH_AUTH_SOCK") %in% names(env)))
+})
+
+test_that("the sandbox cannot see the host's processes in /proc", {
+  skip_if_no_sandbox()
+  host <- Sys.getpid()
+  expect_true(file.exists(sprintf("/proc/%d/status", host)))
+  expect_false(run_in(box(), bquote(file.exists(sprintf("/proc/%d/status", .(host))))))
+  pids <- run_in(box(), quote(list.files("/proc", pattern = "^[0-9]+$")))
+  expect_lte(length(pids), 3L)
+  expect_true(as.character(run_in(box(), quote(Sys.getpid()))) %in% pids)
+})
+
+test_that("the sandbox cannot signal the host R process", {
+  skip_if_no_sandbox()
+  host <- Sys.getpid()
+  expect_false(run_in(box(), bquote(tools::pskill(.(host), 0L))))
+  status <- run_in(box(), bquote(suppressWarnings(system(.(paste("kill -0", host, "2>/dev/null"))))))
+  expect_false(identical(status, 0L))
+  expect_true(pid_running(host))
+})
+
+test_that("the sandbox cannot kill its own launcher on the host", {
+  skip_if_no_sandbox()
+  s <- sandboxed_session()
+  tree <- process_tree(s$pid())
+  pids <- vapply(tree, ps::ps_pid, integer(1))
+  expect_gte(length(pids), 2L)
+  sent <- run_in(s, bquote(tools::pskill(.(pids), tools::SIGKILL)))
+  expect_false(any(sent))
+  expect_true(all(vapply(tree, handle_running, logical(1))))
+  expect_identical(run_in(s, quote(1 + 1)), 2)
+})
+
+test_that("one session cannot signal another session's processes", {
+  skip_if_no_sandbox()
+  a <- box()
+  b <- sandboxed_session()
+  tree <- process_tree(b$pid())
+  pids <- vapply(tree, ps::ps_pid, integer(1))
+  expect_gte(length(pids), 2L)
+  expect_false(any(run_in(a, bquote(tools::pskill(.(pids), tools::SIGKILL)))))
+  status <- run_in(a, bquote(suppressWarnings(
+    system(.(paste("kill -9", paste(pids, collapse = " "), "2>/dev/null")))
+  )))
+  expect_false(identical(status, 0L))
+  expect_true(all(vapply(tree, handle_running, logical(1))))
+  expect_identical(run_in(b, quote(1 + 1)), 2)
+})
+
+test_that("one session cannot see files another session left in its /tmp", {
+  skip_if_no_sandbox()
+  a <- box()
+  b <- sandboxed_session()
+  marker <- random_token()
+  expect_true(run_in(a, bquote({
+    writeLines(.(marker), "/tmp/marker")
+    file.exists("/tmp/marker")
+  })))
+  expect_false(run_in(b, quote(file.exists("/tmp/marker"))))
+  expect_false(any(grepl(marker, run_in(b, quote(list.files("/tmp", recursive = TRUE))))))
+})
+
+test_that("the sandbox cannot ptrace: strace and gdb fail to attach", {
+  skip_if_no_sandbox()
+  s <- box()
+  expect_identical(
+    run_in(s, quote(sub("^TracerPid:\\s*", "", grep("^TracerPid", readLines("/proc/self/status"), value = TRUE)))),
+    "0"
+  )
+  tools <- programs_in(s, c("/usr/bin/strace", "/usr/bin/gdb"))
+  skip_if(length(tools) == 0L, "neither strace nor gdb exists in the sandbox")
+  if ("/usr/bin/strace" %in% tools) {
+    out <- run_in(s, quote(suppressWarnings(system("strace -f true 2>&1", intern = TRUE))))
+    expect_false(is.null(attr(out, "status")))
+    expect_true(any(grepl("Operation not permitted", out)))
+  }
+  if ("/usr/bin/gdb" %in% tools) {
+    out <- run_in(s, quote(suppressWarnings(system(
+      paste("gdb -batch -p", Sys.getpid(), "2>&1"),
+      intern = TRUE
+    ))))
+    expect_true(any(grepl("ptrace: Operation not permitted", out, fixed = TRUE)))
+  }
+})
+
+test_that("the sandbox cannot create new namespaces (unshare)", {
+  skip_if_no_sandbox()
+  s <- box()
+  skip_if_not(run_in(s, quote(file.exists("/usr/bin/unshare"))), "no unshare in the sandbox")
+  for (flags in c("--user", "--user --map-root-user", "--mount", "--net", "--pid --fork")) {
+    out <- run_in(s, bquote(suppressWarnings(
+      system(.(paste("unshare", flags, "true 2>&1")), intern = TRUE)
+    )))
+    expect_false(is.null(attr(out, "status")), info = flags)
+  }
+})
+
+test_that("the sandbox holds no capabilities and has no_new_privs set", {
+  skip_if_no_sandbox()
+  status <- run_in(box(), quote(readLines("/proc/self/status")))
+  field <- function(name) sub("^[^:]+:\\s*", "", grep(paste0("^", name, ":"), status, value = TRUE))
+  for (cap in c("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")) {
+    expect_identical(field(cap), "0000000000000000", info = cap)
+  }
+  expect_identical(field("NoNewPrivs"), "1")
+  expect_identical(field("Seccomp"), "2")
+})
+
+# Escapes: the network ------------------------------------------------------
+
+test_that("the sandbox cannot open a TCP connection to a host listener", {
+  skip_if_no_sandbox()
+  port <- local_tcp_listener()
+  expect_true(host_can_connect(port))
+  got <- run_in(box(), bquote(tryCatch(
+    {
+      con <- socketConnection("127.0.0.1", .(port), timeout = 2)
+      close(con)
+      "CONNECTED"
+    },
+    error = function(e) paste("ERROR:", conditionMessage(e)),
+    warning = function(w) paste("ERROR:", conditionMessage(w))
+  )))
+  expect_match(got, "^ERROR:")
+})
+
+test_that("the sandbox cannot send UDP packets", {
+  skip_if_no_sandbox()
+  s <- box()
+  skip_if_not(run_in(s, quote(file.exists("/bin/bash"))), "no bash in the sandbox")
+  port <- sample(20000:60000, 1)
+  script <- sprintf("echo hi > /dev/udp/127.0.0.1/%d", port)
+  # On the host, bash sends the datagram (nobody needs to listen).
+  skip_if_not(file.exists("/bin/bash"))
+  expect_identical(script_on_host("/bin/bash", script)$status, 0L)
+  res <- script_in(s, "/bin/bash", script)
+  expect_false(identical(res$status, 0L))
+  expect_true(any(grepl("not supported|not permitted", res$output)))
+})
+
+test_that("the sandbox cannot reach a host abstract UNIX socket", {
+  skip_if_no_sandbox()
+  s <- box()
+  name <- local_abstract_listener()
+  host <- script_on_host(Sys.which("python3"), abstract_client_python(name))
+  expect_identical(host$output, "HELLO")
+  clients <- programs_in(s, c("/usr/bin/python3", "/usr/bin/perl"))
+  skip_if(length(clients) == 0L, "neither python3 nor perl exists in the sandbox")
+  for (client in clients) {
+    script <- if (endsWith(client, "perl")) abstract_client_perl(name) else abstract_client_python(name)
+    res <- script_in(s, client, script)
+    expect_false(identical(res$status, 0L), info = client)
+    expect_false(any(grepl("HELLO", res$output)), info = client)
+  }
+})
+
+test_that("the sandbox has no network interface but loopback", {
+  skip_if_no_sandbox()
+  # Opening any non-UNIX socket fails, so even listing interfaces does.
+  got <- run_in(box(), quote(tryCatch(
+    {
+      srv <- serverSocket(23456L)
+      close(srv)
+      "LISTENING"
+    },
+    error = function(e) paste("ERROR:", conditionMessage(e)),
+    warning = function(w) paste("ERROR:", conditionMessage(w))
+  )))
+  expect_match(got, "^ERROR:")
+})
+
+# Escapes: writing ----------------------------------------------------------
+
+test_that("the sandbox cannot write outside its /tmp", {
+  skip_if_no_sandbox()
+  targets <- unique(c(path.expand("~"), getwd(), .libPaths(), R.home(), R.home("library")))
+  name <- random_token("securer-write-")
+  paths <- file.path(targets, name)
+  withr::defer(unlink(paths))
+  made <- run_in(box(), bquote(vapply(.(paths), function(p) {
+    isTRUE(suppressWarnings(tryCatch(file.create(p), error = function(e) FALSE)))
+  }, logical(1))))
+  expect_false(any(made))
+  expect_false(any(file.exists(paths)))
+})
+
+test_that("the sandbox cannot write to R's library or home even via a shell", {
+  skip_if_no_sandbox()
+  name <- random_token("securer-write-")
+  paths <- file.path(unique(c(.libPaths(), R.home())), name)
+  withr::defer(unlink(paths))
+  status <- run_in(box(), bquote(suppressWarnings(system(
+    .(paste(paste("touch", shQuote(paths), "2>/dev/null"), collapse = "; "))
+  ))))
+  expect_false(any(file.exists(paths)))
+})
+
+# Limits inside the sandbox -------------------------------------------------
+
+test_that("allocating 8 GB is a memory limit error and the session goes on", {
+  skip_if_no_sandbox()
+  s <- box()
+  err <- expect_error(s$execute("x <- numeric(1e9)"), class = "securer_limit_error")
+  expect_identical(err$limit, "memory")
+  expect_match(conditionMessage(err), "memory", fixed = TRUE)
+  expect_identical(run_in(s, quote(1 + 1)), 2)
+})
+
+test_that("a fork bomb is contained by nproc and leaves no process behind", {
+  skip_if_no_sandbox()
+  s <- sandboxed_session(limits = list(nproc = 32))
+  skip_if_not(run_in(s, quote(file.exists("/bin/bash"))), "no bash in the sandbox")
+  # The bomb backgrounds itself; the code returns while it keeps forking.
+  n <- run_in(s, quote({
+    system("bash -c ':(){ :|:& };:' >/dev/null 2>&1")
+    Sys.sleep(1)
+    length(list.files("/proc", pattern = "^[0-9]+$"))
+  }), timeout = 10)
+  expect_lte(n, 32L)
+  tree <- process_tree(s$pid())
+  # Launcher and init, plus at most nproc processes of the sandbox's user.
+  expect_lte(length(tree), 32L + 2L)
+  # The host still forks.
+  expect_identical(system("true"), 0L)
+  # The session still answers (its R process needs no fork for this).
+  expect_identical(run_in(s, quote(1 + 1), timeout = 10), 2)
+  s$close()
+  expect_true(wait_handles_gone(tree, timeout = 10))
+})
+
+test_that("filling /tmp stops at its cap and the session goes on", {
+  skip_if_no_sandbox()
+  s <- sandboxed_session(sandbox = build_sandbox_config(tmp_size = 16 * 1024^2))
+  res <- s$execute("
+    f <- file.path(tempdir(), 'big')
+    writeBin(raw(32 * 1024^2), f)
+    file.size(f)
+  ")
+  expect_lte(strip_output(res), 16 * 1024^2)
+  expect_true(any(grepl("problem writing", attr(res, "output"))))
+  out <- run_in(s, quote(suppressWarnings(
+    system("head -c 33554432 /dev/zero > /tmp/more 2>&1", intern = TRUE)
+  )))
+  expect_false(is.null(attr(out, "status")))
+  expect_true(any(grepl("No space left on device", out)))
+  expect_identical(run_in(s, quote(1 + 1)), 2)
+})
+
+# Working inside the sandbox ------------------------------------------------
+
+test_that("statistics work inside the sandbox", {
+  skip_if_no_sandbox()
+  expect_equal(
+    run_in(box(), quote(coef(lm(mpg ~ wt + hp, data = mtcars)))),
+    coef(lm(mpg ~ wt + hp, data = mtcars))
+  )
+})
+
+test_that("data frames come back from the sandbox intact", {
+  skip_if_no_sandbox()
+  df <- data.frame(
+    x = c(1.5, NA, 3),
+    f = factor(c("a", "b", "a")),
+    d = as.Date("2024-01-01") + 0:2,
+    s = c("u", NA, "w"),
+    row.names = c("r1", "r2", "r3")
+  )
+  expect_identical(run_in(box(), bquote(.(df))), df)
+  expect_identical(run_in(box(), quote(iris)), iris)
+})
+
+test_that("the sandbox can write and read files in tempdir()", {
+  skip_if_no_sandbox()
+  got <- run_in(box(), quote({
+    f <- tempfile(fileext = ".rds")
+    saveRDS(mtcars, f)
+    csv <- tempfile(fileext = ".csv")
+    write.csv(iris, csv, row.names = FALSE)
+    list(rds = readRDS(f), rows = nrow(read.csv(csv)), dir = tempdir())
+  }))
+  expect_identical(got$rds, mtcars)
+  expect_identical(got$rows, 150L)
+  expect_match(got$dir, "^/tmp/")
+})
+
+test_that("installed packages from the host's library paths load", {
+  skip_if_no_sandbox()
+  skip_if_not_installed("jsonlite")
+  got <- run_in(box(), quote({
+    library(jsonlite)
+    list(json = as.character(toJSON(list(a = 1:3))), path = find.package("jsonlite"))
+  }))
+  expect_identical(got$json, '{"a":[1,2,3]}')
+  expect_identical(got$path, find.package("jsonlite"))
+  expect_identical(run_in(box(), quote(tools::file_ext("a.csv"))), "csv")
+})
+
+test_that("system() works inside the sandbox", {
+  skip_if_no_sandbox()
+  expect_identical(run_in(box(), quote(system("echo hi", intern = TRUE))), "hi")
+})
+
+test_that("the README example works sandboxed", {
+  skip_if_no_sandbox()
+  res <- execute_r(
+    'data <- query_db("mtcars", 5); mean(data$mpg)',
+    tools = list(query_db_tool()), sandbox = TRUE, sandbox_strict = TRUE
+  )
+  expect_equal(strip_output(res), 20.98)
+})
+
+# sandbox_info() and the fallback tier --------------------------------------
+
+test_that("sandbox_info() lists every layer, all active here", {
+  skip_if_no_sandbox()
+  info <- box()$sandbox_info()
+  expect_s3_class(info, "data.frame")
+  expect_named(info, c("layer", "active", "detail"))
+  layers <- c("namespaces", "root", "capabilities", "landlock", "seccomp", "limits", "environment")
+  expect_setequal(info$layer, layers)
+  expect_true(all(info$active))
+  expect_true(all(nzchar(info$detail)))
+  expect_match(info$detail[info$layer == "landlock"], "TCP bind/connect denied", fixed = TRUE)
+  expect_match(info$detail[info$layer == "root"], "pivot_root", fixed = TRUE)
+})
+
+test_that("sandbox = FALSE has no sandbox layer active", {
+  skip_if_no_sandbox()
+  info <- plain()$sandbox_info()
+  sandbox_layers <- c("namespaces", "root", "capabilities", "landlock", "seccomp")
+  expect_false(any(info$active[info$layer %in% sandbox_layers]))
+  # The session itself still runs with the limits and a clean environment.
+  expect_true(all(c("limits", "environment") %in% info$layer))
+})
+
+fallback <- lazy_session(fallback_session)
+
+test_that("the fallback tier reports namespaces and root inactive, with a reason", {
+  skip_if_no_sandbox()
+  info <- fallback()$sandbox_info()
+  expect_named(info, c("layer", "active", "detail"))
+  off <- info[info$layer %in% c("namespaces", "root"), ]
+  expect_identical(nrow(off), 2L)
+  expect_false(any(off$active))
+  expect_true(all(grepl("no_namespaces", off$detail, fixed = TRUE)))
+  expect_true(all(info$active[info$layer %in% c("landlock", "seccomp", "capabilities", "environment")]))
+})
+
+test_that("the fallback tier cannot read a file in the host's home folder", {
+  skip_if_no_sandbox()
+  s <- fallback()
+  skip_if_no_landlock(s)
+  f <- local_secret_file(path.expand("~"))
+  got <- read_in(s, f$path)
+  expect_match(got[[1]], "^ERROR:")
+  expect_false(any(grepl(f$secret, got, fixed = TRUE)))
+})
+
+test_that("the fallback tier cannot read a file in the host's working directory", {
+  skip_if_no_sandbox()
+  s <- fallback()
+  skip_if_no_landlock(s)
+  f <- local_secret_file(getwd())
+  got <- read_in(s, f$path)
+  expect_match(got[[1]], "^ERROR:")
+  expect_false(any(grepl(f$secret, got, fixed = TRUE)))
+})
+
+test_that("the fallback tier cannot read /etc/shadow, /etc/passwd or the host's /proc", {
+  skip_if_no_sandbox()
+  s <- fallback()
+  skip_if_no_landlock(s)
+  for (path in c(
+    "/etc/shadow", "/etc/passwd", sprintf("/proc/%d/environ", Sys.getpid()),
+    sprintf("/proc/%d/status", Sys.getpid()), "/proc/self/root/etc/passwd"
+  )) {
+    expect_match(read_in(s, path)[[1]], "^ERROR:", info = path)
+  }
+})
+
+test_that("the fallback tier cannot reach host files through links or renames", {
+  skip_if_no_sandbox()
+  s <- fallback()
+  skip_if_no_landlock(s)
+  f <- local_secret_file(path.expand("~"))
+  got <- run_in(s, bquote({
+    hard <- file.path(tempdir(), "hard")
+    soft <- file.path(tempdir(), "soft")
+    moved <- file.path(tempdir(), "moved")
+    suppressWarnings({
+      file.link(.(f$path), hard)
+      file.symlink(.(f$path), soft)
+      file.rename(.(f$path), moved)
+    })
+    vapply(c(hard, soft, moved), function(p) {
+      tryCatch(paste(readLines(p, warn = FALSE), collapse = ""),
+        error = function(e) "ERROR", warning = function(w) "ERROR"
+      )
+    }, character(1))
+  }))
+  expect_true(all(got == "ERROR"))
+  expect_identical(readLines(f$path), f$secret)
+})
+
+test_that("the fallback tier cannot write outside its own folder", {
+  skip_if_no_sandbox()
+  s <- fallback()
+  skip_if_no_landlock(s)
+  targets <- unique(c(path.expand("~"), getwd(), .libPaths(), R.home(), tempdir(), "/tmp"))
+  name <- random_token("securer-write-")
+  paths <- file.path(targets, name)
+  withr::defer(unlink(paths))
+  made <- run_in(s, bquote(vapply(.(paths), function(p) {
+    isTRUE(suppressWarnings(tryCatch(file.create(p), error = function(e) FALSE)))
+  }, logical(1))))
+  expect_false(any(made))
+  expect_false(any(file.exists(paths)))
+  # Its own temporary folder works.
+  expect_identical(run_in(s, quote({
+    f <- tempfile()
+    writeLines("ok", f)
+    readLines(f)
+  })), "ok")
+})
+
+test_that("the fallback tier cannot open a TCP connection to a host listener", {
+  skip_if_no_sandbox()
+  s <- fallback()
+  skip_if_no_landlock(s)
+  port <- local_tcp_listener()
+  expect_true(host_can_connect(port))
+  got <- run_in(s, bquote(tryCatch(
+    {
+      con <- socketConnection("127.0.0.1", .(port), timeout = 2)
+      close(con)
+      "CONNECTED"
+    },
+    error = function(e) paste("ERROR:", conditionMessage(e)),
+    warning = function(w) paste("ERROR:", conditionMessage(w))
+  )))
+  expect_match(got, "^ERROR:")
+})
+
+test_that("the fallback tier cannot reach a host abstract UNIX socket", {
+  skip_if_no_sandbox()
+  s <- fallback()
+  skip_if_no_landlock(s)
+  name <- local_abstract_listener()
+  expect_identical(script_on_host(Sys.which("python3"), abstract_client_python(name))$output, "HELLO")
+  skip_if_not(file.exists("/usr/bin/python3"), "no python3 for the client")
+  res <- script_in(s, "/usr/bin/python3", abstract_client_python(name))
+  expect_false(identical(res$status, 0L))
+  expect_false(any(grepl("HELLO", res$output)))
+})
+
+test_that("the fallback tier cannot signal the host or see its environment", {
+  skip_if_no_sandbox()
+  secret <- random_token("sk-test-secret-")
+  withr::local_envvar(OPENAI_API_KEY = secret)
+  s <- fallback_session()
+  skip_if_no_landlock(s)
+  expect_false(run_in(s, bquote(tools::pskill(.(Sys.getpid()), 0L))))
+  expect_identical(run_in(s, quote(Sys.getenv("OPENAI_API_KEY"))), "")
+  expect_false(run_in(s, bquote(
+    any(grepl(.(secret), readLines("/proc/self/environ", warn = FALSE), fixed = TRUE))
+  )))
+})
+
+test_that("sandbox_strict = TRUE fails closed on the fallback tier, naming the layer", {
+  skip_if_no_sandbox()
+  err <- expect_error(
+    SecureSession$new(sandbox = build_sandbox_fallback(), sandbox_strict = TRUE),
+    class = "securer_sandbox_error"
+  )
+  expect_s3_class(err, "securer_error")
+  expect_identical(err$layer, "namespaces")
+  expect_match(conditionMessage(err), "namespaces", fixed = TRUE)
+})
+
+test_that("the fallback tier warns once per R session and set of missing layers", {
+  skip_if_no_sandbox()
+  local_fresh_warnings()
+  cfg <- build_sandbox_fallback()
+  expect_warning(
+    s1 <- SecureSession$new(sandbox = cfg),
+    class = "securer_sandbox_warning"
+  )
+  withr::defer(s1$close())
+  expect_no_warning(s2 <- SecureSession$new(sandbox = cfg))
+  withr::defer(s2$close())
+  expect_identical(run_in(s2, quote(1 + 1)), 2)
+})

@@ -90,7 +90,10 @@ mod tests {
         append_line(&p, "{\"a\":2}").unwrap();
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}\n{\"a\":2}\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n"
+        );
     }
 
     #[test]
@@ -100,7 +103,10 @@ mod tests {
         std::fs::write(&target, "").unwrap();
         let link = d.join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(matches!(append_line(&link, "x"), Err(AuditError::Symlink(_))));
+        assert!(matches!(
+            append_line(&link, "x"),
+            Err(AuditError::Symlink(_))
+        ));
         assert!(matches!(
             append_line(&d.join("nope/a.jsonl"), "x"),
             Err(AuditError::NoDirectory(_))

@@ -43,6 +43,14 @@ pub enum Kind {
     Setup = 10,
     /// host -> child: finish and exit.
     Shutdown = 11,
+    /// host -> zygote: fork a session (JSON `ForkRequest`; the session's
+    /// socket and stdout/stderr pipes travel as SCM_RIGHTS).
+    Fork = 12,
+    /// zygote -> host: the session is forked (a pidfd travels along).
+    Forked = 13,
+    /// session supervisor -> host: how the session's R process ended
+    /// (JSON `ExitReport`), sent just before the socket closes.
+    Exit = 14,
 }
 
 impl Kind {
@@ -59,6 +67,9 @@ impl Kind {
             9 => Kind::LaunchError,
             10 => Kind::Setup,
             11 => Kind::Shutdown,
+            12 => Kind::Fork,
+            13 => Kind::Forked,
+            14 => Kind::Exit,
             _ => return None,
         })
     }
@@ -76,6 +87,9 @@ impl Kind {
             Kind::LaunchError => "launch_error",
             Kind::Setup => "setup",
             Kind::Shutdown => "shutdown",
+            Kind::Fork => "fork",
+            Kind::Forked => "forked",
+            Kind::Exit => "exit",
         }
     }
 }
@@ -218,10 +232,7 @@ mod tests {
         let mut d = Decoder::new(10);
         d.push(&100u32.to_le_bytes());
         d.push(&[3]);
-        assert_eq!(
-            d.wanted(),
-            Err(FrameError::TooLarge { size: 100, max: 10 })
-        );
+        assert_eq!(d.wanted(), Err(FrameError::TooLarge { size: 100, max: 10 }));
         assert!(d.next_frame().is_err());
     }
 

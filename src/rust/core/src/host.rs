@@ -6,7 +6,7 @@
 
 use crate::frame::{self, Decoder, Frame, FrameError, Kind};
 use crate::launch::CHILD_IPC_FD;
-use crate::policy::{LaunchFailure, LaunchReport, LaunchSpec};
+use crate::policy::{ExitReport, LaunchFailure, LaunchReport, LaunchSpec};
 use crate::rvalue;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -37,6 +37,10 @@ pub enum HostError {
     WriteTimeout(u64),
     #[error("cannot write to the child: {0}")]
     Write(std::io::Error),
+    #[error("the zygote could not fork a session: {0}")]
+    Zygote(String),
+    #[error("timed out after {0} ms waiting for the zygote")]
+    ZygoteTimeout(u64),
     #[error(transparent)]
     Frame(#[from] FrameError),
 }
@@ -135,8 +139,17 @@ struct Pipe {
     stream: Stream,
 }
 
+/// The process behind a child: one the host spawned (the launcher), or a
+/// session a zygote forked, known by a pidfd.
+enum Proc {
+    Spawned(Child),
+    Forked { pidfd: OwnedFd, pid: u32 },
+}
+
 pub struct HostChild {
-    child: Child,
+    proc_: Proc,
+    /// How the session ended, as its supervisor reported (forked sessions).
+    reported_exit: Option<ExitReport>,
     sock: Option<OwnedFd>,
     pipes: [Pipe; 2],
     decoder: Decoder,
@@ -266,7 +279,8 @@ impl HostChild {
             }
         }
         Ok(HostChild {
-            child,
+            proc_: Proc::Spawned(child),
+            reported_exit: None,
             sock: Some(ours),
             pipes,
             decoder: Decoder::new(max_frame),
@@ -279,7 +293,10 @@ impl HostChild {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.proc_ {
+            Proc::Spawned(c) => c.id(),
+            Proc::Forked { pid, .. } => *pid,
+        }
     }
 
     pub fn is_ready(&self) -> bool {
@@ -291,13 +308,25 @@ impl HostChild {
         if self.exit.is_some() {
             return false;
         }
-        match self.child.try_wait() {
-            Ok(Some(status)) => {
-                self.exit = Some((status.code(), status.signal()));
+        match &mut self.proc_ {
+            Proc::Spawned(child) => match child.try_wait() {
+                Ok(Some(status)) => {
+                    self.exit = Some((status.code(), status.signal()));
+                    false
+                }
+                Ok(None) => true,
+                Err(_) => false,
+            },
+            Proc::Forked { pidfd, .. } => {
+                if !pidfd_exited(pidfd, 0) {
+                    return true;
+                }
+                self.exit = Some(match self.reported_exit {
+                    Some(r) => (r.code, r.signal),
+                    None => (None, Some(libc::SIGKILL)),
+                });
                 false
             }
-            Ok(None) => true,
-            Err(_) => false,
         }
     }
 
@@ -423,6 +452,10 @@ impl HostChild {
     }
 
     fn on_frame(&mut self, f: Frame) {
+        if f.kind == Kind::Exit {
+            self.reported_exit = serde_json::from_slice(&f.payload).ok();
+            return;
+        }
         match (self.phase, f.kind) {
             (Phase::Launching, Kind::LaunchReport) => {
                 match serde_json::from_slice::<LaunchReport>(&f.payload) {
@@ -434,13 +467,14 @@ impl HostChild {
                 }
             }
             (Phase::Launching, Kind::LaunchError) => {
-                let failure = serde_json::from_slice::<LaunchFailure>(&f.payload).unwrap_or_else(|e| {
-                    LaunchFailure {
-                        layer: "launcher".into(),
-                        message: format!("unreadable failure report: {e}"),
-                        errno: None,
-                    }
-                });
+                let failure =
+                    serde_json::from_slice::<LaunchFailure>(&f.payload).unwrap_or_else(|e| {
+                        LaunchFailure {
+                            layer: "launcher".into(),
+                            message: format!("unreadable failure report: {e}"),
+                            errno: None,
+                        }
+                    });
                 self.queue.push_back(Event::LaunchFailed { failure });
             }
             (Phase::Hello, Kind::Hello) => {
@@ -562,20 +596,140 @@ impl HostChild {
         if !self.is_alive() {
             return false;
         }
-        let pgid = self.child.id() as i32;
-        // SAFETY: kill with integer arguments; the group is our child's.
-        unsafe { libc::kill(-pgid, sig) == 0 }
+        match &self.proc_ {
+            Proc::Spawned(child) => {
+                let pgid = child.id() as i32;
+                // SAFETY: kill with integer arguments; the group is our child's.
+                unsafe { libc::kill(-pgid, sig) == 0 }
+            }
+            Proc::Forked { pidfd, .. } => {
+                // SAFETY: pidfd_send_signal on a pidfd we own; no siginfo.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        pidfd.as_raw_fd(),
+                        sig,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0u32,
+                    ) == 0
+                }
+            }
+        }
     }
 
-    /// Kills the whole process group and reaps the child.
+    /// Kills the child (the whole process group, or the forked session's
+    /// supervisor, whose death takes the session's pid namespace with it)
+    /// and reaps it.
     pub fn kill(&mut self) {
         if self.is_alive() {
             self.signal(libc::SIGKILL);
-            if let Ok(status) = self.child.wait() {
-                self.exit = Some((status.code(), status.signal()));
+            match &mut self.proc_ {
+                Proc::Spawned(child) => {
+                    if let Ok(status) = child.wait() {
+                        self.exit = Some((status.code(), status.signal()));
+                    }
+                }
+                Proc::Forked { pidfd, .. } => {
+                    pidfd_exited(pidfd, 2000);
+                    self.exit = Some((None, Some(libc::SIGKILL)));
+                }
             }
         }
         self.sock = None;
+    }
+
+    /// Asks this child, a warm zygote, to fork a session. The request is
+    /// a JSON `ForkRequest`; the session then reports and says hello like a
+    /// spawned child.
+    #[cfg(target_os = "linux")]
+    pub fn fork_session(
+        &mut self,
+        request: &[u8],
+        token: &[u8],
+        max_frame: usize,
+        timeout: Duration,
+    ) -> Result<HostChild, HostError> {
+        let zfd = match (&self.sock, self.phase) {
+            (Some(s), Phase::Running) => s.as_raw_fd(),
+            _ => return Err(HostError::NotRunning),
+        };
+        let (ours, theirs) = socketpair().map_err(HostError::Socket)?;
+        let (out_r, out_w) = pipe_cloexec().map_err(HostError::Socket)?;
+        let (err_r, err_w) = pipe_cloexec().map_err(HostError::Socket)?;
+        let bytes = frame::encode(Kind::Fork, request)?;
+        crate::fdpass::send_with_fds(
+            zfd,
+            &bytes,
+            &[theirs.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
+        )
+        .map_err(HostError::Write)?;
+        drop((theirs, out_w, err_w));
+        let deadline = Instant::now() + timeout;
+        let mut fds = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        let pidfd = loop {
+            match self.decoder.next_frame()? {
+                Some(f) if f.kind == Kind::Forked => match fds.pop() {
+                    Some(fd) => break fd,
+                    None => return Err(HostError::Zygote("no pidfd came with the reply".into())),
+                },
+                Some(f) if f.kind == Kind::LaunchError => {
+                    let msg = serde_json::from_slice::<LaunchFailure>(&f.payload)
+                        .map(|l| l.message)
+                        .unwrap_or_else(|_| "unreadable failure report".into());
+                    return Err(HostError::Zygote(msg));
+                }
+                Some(_) => continue,
+                None => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(HostError::ZygoteTimeout(timeout.as_millis() as u64));
+            }
+            let mut p = libc::pollfd {
+                fd: zfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one live pollfd.
+            if unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) } <= 0 {
+                continue;
+            }
+            let (n, got) = crate::fdpass::recv_with_fds(zfd, &mut buf).map_err(HostError::Write)?;
+            if n == 0 {
+                self.finish();
+                return Err(HostError::NotRunning);
+            }
+            fds.extend(got);
+            self.decoder.push(&buf[..n]);
+        };
+        let pid = host_pid_of(&pidfd).unwrap_or(0);
+        for fd in [&ours, &out_r, &err_r] {
+            set_nonblocking(fd.as_raw_fd()).map_err(HostError::Socket)?;
+        }
+        Ok(HostChild {
+            proc_: Proc::Forked { pidfd, pid },
+            reported_exit: None,
+            sock: Some(ours),
+            pipes: [
+                Pipe {
+                    fd: Some(out_r),
+                    lines: LineBuf::default(),
+                    stream: Stream::Stdout,
+                },
+                Pipe {
+                    fd: Some(err_r),
+                    lines: LineBuf::default(),
+                    stream: Stream::Stderr,
+                },
+            ],
+            decoder: Decoder::new(max_frame),
+            token: token.to_vec(),
+            phase: Phase::Launching,
+            report: LaunchReport::default(),
+            queue: VecDeque::new(),
+            exit: None,
+        })
     }
 
     /// Exit code and signal once the child has exited.
@@ -589,6 +743,37 @@ impl Drop for HostChild {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// True once the process behind `pidfd` has exited (waits up to `ms`).
+fn pidfd_exited(pidfd: &OwnedFd, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one live pollfd.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
+}
+
+/// The pid, in our pid namespace, of the process behind `pidfd`.
+#[cfg(target_os = "linux")]
+fn host_pid_of(pidfd: &OwnedFd) -> Option<u32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(target_os = "linux")]
+fn pipe_cloexec() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid two-int array for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded; both fds are ours alone.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Waits until any of `fds` is readable or `timeout` passes; returns the

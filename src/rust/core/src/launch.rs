@@ -82,7 +82,10 @@ pub fn apply_limits(limits: &Limits) -> Result<Vec<String>, LaunchFailure> {
             let e = errno();
             return Err(failure(
                 "limits",
-                format!("setrlimit({name}, {v}) failed: {}", std::io::Error::from_raw_os_error(e)),
+                format!(
+                    "setrlimit({name}, {v}) failed: {}",
+                    std::io::Error::from_raw_os_error(e)
+                ),
                 Some(e),
             ));
         }
@@ -108,11 +111,24 @@ pub fn tidy_fds(ipc_fd: i32) -> Result<(), LaunchFailure> {
         }
     }
     // SAFETY: close_range only closes fds; no memory is passed.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, CHILD_IPC_FD as u32 + 1, u32::MAX, 0u32) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            CHILD_IPC_FD as u32 + 1,
+            u32::MAX,
+            0u32,
+        )
+    };
     if rc != 0 {
         // Kernels before 5.9: close what /proc/self/fd lists.
         let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-            .map_err(|e| failure("fds", format!("cannot list open fds: {e}"), e.raw_os_error()))?
+            .map_err(|e| {
+                failure(
+                    "fds",
+                    format!("cannot list open fds: {e}"),
+                    e.raw_os_error(),
+                )
+            })?
             .filter_map(|d| d.ok()?.file_name().to_str()?.parse().ok())
             .filter(|fd| *fd > CHILD_IPC_FD)
             .collect();
@@ -139,7 +155,11 @@ pub fn exec(spec: &LaunchSpec) -> Result<std::convert::Infallible, LaunchFailure
     let mut envp = Vec::new();
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') {
-            return Err(failure("exec", format!("invalid environment name {k:?}"), None));
+            return Err(failure(
+                "exec",
+                format!("invalid environment name {k:?}"),
+                None,
+            ));
         }
         envp.push(cstring(format!("{k}={v}").as_bytes(), "environment")?);
     }
@@ -163,7 +183,11 @@ pub fn exec(spec: &LaunchSpec) -> Result<std::convert::Infallible, LaunchFailure
     let e = errno();
     Err(failure(
         "exec",
-        format!("cannot execute {}: {}", spec.program.display(), std::io::Error::from_raw_os_error(e)),
+        format!(
+            "cannot execute {}: {}",
+            spec.program.display(),
+            std::io::Error::from_raw_os_error(e)
+        ),
         Some(e),
     ))
 }
@@ -172,9 +196,20 @@ pub fn exec(spec: &LaunchSpec) -> Result<std::convert::Infallible, LaunchFailure
 /// dies, so does the launcher and everything it starts.
 pub fn die_with_parent(ipc_fd: i32, expected_parent: i32) {
     // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     if rc != 0 {
-        fail(ipc_fd, failure("launcher", "PR_SET_PDEATHSIG failed", Some(errno())));
+        fail(
+            ipc_fd,
+            failure("launcher", "PR_SET_PDEATHSIG failed", Some(errno())),
+        );
     }
     // SAFETY: getppid cannot fail.
     if expected_parent > 0 && unsafe { libc::getppid() } != expected_parent {
@@ -190,7 +225,9 @@ fn retarget_tmp(spec: &mut LaunchSpec, dir: &std::path::Path) {
     let tmp = std::path::Path::new("/tmp");
     let dir_s = dir.display().to_string();
     for (k, v) in spec.env.iter_mut() {
-        if matches!(k.as_str(), "HOME" | "TMPDIR" | "R_USER") && std::path::Path::new(v.as_str()) == tmp {
+        if matches!(k.as_str(), "HOME" | "TMPDIR" | "R_USER")
+            && std::path::Path::new(v.as_str()) == tmp
+        {
             *v = dir_s.clone();
         }
     }

@@ -2,9 +2,12 @@
 
 pub mod audit;
 pub mod child;
+pub mod fdpass;
 pub mod frame;
 pub mod host;
 pub mod launch;
 pub mod policy;
 pub mod rvalue;
 pub mod sandbox;
+#[cfg(target_os = "linux")]
+pub mod zygote;

@@ -70,6 +70,31 @@ pub struct SandboxPolicy {
     /// namespace): created by the host, the only writable place.
     #[serde(default)]
     pub fallback_tmp: Option<PathBuf>,
+    /// Start a warm zygote: build the namespaces and the root, but leave
+    /// capabilities, Landlock and seccomp to each session it forks (the
+    /// zygote runs no untrusted code, and sessions need it to be able to
+    /// give each of them its own mount and pid namespace).
+    #[serde(default)]
+    pub zygote: bool,
+}
+
+/// What the host asks a zygote for: one session, confined by `policy`
+/// (the zygote's own policy) and `limits`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ForkRequest {
+    pub policy: SandboxPolicy,
+    #[serde(default)]
+    pub limits: Limits,
+    /// The session's hello token (hex), handed to the R runtime.
+    pub token: String,
+}
+
+/// How a session's R process ended, as its supervisor saw it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExitReport {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
 }
 
 /// State of one layer in a `LaunchReport`.
@@ -118,6 +143,7 @@ mod tests {
                 tmp_size: 1 << 20,
                 no_namespaces: false,
                 fallback_tmp: None,
+                zygote: false,
             }),
         };
         let json = serde_json::to_string(&spec).unwrap();

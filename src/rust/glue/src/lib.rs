@@ -71,6 +71,37 @@ fn rs_spawn(launcher: &str, spec_json: &str, token: Raw, max_frame: f64) -> Robj
 
 type Handle = ExternalPtr<RefCell<Option<HostChild>>>;
 
+/// Asks a warm zygote (a child started with a zygote policy) to fork a
+/// session. Returns the session's external pointer, or an error list.
+/// @noRd
+#[extendr]
+fn rs_zygote_fork(
+    zygote: Robj,
+    request_json: &str,
+    token: Raw,
+    max_frame: f64,
+    timeout_ms: f64,
+) -> Robj {
+    let max = if max_frame.is_finite() && max_frame >= 1024.0 {
+        max_frame as usize
+    } else {
+        securer_core::frame::DEFAULT_MAX_FRAME
+    };
+    let res = with_child(zygote, |z| {
+        z.fork_session(
+            request_json.as_bytes(),
+            token.as_slice(),
+            max,
+            ms(timeout_ms),
+        )
+    });
+    match res {
+        Some(Ok(child)) => ExternalPtr::new(RefCell::new(Some(child))).into(),
+        Some(Err(e)) => error_list("zygote", e.to_string(), e.errno()),
+        None => error_list("zygote", "the zygote is not running".into(), None),
+    }
+}
+
 fn with_child<T>(ptr: Robj, f: impl FnOnce(&mut HostChild) -> T) -> Option<T> {
     let handle: Handle = ptr.try_into().ok()?;
     let cell: &RefCell<Option<HostChild>> = &handle;
@@ -80,21 +111,40 @@ fn with_child<T>(ptr: Robj, f: impl FnOnce(&mut HostChild) -> T) -> Option<T> {
 
 fn event_to_robj(ev: Event) -> Robj {
     match ev {
-        Event::Output { stream, lines } => event("output", list!(stream = stream.name(), lines = lines)),
+        Event::Output { stream, lines } => {
+            event("output", list!(stream = stream.name(), lines = lines))
+        }
         Event::Ready { report } => {
             let layers: Vec<&str> = report.layers.iter().map(|l| l.layer.as_str()).collect();
             let active: Vec<bool> = report.layers.iter().map(|l| l.active).collect();
             let detail: Vec<&str> = report.layers.iter().map(|l| l.detail.as_str()).collect();
-            event("ready", list!(layers = data_frame_like(layers, active, detail)))
+            event(
+                "ready",
+                list!(layers = data_frame_like(layers, active, detail)),
+            )
         }
-        Event::LaunchFailed { failure } => event("launch_failed", list!(layer = failure.layer,
-            message = failure.message,
-            errno = failure.errno.map(|e| e as f64).unwrap_or(f64::NAN))),
-        Event::Message { kind, payload } => event(kind.name(), list!(payload = Raw::from_bytes(&payload))),
-        Event::Refused { kind, message } => event("refused", list!(kind = kind.name(), message = message)),
+        Event::LaunchFailed { failure } => event(
+            "launch_failed",
+            list!(
+                layer = failure.layer,
+                message = failure.message,
+                errno = failure.errno.map(|e| e as f64).unwrap_or(f64::NAN)
+            ),
+        ),
+        Event::Message { kind, payload } => {
+            event(kind.name(), list!(payload = Raw::from_bytes(&payload)))
+        }
+        Event::Refused { kind, message } => {
+            event("refused", list!(kind = kind.name(), message = message))
+        }
         Event::ProtocolError { message } => event("protocol_error", list!(message = message)),
-        Event::Exited { code, signal } => event("exited", list!(code = code.map(|c| c as f64).unwrap_or(f64::NAN),
-            signal = signal.map(|s| s as f64).unwrap_or(f64::NAN))),
+        Event::Exited { code, signal } => event(
+            "exited",
+            list!(
+                code = code.map(|c| c as f64).unwrap_or(f64::NAN),
+                signal = signal.map(|s| s as f64).unwrap_or(f64::NAN)
+            ),
+        ),
     }
 }
 
@@ -169,7 +219,14 @@ fn rs_alive(ptr: Robj) -> bool {
 /// @noRd
 #[extendr]
 fn rs_poll_fds(ptr: Robj) -> Vec<i32> {
-    with_child(ptr, |c| if c.has_queued() { Vec::new() } else { c.poll_fds() }).unwrap_or_default()
+    with_child(ptr, |c| {
+        if c.has_queued() {
+            Vec::new()
+        } else {
+            c.poll_fds()
+        }
+    })
+    .unwrap_or_default()
 }
 
 /// Waits until one of several children has something to report; returns
@@ -252,6 +309,20 @@ thread_local! {
     static CHILD_IO: RefCell<Option<ChildIo>> = const { RefCell::new(None) };
 }
 
+/// Zygote runtime: serves fork requests. Returns `list(token = )` in each
+/// forked session, or a message when the host is gone.
+/// @noRd
+#[extendr]
+fn rs_zygote_serve(max_frame: f64) -> Robj {
+    match securer_core::zygote::serve(
+        securer_core::launch::CHILD_IPC_FD,
+        max_frame.max(1024.0) as usize,
+    ) {
+        Ok(start) => list!(token = start.token).into(),
+        Err(e) => Robj::from(e.to_string()),
+    }
+}
+
 /// Child runtime: adopts the inherited IPC socket and says hello.
 /// @noRd
 #[extendr]
@@ -310,6 +381,8 @@ extendr_module! {
     fn rs_check_value;
     fn rs_random_token;
     fn rs_audit_append;
+    fn rs_zygote_fork;
+    fn rs_zygote_serve;
     fn rs_child_connect;
     fn rs_child_send;
     fn rs_child_recv;

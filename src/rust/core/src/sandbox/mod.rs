@@ -36,6 +36,8 @@ mod plan;
 #[cfg(target_os = "linux")]
 mod seccomp;
 #[cfg(target_os = "linux")]
+pub mod session;
+#[cfg(target_os = "linux")]
 mod sys;
 
 /// Applies every layer the policy asks for. See the module documentation.
@@ -59,6 +61,28 @@ pub fn enter(spec: &LaunchSpec, policy: &SandboxPolicy) -> Result<Vec<LayerState
         }
     };
     let namespaced = outcome.is_ok();
+    if policy.zygote {
+        // Each forked session confines itself (see `session`).
+        return match outcome {
+            Ok(inside) => {
+                layers.extend(inside.layers);
+                for layer in ["capabilities", "landlock", "seccomp"] {
+                    layers.push(state(
+                        layer,
+                        false,
+                        "deferred to the sessions the zygote forks",
+                    ));
+                }
+                sys::default_sigpipe();
+                Ok(layers)
+            }
+            Err(reason) => Err(sys::failure(
+                "zygote",
+                format!("a warm zygote needs the namespaces: {}", describe(&reason)),
+                reason.errno,
+            )),
+        };
+    }
     let rules: Vec<FsRule> = match outcome {
         Ok(inside) => {
             layers.extend(inside.layers);

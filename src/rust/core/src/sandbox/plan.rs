@@ -158,6 +158,7 @@ mod tests {
             tmp_size: 0,
             no_namespaces: false,
             fallback_tmp: None,
+            zygote: false,
         }
     }
 

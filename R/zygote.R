@@ -1,0 +1,90 @@
+# Warm zygotes: an R process started once inside the sandbox, with the
+# default packages and the child runtime loaded, that forks new sessions
+# on request (see src/rust/core/src/zygote.rs). One per sandbox policy,
+# started on first use and replaced if it dies.
+
+the$zygotes <- new.env(parent = emptyenv())
+the$no_zygote <- character()
+
+zygote_wanted <- function(opts) {
+  isTRUE(getOption("securer.zygote", TRUE)) &&
+    !is.null(opts$sandbox) &&
+    identical(opts$sandbox$backend, "linux-native")
+}
+
+# The JSON of a session's fork request, less its token; it also keys the
+# zygote (one per policy and message size).
+zygote_request_json <- function(opts) {
+  to_json <- function(x) jsonlite::toJSON(x, auto_unbox = TRUE, null = "null", digits = NA)
+  paste0(
+    '{"policy":', to_json(sandbox_policy_spec(opts$sandbox, strict = opts$strict)),
+    ',"limits":', to_json(limits_spec(opts$limits)), ',"token":"'
+  )
+}
+
+zygote_key <- function(opts) {
+  policy <- sandbox_policy_spec(opts$sandbox, strict = opts$strict)
+  paste(
+    jsonlite::toJSON(policy, auto_unbox = TRUE, null = "null", digits = NA),
+    opts$max_frame
+  )
+}
+
+# The running zygote for these options, started if needed; NULL when this
+# machine cannot run one (the cold path then applies, with its own checks
+# and warnings).
+zygote_get <- function(opts) {
+  key <- opts$zygote_key %||% zygote_key(opts)
+  if (key %in% the$no_zygote) {
+    return(NULL)
+  }
+  z <- the$zygotes[[key]]
+  if (!is.null(z) && child_alive(z)) {
+    return(z)
+  }
+  if (!is.null(z)) child_stop(z)
+  z <- tryCatch(
+    {
+      z <- child_launch(opts, zygote = TRUE)
+      child_wait_ready(z, opts$start_timeout, opts$strict)
+      z
+    },
+    securer_error = function(e) {
+      the$no_zygote <- c(the$no_zygote, key)
+      NULL
+    }
+  )
+  the$zygotes[[key]] <- z
+  z
+}
+
+# Forks a session from the zygote; NULL when no zygote can be had.
+zygote_fork <- function(opts) {
+  for (attempt in 1:2) {
+    z <- zygote_get(opts)
+    if (is.null(z)) {
+      return(NULL)
+    }
+    token <- rs_random_token()
+    json <- paste0(
+      opts$zygote_request %||% zygote_request_json(opts),
+      paste(as.character(token), collapse = ""), '"}'
+    )
+    handle <- rs_zygote_fork(z$handle, json, token, opts$max_frame, opts$start_timeout * 1000)
+    if (!is.list(handle)) {
+      return(new_child(handle, character()))
+    }
+    # A dead zygote is replaced once; anything else falls back to a cold
+    # start, which reports its own errors.
+    if (child_alive(z)) {
+      return(NULL)
+    }
+  }
+  NULL
+}
+
+zygote_stop_all <- function() {
+  for (key in ls(the$zygotes)) child_stop(the$zygotes[[key]])
+  rm(list = ls(the$zygotes), envir = the$zygotes)
+  invisible()
+}

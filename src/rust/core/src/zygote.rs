@@ -1,0 +1,189 @@
+//! The warm zygote's fork server. Runs inside the zygote R process (called
+//! from the child runtime through the glue crate): it waits for fork
+//! requests from the host, forks, confines the new session and returns in
+//! it, so the session starts with R and its default packages loaded.
+
+use crate::fdpass;
+use crate::frame::{self, Decoder, FrameError, Kind};
+use crate::launch;
+use crate::policy::{ForkRequest, LaunchFailure, LaunchReport, LayerState};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("the host closed the zygote's connection")]
+    Closed,
+    #[error("zygote I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// What a freshly forked session needs to go on in R.
+pub struct SessionStart {
+    pub token: String,
+}
+
+fn reap() {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid int for waitpid to fill.
+        if unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } <= 0 {
+            break;
+        }
+    }
+}
+
+fn failure(message: impl Into<String>, errno: Option<i32>) -> LaunchFailure {
+    LaunchFailure {
+        layer: "zygote".into(),
+        message: message.into(),
+        errno,
+    }
+}
+
+fn reply_failure(ctrl: RawFd, f: &LaunchFailure) -> Result<(), ServeError> {
+    let json = serde_json::to_vec(f).unwrap_or_default();
+    let bytes = frame::encode(Kind::LaunchError, &json)?;
+    fdpass::send_with_fds(ctrl, &bytes, &[])?;
+    Ok(())
+}
+
+/// Serves fork requests on `ctrl` until the host goes away (`Err`).
+/// Returns `Ok` only in a forked, confined session, whose IPC socket is fd
+/// 3 and whose stdout/stderr are its own pipes.
+pub fn serve(ctrl: RawFd, max_frame: usize) -> Result<SessionStart, ServeError> {
+    let mut decoder = Decoder::new(max_frame);
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        reap();
+        while let Some(f) = decoder.next_frame()? {
+            if f.kind != Kind::Fork {
+                continue;
+            }
+            let mine: Vec<OwnedFd> = fds.drain(..).collect();
+            if let Some(start) = fork_session(ctrl, &f.payload, mine)? {
+                return Ok(start);
+            }
+        }
+        let mut p = libc::pollfd {
+            fd: ctrl,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd; the timeout lets us reap regularly.
+        if unsafe { libc::poll(&mut p, 1, 1000) } <= 0 {
+            continue;
+        }
+        let (n, got) = fdpass::recv_with_fds(ctrl, &mut buf)?;
+        if n == 0 {
+            return Err(ServeError::Closed);
+        }
+        fds.extend(got);
+        decoder.push(&buf[..n]);
+    }
+}
+
+/// Forks one session. `Ok(None)` in the zygote, `Ok(Some)` in the session.
+fn fork_session(
+    ctrl: RawFd,
+    payload: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<Option<SessionStart>, ServeError> {
+    let req: ForkRequest = match serde_json::from_slice(payload) {
+        Ok(r) => r,
+        Err(e) => {
+            reply_failure(ctrl, &failure(format!("invalid fork request: {e}"), None))?;
+            return Ok(None);
+        }
+    };
+    if fds.len() != 3 {
+        reply_failure(
+            ctrl,
+            &failure(
+                format!("a fork request needs 3 fds, got {}", fds.len()),
+                None,
+            ),
+        )?;
+        return Ok(None);
+    }
+    // SAFETY: the zygote is single-threaded R; the child goes on as R.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let e = std::io::Error::last_os_error();
+        reply_failure(
+            ctrl,
+            &failure(format!("fork failed: {e}"), e.raw_os_error()),
+        )?;
+        return Ok(None);
+    }
+    if pid == 0 {
+        return Ok(Some(become_session(req, fds)));
+    }
+    drop(fds);
+    // SAFETY: pidfd_open with a pid and no flags.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: killing our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        reply_failure(
+            ctrl,
+            &failure(format!("pidfd_open failed: {e}"), e.raw_os_error()),
+        )?;
+        return Ok(None);
+    }
+    // SAFETY: pidfd_open returned a new fd that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+    let bytes = frame::encode(Kind::Forked, pid.to_string().as_bytes())?;
+    fdpass::send_with_fds(ctrl, &bytes, &[pidfd.as_raw_fd()])?;
+    Ok(None)
+}
+
+/// In the forked process: takes the session's fds, confines it, reports.
+fn become_session(req: ForkRequest, fds: Vec<OwnedFd>) -> SessionStart {
+    let raw: Vec<RawFd> = fds.into_iter().map(|f| f.into_raw_fd()).collect();
+    // SAFETY: dup2 onto the standard fd numbers; results checked below.
+    let ok = unsafe {
+        libc::dup2(raw[0], launch::CHILD_IPC_FD) >= 0
+            && libc::dup2(raw[1], 1) >= 0
+            && libc::dup2(raw[2], 2) >= 0
+    };
+    if !ok {
+        // SAFETY: nothing to clean up in a half-made session.
+        unsafe { libc::_exit(1) };
+    }
+    let ipc = launch::CHILD_IPC_FD;
+    if let Err(f) = launch::tidy_fds(ipc) {
+        launch::fail(ipc, f);
+    }
+    let mut layers: Vec<LayerState> = match crate::sandbox::session::confine(&req.policy, ipc) {
+        Ok(l) => l,
+        Err(f) => launch::fail(ipc, f),
+    };
+    match launch::apply_limits(&req.limits) {
+        Ok(applied) => layers.push(LayerState {
+            layer: "limits".into(),
+            active: !applied.is_empty(),
+            detail: if applied.is_empty() {
+                "no limits requested".into()
+            } else {
+                applied.join(", ")
+            },
+        }),
+        Err(f) => launch::fail(ipc, f),
+    }
+    layers.push(LayerState {
+        layer: "environment".into(),
+        active: true,
+        detail: "the zygote's clean environment; other fds closed".into(),
+    });
+    let json = serde_json::to_vec(&LaunchReport { layers }).unwrap_or_default();
+    if launch::write_frame(ipc, Kind::LaunchReport, &json).is_err() {
+        // SAFETY: the host is gone; end quietly.
+        unsafe { libc::_exit(1) };
+    }
+    SessionStart { token: req.token }
+}

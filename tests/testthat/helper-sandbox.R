@@ -1,0 +1,252 @@
+# Shared helpers for the tests that run real sandboxed sessions: escape
+# attempts (test-sandbox.R) and resource limits (test-limits.R).
+
+# Can this machine run the full native sandbox? Probed once per test run by
+# starting (and closing) one strict session.
+sandbox_probe <- new.env(parent = emptyenv())
+
+full_sandbox_available <- function() {
+  if (is.null(sandbox_probe$full)) {
+    sandbox_probe$full <- FALSE
+    if (identical(Sys.info()[["sysname"]], "Linux")) {
+      sandbox_probe$full <- tryCatch(
+        {
+          s <- SecureSession$new(sandbox = TRUE, sandbox_strict = TRUE, limits = list())
+          s$close()
+          TRUE
+        },
+        error = function(e) {
+          sandbox_probe$why <- conditionMessage(e)
+          FALSE
+        }
+      )
+    }
+  }
+  sandbox_probe$full
+}
+
+skip_if_no_sandbox <- function() {
+  skip_on_cran()
+  skip_if_not(identical(Sys.info()[["sysname"]], "Linux"), "the native sandbox is Linux only")
+  skip_if_not(
+    full_sandbox_available(),
+    paste("the full sandbox cannot start here:", sandbox_probe$why)
+  )
+}
+
+# The fallback tier needs Landlock (its filesystem and network layer).
+skip_if_no_landlock <- function(session) {
+  info <- session$sandbox_info()
+  skip_if_not(
+    isTRUE(info$active[info$layer == "landlock"]),
+    "Landlock is not available: the fallback tier cannot restrict files here"
+  )
+}
+
+# A strict sandboxed session, closed when `.env` ends (a test, or the file
+# when called at the top level of a test file).
+sandboxed_session <- function(..., .env = parent.frame()) {
+  session <- SecureSession$new(sandbox = TRUE, sandbox_strict = TRUE, ...)
+  withr::defer(session$close(), envir = .env)
+  session
+}
+
+# A session made on first use and reused (the caller's environment, usually
+# the test file, closes it). `make` is called with `.env`.
+lazy_session <- function(make = sandboxed_session, ..., .env = parent.frame()) {
+  force(.env)
+  session <- NULL
+  args <- list(...)
+  function() {
+    if (is.null(session)) {
+      session <<- do.call(make, c(args, list(.env = .env)))
+    }
+    session
+  }
+}
+
+# Forgets which missing-layer warnings were shown, until `.env` ends, so the
+# "warns once" behaviour does not depend on the order of the tests.
+local_fresh_warnings <- function(.env = parent.frame()) {
+  the <- securer:::the
+  old <- the$warned
+  the$warned <- character()
+  withr::defer(the$warned <- old, envir = .env)
+  invisible()
+}
+
+# A session of the fallback tier (no namespaces): Landlock, seccomp,
+# limits and a clean environment. Its one-time warning is expected.
+fallback_session <- function(..., .env = parent.frame()) {
+  local_fresh_warnings(.env = environment())
+  session <- suppressWarnings(
+    SecureSession$new(sandbox = build_sandbox_fallback(), ...),
+    classes = "securer_sandbox_warning"
+  )
+  withr::defer(session$close(), envir = .env)
+  session
+}
+
+# Runs a quoted expression (build it with bquote() to splice in host
+# values) in the session and returns its value without the output attribute.
+run_in <- function(session, expr, timeout = 20) {
+  code <- paste(deparse(expr, width.cutoff = 500L), collapse = "\n")
+  strip_output(session$execute(code, timeout = timeout))
+}
+
+# Reads `path` in the session: its lines, or "ERROR: <why>".
+read_in <- function(session, path) {
+  run_in(session, bquote(
+    tryCatch(readLines(.(path), warn = FALSE),
+      error = function(e) paste("ERROR:", conditionMessage(e)),
+      warning = function(w) paste("ERROR:", conditionMessage(w))
+    )
+  ))
+}
+
+# Runs `script` with `interpreter` inside the session (the script goes
+# through a file, so no shell quoting is involved): list(status, output).
+script_in <- function(session, interpreter, script, timeout = 20) {
+  run_in(session, bquote({
+    f <- tempfile(fileext = ".script")
+    writeLines(.(script), f)
+    out <- suppressWarnings(system2(.(interpreter), f, stdout = TRUE, stderr = TRUE))
+    status <- attr(out, "status")
+    unlink(f)
+    list(status = if (is.null(status)) 0L else as.integer(status), output = as.character(out))
+  }), timeout = timeout)
+}
+
+# The same, on the host: the control that shows the attempt can succeed.
+script_on_host <- function(interpreter, script) {
+  f <- withr::local_tempfile(fileext = ".script")
+  writeLines(script, f)
+  out <- suppressWarnings(system2(interpreter, f, stdout = TRUE, stderr = TRUE))
+  status <- attr(out, "status")
+  list(status = if (is.null(status)) 0L else as.integer(status), output = as.character(out))
+}
+
+# Which of these programs exist inside the session?
+programs_in <- function(session, paths) {
+  paths[run_in(session, bquote(file.exists(.(paths))))]
+}
+
+random_token <- function(prefix = "securer-test-") {
+  paste0(prefix, paste(sample(c(letters, 0:9), 16, replace = TRUE), collapse = ""))
+}
+
+# A file holding a random secret in `dir`, deleted when `.env` ends.
+local_secret_file <- function(dir, .env = parent.frame()) {
+  path <- withr::local_tempfile(tmpdir = dir, pattern = "securer-secret-", .local_envir = .env)
+  secret <- random_token("secret-")
+  writeLines(secret, path)
+  list(path = normalizePath(path), secret = secret)
+}
+
+# A TCP listener on the host (all interfaces, so 127.0.0.1 too), on a free
+# port, closed when `.env` ends. Returns the port.
+local_tcp_listener <- function(.env = parent.frame()) {
+  for (i in 1:50) {
+    port <- sample(20000:60000, 1)
+    srv <- tryCatch(suppressWarnings(serverSocket(port)), error = function(e) NULL)
+    if (!is.null(srv)) {
+      withr::defer(close(srv), envir = .env)
+      return(port)
+    }
+  }
+  skip("no free TCP port for a listener")
+}
+
+# Can the host itself connect to 127.0.0.1:port?
+host_can_connect <- function(port) {
+  con <- tryCatch(
+    suppressWarnings(socketConnection("127.0.0.1", port, timeout = 2)),
+    error = function(e) NULL
+  )
+  if (is.null(con)) {
+    return(FALSE)
+  }
+  close(con)
+  TRUE
+}
+
+# A python3 process on the host listening on the abstract UNIX socket
+# "\0<name>" and greeting each client with "HELLO"; killed when `.env` ends.
+local_abstract_listener <- function(.env = parent.frame()) {
+  skip_if_not_installed("processx")
+  python <- Sys.which("python3")
+  skip_if(!nzchar(python), "python3 is needed on the host for an abstract socket listener")
+  name <- random_token()
+  script <- paste(
+    "import socket",
+    "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)",
+    sprintf("s.bind('\\0%s')", name),
+    "s.listen(5)",
+    "print('ready', flush=True)",
+    "while True:",
+    "    c, _ = s.accept()",
+    "    c.sendall(b'HELLO')",
+    "    c.close()",
+    sep = "\n"
+  )
+  proc <- processx::process$new(python, c("-c", script), stdout = "|", stderr = "2>&1")
+  withr::defer(proc$kill(), envir = .env)
+  proc$poll_io(5000)
+  ready <- proc$read_output_lines()
+  if (!"ready" %in% ready) {
+    skip(paste("the abstract socket listener did not start:", paste(ready, collapse = " ")))
+  }
+  name
+}
+
+# Python and Perl clients for the abstract socket: print what the server
+# sent, or fail.
+abstract_client_python <- function(name) {
+  paste(
+    "import socket",
+    "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)",
+    sprintf("s.connect('\\0%s')", name),
+    "print(s.recv(5).decode())",
+    sep = "\n"
+  )
+}
+
+abstract_client_perl <- function(name) {
+  paste(
+    "use IO::Socket::UNIX;",
+    sprintf("my $s = IO::Socket::UNIX->new(Peer => \"\\0%s\") or die \"cannot connect: $!\\n\";", name),
+    "my $got; $s->recv($got, 5); print \"$got\\n\";",
+    sep = "\n"
+  )
+}
+
+# ps handles of every process under host pid `pid` (itself included).
+process_tree <- function(pid) {
+  h <- tryCatch(ps::ps_handle(as.integer(pid)), error = function(e) NULL)
+  if (is.null(h)) {
+    return(list())
+  }
+  kids <- tryCatch(ps::ps_children(h, recursive = TRUE), error = function(e) list())
+  c(list(h), kids)
+}
+
+# Is the process behind handle `h` still running (not a zombie, and the
+# same process: ps checks the start time)?
+handle_running <- function(h) {
+  isTRUE(tryCatch(
+    ps::ps_is_running(h) && !ps::ps_status(h) %in% c("zombie", "dead"),
+    error = function(e) FALSE
+  ))
+}
+
+# Waits up to `timeout` seconds for every process in `handles` to end.
+wait_handles_gone <- function(handles, timeout = 10) {
+  deadline <- Sys.time() + timeout
+  repeat {
+    alive <- Filter(handle_running, handles)
+    if (length(alive) == 0L || Sys.time() > deadline) {
+      return(length(alive) == 0L)
+    }
+    Sys.sleep(0.1)
+  }
+}
