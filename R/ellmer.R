@@ -47,8 +47,10 @@
 #' if (requireNamespace("ellmer", quietly = TRUE)) {
 #'   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
 #'   # The tool is a function: call it the way ellmer does
-#'   cat(run_r("x <- 6 * 7; x"))
-#'   cat(run_r("x + 1")) # state persists between calls
+#'   writeLines(run_r("x <- 6 * 7; x"))
+#'   writeLines(run_r("x + 1")) # state persists between calls
+#'   # Errors are raised with a message written for the model
+#'   tryCatch(run_r("stop('oops')"), error = conditionMessage)
 #' }
 #'
 #' if (FALSE) {

@@ -10,39 +10,80 @@
 #' @useDynLib securer, .registration = TRUE
 NULL
 
+#' Starts a child through the launcher. Returns an external pointer, or an
+#' error list.
+#' @noRd
 rs_spawn <- function(launcher, spec_json, token, max_frame) .Call(wrap__rs_spawn, launcher, spec_json, token, max_frame)
 
+#' Next event of a child, waiting at most `timeout_ms`; NULL on timeout.
+#' @noRd
 rs_next_event <- function(ptr, timeout_ms) .Call(wrap__rs_next_event, ptr, timeout_ms)
 
+#' Sends a frame; NULL on success or an error list.
+#' @noRd
 rs_send <- function(ptr, kind, payload, timeout_ms) .Call(wrap__rs_send, ptr, kind, payload, timeout_ms)
 
+#' Signals the child's process group; TRUE if delivered.
+#' @noRd
 rs_signal <- function(ptr, signal) .Call(wrap__rs_signal, ptr, signal)
 
-rs_kill <- function(ptr) invisible(.Call(wrap__rs_kill, ptr))
+#' Kills and reaps the child, releasing its fds. Idempotent.
+#' @noRd
+rs_kill <- function(ptr) .Call(wrap__rs_kill, ptr)
 
+#' pid of the child (the launcher), or NA.
+#' @noRd
 rs_pid <- function(ptr) .Call(wrap__rs_pid, ptr)
 
+#' Whether the child process is running.
+#' @noRd
 rs_alive <- function(ptr) .Call(wrap__rs_alive, ptr)
 
+#' Waits until one of several children has something to report; returns
+#' the 1-based indices of those that do.
+#' @noRd
 rs_wait_any <- function(ptrs, timeout_ms) .Call(wrap__rs_wait_any, ptrs, timeout_ms)
 
+#' fds to watch for a child's next event (for event loops such as later's);
+#' empty when the child has queued events already or is gone.
+#' @noRd
 rs_poll_fds <- function(ptr) .Call(wrap__rs_poll_fds, ptr)
 
+#' Checks serialized bytes against the value allowlist: NULL or a message.
+#' @noRd
 rs_check_value <- function(bytes, max_bytes) .Call(wrap__rs_check_value, bytes, max_bytes)
 
+#' Random session token (32 bytes from the kernel).
+#' @noRd
 rs_random_token <- function() .Call(wrap__rs_random_token)
 
+#' Appends one line to an audit log: NULL or an error message.
+#' @noRd
 rs_audit_append <- function(path, line) .Call(wrap__rs_audit_append, path, line)
 
+#' Asks a warm zygote (a child started with a zygote policy) to fork a
+#' session. Returns the session's external pointer, or an error list.
+#' @noRd
 rs_zygote_fork <- function(zygote, request_json, token, max_frame, timeout_ms) .Call(wrap__rs_zygote_fork, zygote, request_json, token, max_frame, timeout_ms)
 
+#' Zygote runtime: serves fork requests. Returns `list(token = )` in each
+#' forked session, or a message when the host is gone.
+#' @noRd
 rs_zygote_serve <- function(max_frame) .Call(wrap__rs_zygote_serve, max_frame)
 
+#' Child runtime: adopts the inherited IPC socket and says hello.
+#' @noRd
 rs_child_connect <- function(fd, token, max_frame) .Call(wrap__rs_child_connect, fd, token, max_frame)
 
+#' Child runtime: sends a frame. NULL or an error message.
+#' @noRd
 rs_child_send <- function(kind, payload) .Call(wrap__rs_child_send, kind, payload)
 
+#' Child runtime: blocks for the next frame: list(kind, payload), or a
+#' string when the host is gone.
+#' @noRd
 rs_child_recv <- function() .Call(wrap__rs_child_recv)
+
 
 
 # nolint end

@@ -29,12 +29,12 @@
 #' @examples
 #' format_tool_result(42)
 #' format_tool_result(NULL)
-#' format_tool_result(mtcars)
-#' cat(format_tool_result(1:1000, max_lines = 3))
+#' writeLines(format_tool_result(mtcars))
+#' writeLines(format_tool_result(1:1000, max_lines = 3))
 #'
 #' # A value with printed output, as returned by $execute()
 #' value <- structure(3, output = c("[1] \"step 1\"", "done"))
-#' cat(format_tool_result(value))
+#' writeLines(format_tool_result(value))
 #' @export
 format_tool_result <- function(value, max_lines = 50, max_chars = 4000) {
   check_number(max_lines, min = 0, allow_inf = TRUE)

@@ -453,7 +453,7 @@ test_that("a Chat can use the sandboxed tool with securer tools", {
   skip_if_not_installed("ellmer")
   skip_if_not_installed("webfakes")
   skip_on_os(c("windows", "mac"))
-  server <- local_fake_openai("d <- query_db('mtcars', 42); nrow(d)")
+  server <- local_fake_openai("d <- query_db('mtcars', 7); nrow(d) * 6")
   chat <- fake_chat_openai(server)
   chat$register_tool(securer_as_ellmer_tool(tools = list(query_db_tool())))
 
