@@ -157,7 +157,9 @@ ellmer_execute <- function(state, code, timeout) {
     error = function(e) ellmer_tool_fail(e, code, timeout, note = note)
   )
   res <- tryCatch(
-    withVisible(session$execute(code, timeout = timeout, max_output_lines = 1000)),
+    withVisible(
+      session$execute(code, timeout = timeout, max_output_lines = 1000)
+    ),
     error = function(e) ellmer_tool_fail(e, code, timeout, note = note)
   )
   value <- res$value
@@ -182,7 +184,9 @@ ellmer_tool_fail <- function(e, code, timeout, note = NULL) {
     text <- paste0("Output:\n", output, "\n\n", text)
   }
   text <- paste(c(note, text), collapse = "\n\n")
-  classes <- unique(c(grep("^securer_", class(e), value = TRUE), "securer_error"))
+  classes <- unique(
+    c(grep("^securer_", class(e), value = TRUE), "securer_error")
+  )
   stop(errorCondition(text, class = classes, call = NULL, parent = e))
 }
 
@@ -207,7 +211,22 @@ ellmer_error_text <- function(e, code, timeout) {
     ))
   }
   msg <- e$child_message
-  if (inherits(e, "securer_child_error") && !inherits(e, "securer_limit_error") &&
+  if (inherits(e, "securer_limit_error") && inherits(e, "securer_child_error")) {
+    # The condition's own hint (raise the limit) is advice for the host
+    # developer, not the model.
+    header <- strsplit(plain_message(e), "\n", fixed = TRUE)[[1]][1]
+    detail <- if (is.character(msg) && length(msg) == 1L) {
+      paste0("Error: ", msg)
+    } else {
+      "The R session was restarted, so objects from earlier calls are gone."
+    }
+    return(paste(
+      c(header, detail, "Change the code to need less of that resource."),
+      collapse = "\n"
+    ))
+  }
+  if (inherits(e, "securer_child_error") &&
+    !inherits(e, "securer_limit_error") &&
     is.character(msg) && length(msg) == 1L) {
     call <- e$child_call
     if (is.character(call) && length(call) == 1L && !is.na(call)) {
@@ -231,7 +250,10 @@ session_is_sandboxed <- function(session) {
   if (!is.data.frame(info) || !all(c("layer", "active") %in% names(info))) {
     return(FALSE)
   }
-  any(info$active & info$layer %in% c("namespaces", "root", "landlock", "seccomp", "seatbelt", "job_object"))
+  isolating <- c(
+    "namespaces", "root", "landlock", "seccomp", "seatbelt", "job_object"
+  )
+  any(info$active & info$layer %in% isolating)
 }
 
 # The tool description the model reads: what the tool does, what persists,
@@ -268,7 +290,11 @@ ellmer_tool_description <- function(tools, sandboxed, timeout) {
       }
       paste0("- ", t@name, "(", sig, "): ", t@description)
     }, character(1))
-    where <- if (sandboxed) "outside the sandbox, on the host" else "in the host R process"
+    where <- if (sandboxed) {
+      "outside the sandbox, on the host"
+    } else {
+      "in the host R process"
+    }
     text <- c(
       text, "",
       paste0(

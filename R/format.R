@@ -71,7 +71,8 @@ format_execution <- function(value, output, visible, max_lines, max_chars) {
   # The value matters most: it keeps what it needs up to half of each
   # budget at least, and the output gets the rest.
   n_value <- length(printed$body) + length(printed$tail)
-  value_lines <- max(1, min(n_value, max(ceiling(max_lines / 2), max_lines - length(output))))
+  value_share <- max(ceiling(max_lines / 2), max_lines - length(output))
+  value_lines <- max(1, min(n_value, value_share))
   value_text <- paste(
     truncate_lines(printed$body, value_lines, printed$tail),
     collapse = "\n"
@@ -80,9 +81,8 @@ format_execution <- function(value, output, visible, max_lines, max_chars) {
     truncate_lines(output, max(1, max_lines - value_lines)),
     collapse = "\n"
   )
-  value_chars <- max(1, min(
-    nchar(value_text), max(ceiling(max_chars / 2), max_chars - nchar(output_text))
-  ))
+  value_share <- max(ceiling(max_chars / 2), max_chars - nchar(output_text))
+  value_chars <- max(1, min(nchar(value_text), value_share))
   paste0(
     "Output:\n", truncate_chars(output_text, max(1, max_chars - value_chars)),
     "\n\nResult:\n", truncate_chars(value_text, value_chars)
@@ -105,7 +105,8 @@ print_lines <- function(x, max_lines) {
   }
   # Printing a huge vector only to drop most of it is slow: R stops after
   # max.print entries and says how many it left out.
-  cap <- if (is.finite(max_lines)) max(1000, max_lines * 100) else getOption("max.print")
+  cap <- getOption("max.print")
+  if (is.finite(max_lines)) cap <- max(1000, max_lines * 100)
   old <- options(max.print = cap)
   on.exit(options(old), add = TRUE)
   body <- tryCatch(
@@ -113,7 +114,9 @@ print_lines <- function(x, max_lines) {
     error = function(e) {
       tryCatch(
         utils::capture.output(utils::str(x)),
-        error = function(e2) paste0("<", paste(class(x), collapse = "/"), " object that cannot be printed>")
+        error = function(e2) {
+          paste0("<", paste(class(x), collapse = "/"), " that cannot be printed>")
+        }
       )
     }
   )

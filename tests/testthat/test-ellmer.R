@@ -143,6 +143,17 @@ test_that("a syntax error is reported with R's parse message", {
   expect_match(conditionMessage(err), "^Syntax error; nothing was run.\nline 1:10: unexpected '\\{'\n")
 })
 
+test_that("a resource limit error says which limit the code hit", {
+  skip_if_not_installed("ellmer")
+  skip_on_os(c("windows", "mac"))
+  run_r <- securer_as_ellmer_tool(sandbox = FALSE, limits = list(memory = 5e8))
+  err <- expect_error(run_r("x <- numeric(1e9)"), class = "securer_limit_error")
+  lines <- strsplit(conditionMessage(err), "\n", fixed = TRUE)[[1]]
+  expect_match(lines[1], "memory", fixed = TRUE)
+  expect_match(lines[2], "^Error: cannot allocate")
+  expect_no_match(conditionMessage(err), "limits = list", fixed = TRUE)
+})
+
 test_that("the session keeps working after an error", {
   skip_if_not_installed("ellmer")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)

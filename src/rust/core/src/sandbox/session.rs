@@ -5,7 +5,7 @@
 //! can get namespaces of its own. In the forked process (the "supervisor"):
 //!
 //! ```text
-//! zygote ── supervisor: new mount + pid namespaces; forwards signals,
+//! zygote ── supervisor: new mount, pid and ipc namespaces; forwards signals,
 //!           │           reports the session's exit on the IPC socket
 //!           └── session (pid 1 of its own pid namespace): private /tmp
 //!               (tmpfs), own /proc, capabilities dropped, Landlock (its
@@ -60,11 +60,14 @@ fn mount(
 /// socket at `ipc_fd`. Returns only in the confined session process.
 pub fn confine(policy: &SandboxPolicy, ipc_fd: RawFd) -> Result<Vec<LayerState>, LaunchFailure> {
     let strict = policy.strict;
+    // A private IPC namespace too: SysV shared memory, semaphores and
+    // message queues are not covered by Landlock, and a shared namespace
+    // would let sibling sessions exchange data.
     // SAFETY: unshare with flags only.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID) } != 0 {
+    if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC) } != 0 {
         return Err(os_failure(
             "namespaces",
-            "cannot give the forked session its own mount and pid namespaces",
+            "cannot give the forked session its own mount, pid and ipc namespaces",
             sys::errno(),
         ));
     }
@@ -144,8 +147,8 @@ pub fn confine(policy: &SandboxPolicy, ipc_fd: RawFd) -> Result<Vec<LayerState>,
         state(
             "namespaces",
             true,
-            "forked from a warm zygote: own mount and pid namespaces; user, network \
-             (loopback only), ipc, uts and cgroup namespaces shared with the zygote",
+            "forked from a warm zygote: own mount, pid and ipc namespaces; user, network \
+             (loopback only), uts and cgroup namespaces shared with the zygote",
         ),
         state(
             "root",
