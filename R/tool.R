@@ -137,16 +137,21 @@ securer_tool <- function(name, description, fn, args = list()) {
   )
 }
 
-S7::method(print, securer_tool_class) <- function(x, ...) {
-  args <- x@args
-  sig <- if (length(args)) {
-    paste0(names(args), ": ", unlist(args), collapse = ", ")
-  } else {
-    ""
+# In local(): the replacement call assigns `print` where it runs, and a
+# copy of print() in the namespace would hide S3 methods such as
+# print.securer_sandbox_config.
+local({
+  S7::method(print, securer_tool_class) <- function(x, ...) {
+    args <- x@args
+    sig <- if (length(args)) {
+      paste0(names(args), ": ", unlist(args), collapse = ", ")
+    } else {
+      ""
+    }
+    cat("<securer_tool> ", x@name, "(", sig, ")\n  ", x@description, "\n", sep = "")
+    invisible(x)
   }
-  cat("<securer_tool> ", x@name, "(", sig, ")\n  ", x@description, "\n", sep = "")
-  invisible(x)
-}
+})
 
 # Checks a list of tools and returns it named by tool name.
 validate_tools <- function(tools) {

@@ -7,9 +7,14 @@ the$zygotes <- new.env(parent = emptyenv())
 the$no_zygote <- character()
 
 zygote_wanted <- function(opts) {
-  isTRUE(getOption("securer.zygote", TRUE)) &&
-    !is.null(opts$sandbox) &&
-    identical(opts$sandbox$backend, "linux-native")
+  if (!isTRUE(getOption("securer.zygote", TRUE)) || is.null(opts$sandbox) ||
+    !identical(opts$sandbox$backend, "linux-native")) {
+    return(FALSE)
+  }
+  # A forked session mounts its own /tmp over the zygote's, which would
+  # hide granted folders (or library paths) under /tmp: start those cold.
+  paths <- c(opts$sandbox$read_only, opts$sandbox$writable)
+  !any(paths == "/tmp" | startsWith(paths, "/tmp/"))
 }
 
 # The JSON of a session's fork request, less its token; it also keys the

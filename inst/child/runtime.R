@@ -11,6 +11,7 @@ local({
   sym <- function(name) getNativeSymbolInfo(name, dll)
   rt$send_sym <- sym("wrap__rs_child_send")
   rt$recv_sym <- sym("wrap__rs_child_recv")
+  rt$check_sym <- sym("wrap__rs_check_value")
   rt$max_frame <- as.numeric(env[["SECURER_MAX_FRAME"]])
   hex <- env[["SECURER_TOKEN"]]
   token <- as.raw(strtoi(substring(hex, seq(1, nchar(hex), 2), seq(2, nchar(hex), 2)), 16L))
@@ -173,10 +174,11 @@ local({
               if (i < n && res$visible) print(value)
             }
             visible <- n == 0L || res$visible
-            # An invisible function or environment (say, a final `f <- function...`)
-            # is not worth an error: the host cannot receive one, so send NULL.
-            if (!visible && (is.function(value) || is.environment(value) ||
-              is.language(value) || isS4(value))) {
+            # An invisible value the host would refuse (a final
+            # `f <- function...` or `fit <- lm(...)`) is not worth an
+            # error: nobody asked to see it, so send NULL instead.
+            if (!visible && !is.null(value) &&
+              !is.null(.Call(check_sym, serialize(value, NULL, xdr = FALSE), max_frame))) {
               value <- NULL
             }
             list(ok = TRUE, value = list(value = value, visible = visible))
