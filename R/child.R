@@ -173,13 +173,26 @@ child_wait_ready <- function(child, timeout, strict = FALSE) {
         class = "securer_sandbox_error",
         layer = ev$layer
       ),
-      exited = securer_abort(
-        c(
-          "The child R process exited while starting (status {ev$code}, signal {ev$signal}).",
-          if (length(lines)) c(i = "Its last output:", stats::setNames(cli_escape(lines), rep(" ", length(lines))))
-        ),
-        class = "securer_child_error"
-      ),
+      exited = {
+        # R refuses to start below about 167 open files (60% of them must
+        # cover its 100 DLL slots).
+        if (any(grepl("limit on the number of open files is too low", lines, fixed = TRUE))) {
+          securer_abort(
+            c(
+              "The child R process cannot start: the open files limit is too low for R.",
+              i = "R needs at least 167; raise it with {.code limits = list(nofile = ...)}."
+            ),
+            class = c("securer_limit_error", "securer_child_error"), limit = "nofile"
+          )
+        }
+        securer_abort(
+          c(
+            "The child R process exited while starting (status {ev$code}, signal {ev$signal}).",
+            if (length(lines)) c(i = "Its last output:", stats::setNames(cli_escape(lines), rep(" ", length(lines))))
+          ),
+          class = "securer_child_error"
+        )
+      },
       protocol_error = securer_abort(
         c("The child R process broke the protocol while starting.", x = "{ev$message}"),
         class = "securer_ipc_error"

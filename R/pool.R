@@ -197,7 +197,14 @@ pool_execute_many <- function(private, codes, timeout) {
   finish <- function(i, ev) {
     a <- active[[as.character(i)]]
     sp <- session_private(private$sessions[[i]])
-    results[a$k] <<- list(tryCatch(execution_end(sp, a$run, ev), error = identity))
+    results[a$k] <<- list(if (inherits(ev, "error")) {
+      # The run itself failed (say, the child died while a tool call was
+      # answered): only this element fails.
+      sp$busy <- FALSE
+      ev
+    } else {
+      tryCatch(execution_end(sp, a$run, ev), error = identity)
+    })
     active[[as.character(i)]] <<- NULL
     pool_after_use(private, i)
   }
@@ -221,18 +228,29 @@ pool_execute_many <- function(private, codes, timeout) {
         }
         if (!length(active)) {
           if (nxt > n) break
+          # Asynchronous executions hold every session: run the event loop
+          # that finishes them.
+          later::run_now(0.1)
           next
         }
         ids <- as.integer(names(active))
         handles <- lapply(ids, function(i) session_private(private$sessions[[i]])$child$handle)
+        # A pending Ctrl-C is noticed here (see pump_execution()).
+        Sys.sleep(0)
         rs_wait_any(handles, 100)
         for (i in ids) {
           sp <- session_private(private$sessions[[i]])
           run <- active[[as.character(i)]]$run
-          repeat {
-            ev <- execution_step(sp, run, 0)
-            if (!isTRUE(ev)) break
-          }
+          ev <- tryCatch(
+            {
+              repeat {
+                ev <- execution_step(sp, run, 0)
+                if (!isTRUE(ev)) break
+              }
+              ev
+            },
+            error = identity
+          )
           if (is.list(ev)) finish(i, ev)
         }
       }
@@ -297,6 +315,11 @@ pool_dispatch <- function(private) {
 pool_watch <- function(private, i, run, job) {
   sp <- session_private(private$sessions[[i]])
   poll <- function(...) {
+    # Closing the pool closed this run's child; its next step must not
+    # start a new one.
+    if (private$closed || is.null(sp$child)) {
+      return(job$reject(securer_condition("The pool was closed.", "securer_session_error")))
+    }
     ev <- tryCatch(
       {
         repeat {

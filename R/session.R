@@ -583,7 +583,7 @@ finish_execution <- function(private, run, ev, timeout) {
 }
 
 limit_patterns <- c(
-  memory = "cannot allocate (vector|memory)|memory exhausted",
+  memory = "cannot allocate (vector|memory|buffer)|could not allocate memory|memory exhausted|bad_alloc",
   nofile = "[Tt]oo many open files",
   nproc = "cannot (fork|popen)|Resource temporarily unavailable",
   fsize = "[Ff]ile too large"

@@ -43,9 +43,11 @@ skip_if_no_landlock <- function(session) {
 }
 
 # A strict sandboxed session, closed when `.env` ends (a test, or the file
-# when called at the top level of a test file).
-sandboxed_session <- function(..., .env = parent.frame()) {
-  session <- SecureSession$new(sandbox = TRUE, sandbox_strict = TRUE, ...)
+# when called at the top level of a test file). `zygote = FALSE` starts it
+# cold through the launcher instead of forking it from the warm zygote.
+sandboxed_session <- function(..., sandbox = TRUE, zygote = TRUE, .env = parent.frame()) {
+  withr::local_options(securer.zygote = zygote)
+  session <- SecureSession$new(sandbox = sandbox, sandbox_strict = TRUE, ...)
   withr::defer(session$close(), envir = .env)
   session
 }
@@ -198,8 +200,12 @@ local_abstract_listener <- function(.env = parent.frame()) {
   )
   proc <- processx::process$new(python, c("-c", script), stdout = "|", stderr = "2>&1")
   withr::defer(proc$kill(), envir = .env)
-  proc$poll_io(5000)
-  ready <- proc$read_output_lines()
+  ready <- character()
+  deadline <- Sys.time() + 10
+  while (!"ready" %in% ready && proc$is_alive() && Sys.time() < deadline) {
+    proc$poll_io(200)
+    ready <- c(ready, proc$read_output_lines())
+  }
   if (!"ready" %in% ready) {
     skip(paste("the abstract socket listener did not start:", paste(ready, collapse = " ")))
   }
@@ -237,6 +243,18 @@ process_tree <- function(pid) {
   c(list(h), kids)
 }
 
+# ps handles of the host processes between this R process and host pid
+# `pid` (launcher, namespace init, zygote, ...), `pid` excluded.
+host_ancestors <- function(pid) {
+  out <- list()
+  h <- tryCatch(ps::ps_parent(ps::ps_handle(as.integer(pid))), error = function(e) NULL)
+  while (!is.null(h) && !ps::ps_pid(h) %in% c(0L, 1L, Sys.getpid())) {
+    out <- c(out, list(h))
+    h <- tryCatch(ps::ps_parent(h), error = function(e) NULL)
+  }
+  out
+}
+
 # Is the process behind handle `h` still running (not a zombie, and the
 # same process: ps checks the start time)?
 handle_running <- function(h) {
@@ -256,4 +274,49 @@ wait_handles_gone <- function(handles, timeout = 10) {
     }
     Sys.sleep(0.1)
   }
+}
+
+# A fork bomb that ends by itself even if nothing contained it: at most
+# 2^13 processes, each gone a few seconds later. It runs in the background
+# (the code returns at once).
+fork_bomb <- quote(system(
+  "bash -c 'b() { if [ $1 -lt 12 ]; then b $(($1 + 1)) & b $(($1 + 1)) & fi; sleep 3; }; b 0' >/dev/null 2>&1",
+  wait = FALSE
+))
+
+# Runs the bomb only in a session whose namespaces are active and whose
+# process limit is `nproc` (never on the host, never as host root).
+start_fork_bomb <- function(session, nproc) {
+  info <- session$sandbox_info()
+  skip_if_not(isTRUE(info$active[info$layer == "namespaces"]), "no namespaces: no fork bomb")
+  skip_if_not(run_in(session, quote(file.exists("/bin/bash"))), "no bash in the sandbox")
+  limit <- run_in(session, quote(grep("^Max processes", readLines("/proc/self/limits"), value = TRUE)))
+  fields <- strsplit(limit, "[[:space:]]{2,}")[[1]]
+  skip_if_not(identical(fields[[2]], as.character(nproc)), "the process limit is not in place")
+  run_in(session, fork_bomb)
+  invisible()
+}
+
+# Was the session forked from a warm zygote (rather than started cold)?
+zygote_session <- function(session) {
+  info <- session$sandbox_info()
+  isTRUE(grepl("zygote", info$detail[info$layer == "namespaces"], fixed = TRUE))
+}
+
+# Skips, naming a known and reported bug, when `cond` shows that bug; the
+# test then runs in full once the bug is fixed.
+skip_if_known_bug <- function(cond, why) {
+  if (isTRUE(cond)) skip(paste("known bug:", why))
+  invisible()
+}
+
+# The soft limits of the session's R process, from /proc/self/limits, by
+# their /proc names ("Max cpu time", "Max open files", ...).
+limits_in <- function(session) {
+  lines <- run_in(session, quote(readLines("/proc/self/limits")))[-1]
+  fields <- strsplit(lines, "[[:space:]]{2,}")
+  stats::setNames(
+    vapply(fields, function(f) f[[2]], character(1)),
+    vapply(fields, function(f) f[[1]], character(1))
+  )
 }

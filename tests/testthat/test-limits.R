@@ -230,3 +230,219 @@ test_that("describe_limit() says when there is no limit", {
 test_that("describe_limit() refuses an unknown limit name", {
   expect_input_error(describe_limit("ram", 1), c("ram", "memory"))
 })
+
+# ===========================================================================
+# Limits in real sessions, without the sandbox and inside it.
+#
+# Everything above tests the limits lists. Everything below starts real
+# sessions and hits each limit: the error must be a classed
+# `securer_limit_error` whose `limit` names it, and the session must answer
+# afterwards. Sessions are shared where a test leaves nothing behind.
+# ===========================================================================
+
+shared_limits <- list(memory = 1024^3, fsize = 1024^2, nofile = 200)
+lim_plain <- lazy_session(function(.env) new_session(limits = shared_limits, .env = .env))
+lim_box <- lazy_session(sandboxed_session, limits = shared_limits)
+
+test_that("limits are set in the child without the sandbox", {
+  got <- limits_in(lim_plain())
+  expect_identical(got[["Max address space"]], format(1024^3, scientific = FALSE))
+  expect_identical(got[["Max file size"]], format(1024^2, scientific = FALSE))
+  expect_identical(got[["Max open files"]], "200")
+  expect_identical(got[["Max cpu time"]], "60")
+})
+
+test_that("limits are set in the child inside the sandbox", {
+  skip_if_no_sandbox()
+  got <- limits_in(lim_box())
+  expect_identical(got[["Max address space"]], format(1024^3, scientific = FALSE))
+  expect_identical(got[["Max file size"]], format(1024^2, scientific = FALSE))
+  expect_identical(got[["Max open files"]], "200")
+  expect_identical(got[["Max cpu time"]], "60")
+  expect_identical(got[["Max processes"]], "256")
+})
+
+test_that("the CPU limit stops a busy loop without the sandbox", {
+  s <- new_session(limits = list(cpu = 1))
+  err <- expect_error(s$execute("repeat {}", timeout = 20), class = "securer_limit_error")
+  expect_s3_class(err, "securer_child_error")
+  expect_identical(err$limit, "cpu")
+  expect_match(conditionMessage(err), "CPU", fixed = TRUE)
+  expect_identical(strip_output(s$execute("1 + 1")), 2)
+})
+
+# Warm sessions are forked from the zygote (the default), cold ones are
+# started through the launcher.
+for (kind in c("warm", "cold")) {
+  test_that(paste0("the CPU limit stops a busy loop inside the sandbox (", kind, " session)"), {
+    skip_if_no_sandbox()
+    s <- sandboxed_session(limits = list(cpu = 1), zygote = kind == "warm")
+    err <- expect_error(s$execute("repeat {}", timeout = 20), class = "securer_child_error")
+    skip_if_known_bug(
+      !inherits(err, "securer_limit_error") && zygote_session(s),
+      paste(
+        "in a zygote session R is pid 1 of its pid namespace, so SIGXCPU is",
+        "ignored and the hard limit's SIGKILL ends it (reported)"
+      )
+    )
+    expect_s3_class(err, "securer_limit_error")
+    expect_identical(err$limit, "cpu")
+    expect_match(conditionMessage(err), "CPU", fixed = TRUE)
+    expect_identical(run_in(s, quote(1 + 1)), 2)
+  })
+}
+
+test_that("the file size limit stops a large write without the sandbox", {
+  s <- lim_plain()
+  err <- expect_error(
+    s$execute("writeLines(strrep('x', 2 * 1024^2), file.path(tempdir(), 'big.txt'))"),
+    class = "securer_limit_error"
+  )
+  expect_identical(err$limit, "fsize")
+  expect_match(conditionMessage(err), "file size", fixed = TRUE)
+  expect_identical(strip_output(s$execute("1 + 1")), 2)
+})
+
+test_that("the file size limit stops a large write inside the sandbox", {
+  skip_if_no_sandbox()
+  s <- lim_box()
+  err <- expect_error(
+    s$execute("writeLines(strrep('x', 2 * 1024^2), file.path(tempdir(), 'big.txt'))"),
+    class = "securer_limit_error"
+  )
+  expect_identical(err$limit, "fsize")
+  expect_lte(run_in(s, quote(max(0, file.size(file.path(tempdir(), "big.txt")), na.rm = TRUE))), 1024^2)
+  expect_identical(run_in(s, quote(1 + 1)), 2)
+})
+
+test_that("the memory limit stops a large allocation without the sandbox", {
+  s <- lim_plain()
+  err <- expect_error(s$execute("x <- numeric(2e8)"), class = "securer_limit_error")
+  expect_identical(err$limit, "memory")
+  expect_match(conditionMessage(err), "memory (1 GiB)", fixed = TRUE)
+  expect_identical(strip_output(s$execute("exists('x')")), FALSE)
+})
+
+test_that("the memory limit stops a large allocation inside the sandbox", {
+  skip_if_no_sandbox()
+  s <- lim_box()
+  err <- expect_error(s$execute("x <- numeric(2e8)"), class = "securer_limit_error")
+  expect_identical(err$limit, "memory")
+  expect_identical(run_in(s, quote(1 + 1)), 2)
+})
+
+test_that("memory errors of R's C allocators are memory limit errors too", {
+  s <- lim_plain()
+  # R_Calloc: "'R_Calloc' could not allocate memory (...)".
+  err <- expect_error(s$execute("x <- strrep('a', 1.5e9)"), class = "securer_limit_error")
+  expect_identical(err$limit, "memory")
+  expect_match(err$child_message, "could not allocate memory", fixed = TRUE)
+  # serialize(): "cannot allocate buffer" (or the vector itself).
+  err <- expect_error(
+    s$execute("x <- runif(6e7); y <- serialize(x, NULL)"),
+    class = "securer_limit_error"
+  )
+  expect_identical(err$limit, "memory")
+  expect_identical(strip_output(s$execute("rm(list = ls()); invisible(gc()); 1 + 1")), 2)
+})
+
+test_that("the open files limit stops opening too many files without the sandbox", {
+  skip_if_not_installed("processx")
+  s <- lim_plain()
+  # R's own connections stop at 128, below any nofile R can start with
+  # (167), so open raw file handles through processx.
+  err <- expect_error(
+    s$execute("f <- tempfile(); file.create(f); cs <- lapply(1:300, function(i) processx::conn_create_file(f, read = TRUE))"),
+    class = "securer_limit_error"
+  )
+  expect_identical(err$limit, "nofile")
+  expect_match(conditionMessage(err), "open files (200)", fixed = TRUE)
+  expect_identical(strip_output(s$execute("invisible(gc()); 1 + 1")), 2)
+})
+
+test_that("the open files limit stops opening too many files inside the sandbox", {
+  skip_if_no_sandbox()
+  skip_if_not_installed("processx")
+  s <- lim_box()
+  err <- expect_error(
+    s$execute("f <- tempfile(); file.create(f); cs <- lapply(1:300, function(i) processx::conn_create_file(f, read = TRUE))"),
+    class = "securer_limit_error"
+  )
+  expect_identical(err$limit, "nofile")
+  expect_identical(run_in(s, quote({
+    invisible(gc())
+    1 + 1
+  })), 2)
+})
+
+test_that("an open files limit too low for R to start is a limit error", {
+  err <- expect_error(
+    SecureSession$new(sandbox = FALSE, limits = list(nofile = 64)),
+    class = "securer_limit_error"
+  )
+  expect_identical(err$limit, "nofile")
+  expect_match(conditionMessage(err), "nofile", fixed = TRUE)
+})
+
+test_that("the process limit stops forking too many workers inside the sandbox", {
+  skip_if_no_sandbox()
+  s <- sandboxed_session(limits = list(nproc = 16))
+  err <- expect_error(
+    s$execute("jobs <- lapply(1:40, function(i) parallel::mcparallel(Sys.sleep(2)))", timeout = 20),
+    class = "securer_limit_error"
+  )
+  expect_identical(err$limit, "nproc")
+  expect_match(conditionMessage(err), "processes (16)", fixed = TRUE)
+  expect_identical(run_in(s, quote(1 + 1)), 2)
+})
+
+test_that("the process limit stops forking too many workers without the sandbox", {
+  # The kernel does not apply RLIMIT_NPROC to root; inside the sandbox root
+  # is mapped to nobody, so the sandboxed test above always runs.
+  skip_if(identical(ps::ps_uids()[["real"]], 0L), "RLIMIT_NPROC does not bind root")
+  s <- new_session(limits = list(nproc = 16))
+  err <- expect_error(
+    s$execute("jobs <- lapply(1:400, function(i) parallel::mcparallel(Sys.sleep(2)))", timeout = 20),
+    class = "securer_limit_error"
+  )
+  expect_identical(err$limit, "nproc")
+})
+
+for (kind in c("warm", "cold")) {
+  test_that(paste0("background commands leave no zombies that eat the process limit (", kind, " session)"), {
+    skip_if_no_sandbox()
+    s <- sandboxed_session(limits = list(nproc = 64), zygote = kind == "warm")
+    states <- run_in(s, quote({
+      for (i in 1:20) system("true &")
+      Sys.sleep(1)
+      procs <- list.files("/proc", pattern = "^[0-9]+$", full.names = TRUE)
+      vapply(procs, function(p) strsplit(readLines(file.path(p, "stat")), " ")[[1]][[3]], character(1))
+    }), timeout = 20)
+    skip_if_known_bug(
+      any(states == "Z") && zygote_session(s),
+      "in a zygote session R is pid 1 of its pid namespace and does not reap orphans (reported)"
+    )
+    expect_false(any(states == "Z"))
+  })
+}
+
+test_that("limits = list() sets no limit without the sandbox", {
+  s <- new_session(limits = list())
+  expect_identical(
+    strip_output(s$execute("system('ulimit -t; ulimit -f', intern = TRUE)")),
+    c("unlimited", "unlimited")
+  )
+  info <- s$sandbox_info()
+  expect_false(info$active[info$layer == "limits"])
+})
+
+test_that("limits = list() sets no limit inside the sandbox", {
+  skip_if_no_sandbox()
+  s <- sandboxed_session(limits = list())
+  expect_identical(
+    run_in(s, quote(system("ulimit -t; ulimit -f; ulimit -v", intern = TRUE))),
+    c("unlimited", "unlimited", "unlimited")
+  )
+  info <- s$sandbox_info()
+  expect_false(info$active[info$layer == "limits"])
+})

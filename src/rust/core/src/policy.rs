@@ -73,7 +73,7 @@ pub struct SandboxPolicy {
     /// Start a warm zygote: build the namespaces and the root, but leave
     /// capabilities, Landlock and seccomp to each session it forks (the
     /// zygote runs no untrusted code, and sessions need it to be able to
-    /// give each of them its own mount and pid namespace).
+    /// give each of them its own mount, pid and ipc namespaces).
     #[serde(default)]
     pub zygote: bool,
 }

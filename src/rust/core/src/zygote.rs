@@ -159,10 +159,11 @@ fn become_session(req: ForkRequest, fds: Vec<OwnedFd>) -> SessionStart {
     if let Err(f) = launch::tidy_fds(ipc) {
         launch::fail(ipc, f);
     }
-    let mut layers: Vec<LayerState> = match crate::sandbox::session::confine(&req.policy, ipc) {
-        Ok(l) => l,
-        Err(f) => launch::fail(ipc, f),
-    };
+    let mut layers: Vec<LayerState> =
+        match crate::sandbox::session::confine(&req.policy, ipc, req.limits.cpu) {
+            Ok(l) => l,
+            Err(f) => launch::fail(ipc, f),
+        };
     match launch::apply_limits(&req.limits) {
         Ok(applied) => layers.push(LayerState {
             layer: "limits".into(),

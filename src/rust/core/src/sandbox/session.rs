@@ -58,7 +58,13 @@ fn mount(
 
 /// Called in the process the zygote just forked, with the session's IPC
 /// socket at `ipc_fd`. Returns only in the confined session process.
-pub fn confine(policy: &SandboxPolicy, ipc_fd: RawFd) -> Result<Vec<LayerState>, LaunchFailure> {
+/// `cpu_limit` is the session's CPU limit in seconds (applied later, in the
+/// session), which the supervisor needs to report a CPU-limit kill.
+pub fn confine(
+    policy: &SandboxPolicy,
+    ipc_fd: RawFd,
+    cpu_limit: Option<u64>,
+) -> Result<Vec<LayerState>, LaunchFailure> {
     let strict = policy.strict;
     // A private IPC namespace too: SysV shared memory, semaphores and
     // message queues are not covered by Landlock, and a shared namespace
@@ -86,7 +92,7 @@ pub fn confine(policy: &SandboxPolicy, ipc_fd: RawFd) -> Result<Vec<LayerState>,
         ));
     }
     if pid > 0 {
-        supervise(pid, ipc_fd, &set);
+        supervise(pid, ipc_fd, &set, cpu_limit);
     }
     // The session: pid 1 of its own namespace.
     if sys::set_pdeathsig().is_err() {
@@ -172,7 +178,12 @@ pub fn confine(policy: &SandboxPolicy, ipc_fd: RawFd) -> Result<Vec<LayerState>,
 
 /// The supervisor: forwards signals to the session and, once it is gone,
 /// reports how it ended on the IPC socket, then exits the same way.
-fn supervise(session: libc::pid_t, ipc_fd: RawFd, set: &libc::sigset_t) -> ! {
+fn supervise(
+    session: libc::pid_t,
+    ipc_fd: RawFd,
+    set: &libc::sigset_t,
+    cpu_limit: Option<u64>,
+) -> ! {
     sys::close_fds_except(&[ipc_fd]);
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
@@ -186,9 +197,20 @@ fn supervise(session: libc::pid_t, ipc_fd: RawFd, set: &libc::sigset_t) -> ! {
             continue;
         };
         let report = if libc::WIFSIGNALED(status) {
+            let mut signal = libc::WTERMSIG(status);
+            // The session is pid 1 of its namespace, so the kernel drops the
+            // SIGXCPU of the soft CPU limit (a namespace's init ignores
+            // signals it has no handler for) and the hard limit's SIGKILL
+            // ends it a second later. Report that as SIGXCPU, as a session
+            // started cold would end.
+            if signal == libc::SIGKILL
+                && cpu_limit.is_some_and(|limit| children_cpu_seconds() >= limit as f64)
+            {
+                signal = libc::SIGXCPU;
+            }
             ExitReport {
                 code: None,
-                signal: Some(libc::WTERMSIG(status)),
+                signal: Some(signal),
             }
         } else {
             ExitReport {
@@ -200,6 +222,19 @@ fn supervise(session: libc::pid_t, ipc_fd: RawFd, set: &libc::sigset_t) -> ! {
         let _ = crate::launch::write_frame(ipc_fd, Kind::Exit, &json);
         sys::exit_now(report.code.unwrap_or(1))
     }
+}
+
+/// CPU seconds (user and system) used by the reaped children: here, the
+/// session and the processes it waited for.
+fn children_cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid rusage for the call to fill.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// A failure for the zygote's own checks.

@@ -1,0 +1,369 @@
+# SecureSessionPool: one host R thread driving several sessions. Most tests
+# use `sandbox = FALSE` (fast, and independent of the sandbox); the last
+# ones run a sandboxed pool, whose sessions are forked from a warm zygote.
+
+# A pool closed when `.env` ends (a test, or the file).
+local_pool <- function(size = 2, ..., sandbox = FALSE, .env = parent.frame()) {
+  pool <- SecureSessionPool$new(size = size, sandbox = sandbox, ...)
+  withr::defer(pool$close(), envir = .env)
+  pool
+}
+
+pool_sessions <- function(pool) pool$.__enclos_env__$private$sessions
+
+pool_pids <- function(pool) {
+  vapply(pool_sessions(pool), function(s) s$pid(), integer(1))
+}
+
+elapsed <- function(expr) {
+  start <- proc.time()[[3L]]
+  force(expr)
+  proc.time()[[3L]] - start
+}
+
+# Runs the later event loop until promise `p` settles (at most `timeout`
+# seconds): list(ok, value), `value` being the rejection's condition when
+# `ok` is FALSE. Fails the test when the promise does not settle.
+wait_promise <- function(p, timeout = 10) {
+  state <- new.env(parent = emptyenv())
+  state$done <- FALSE
+  promises::then(p,
+    onFulfilled = function(value) {
+      state$done <- TRUE
+      state$ok <- TRUE
+      state$value <- value
+    },
+    onRejected = function(err) {
+      state$done <- TRUE
+      state$ok <- FALSE
+      state$value <- err
+    }
+  )
+  deadline <- proc.time()[[3L]] + timeout
+  while (!state$done && proc.time()[[3L]] < deadline) later::run_now(0.05)
+  if (!state$done) stop("the promise did not settle within ", timeout, " seconds")
+  list(ok = state$ok, value = state$value)
+}
+
+# A pool that the read-only tests share (they leave it as they found it).
+shared_pool <- lazy_session(function(.env) local_pool(2, .env = .env))
+
+# Size and status --------------------------------------------------------------
+
+test_that("a new pool has `size` idle sessions, each its own process", {
+  pool <- shared_pool()
+  expect_identical(pool$size(), 2L)
+  expect_identical(pool$available(), 2L)
+  expect_identical(pool$status(), c(total = 2L, busy = 0L, idle = 2L, dead = 0L))
+  pids <- pool_pids(pool)
+  expect_length(unique(pids), 2L)
+  expect_true(all(vapply(pids, pid_running, logical(1))))
+})
+
+test_that("print() shows the counts and returns the pool invisibly", {
+  pool <- shared_pool()
+  expect_output(
+    expect_invisible(print(pool)),
+    "^<SecureSessionPool> 2 sessions: 0 busy, 2 idle, 0 dead$"
+  )
+})
+
+test_that("size must be a whole number", {
+  expect_error(SecureSessionPool$new(size = 1.5, sandbox = FALSE), class = "securer_input_error")
+})
+
+test_that("a busy session counts as busy, not available", {
+  pool <- local_pool(2)
+  p <- pool$execute_async("Sys.sleep(0.3); 1")
+  expect_identical(pool$status(), c(total = 2L, busy = 1L, idle = 1L, dead = 0L))
+  expect_identical(pool$available(), 1L)
+  expect_output(print(pool), "1 busy, 1 idle, 0 dead")
+  expect_true(wait_promise(p)$ok)
+  expect_identical(pool$available(), 2L)
+})
+
+# execute() ------------------------------------------------------------------
+
+test_that("execute() returns the value of the code", {
+  expect_identical(strip_output(shared_pool()$execute("sqrt(16)")), 4)
+  expect_identical(shared_pool()$execute("letters[1:3]"), c("a", "b", "c"))
+})
+
+test_that("without reset_between_uses a session keeps its global environment", {
+  pool <- local_pool(1)
+  pool$execute("x <- 41")
+  expect_identical(pool$execute("x + 1"), 42)
+})
+
+test_that("execute() raises the child's error as a classed condition", {
+  pool <- shared_pool()
+  err <- expect_error(pool$execute("stop('boom')"), class = "securer_child_error")
+  expect_match(conditionMessage(err), "boom")
+  expect_identical(pool$status()[["idle"]], 2L)
+})
+
+# execute_many() ---------------------------------------------------------------
+
+test_that("execute_many() returns the results in the order of the code", {
+  # The first piece finishes last.
+  res <- shared_pool()$execute_many(c("Sys.sleep(0.4); 'a'", "'b'", "'c'"))
+  expect_identical(lapply(res, strip_output), list("a", "b", "c"))
+})
+
+test_that("execute_many() returns a failed piece as a condition and runs the rest", {
+  pool <- shared_pool()
+  res <- pool$execute_many(c("1", "stop('no good')", "3", "Sys.sleep(0.2); 4"))
+  expect_length(res, 4L)
+  expect_s3_class(res[[2]], "securer_child_error")
+  expect_s3_class(res[[2]], "condition")
+  expect_match(conditionMessage(res[[2]]), "no good")
+  expect_identical(lapply(res[-2], strip_output), list(1, 3, 4))
+  expect_identical(pool$status(), c(total = 2L, busy = 0L, idle = 2L, dead = 0L))
+})
+
+test_that("execute_many() runs its pieces concurrently across the sessions", {
+  pool <- shared_pool()
+  secs <- elapsed(res <- pool$execute_many(rep("Sys.sleep(0.5); Sys.getpid()", 4)))
+  # One after the other this takes 2 s; two sessions at once, 1 s.
+  expect_lt(secs, 1.6)
+  expect_setequal(unlist(lapply(res, strip_output)), pool_pids(pool))
+})
+
+test_that("execute_many() of no code is an empty list", {
+  expect_identical(shared_pool()$execute_many(character()), list())
+})
+
+test_that("execute_many() needs a character vector without NA", {
+  pool <- shared_pool()
+  expect_error(pool$execute_many(1:2), class = "securer_input_error")
+  expect_error(pool$execute_many(c("1", NA)), class = "securer_input_error")
+})
+
+test_that("execute_many() serves the tool calls of concurrent sessions", {
+  calls <- new.env()
+  calls$n <- 0L
+  double_it <- securer_tool("double_it", "Double a number",
+    fn = function(x) {
+      calls$n <- calls$n + 1L
+      x * 2
+    },
+    args = list(x = "numeric")
+  )
+  pool <- local_pool(2, tools = list(double_it))
+  codes <- sprintf("a <- double_it(%d); Sys.sleep(0.2); b <- double_it(a); a + b", 1:4)
+  res <- pool$execute_many(codes)
+  expect_identical(lapply(res, strip_output), as.list(6 * (1:4)))
+  expect_identical(calls$n, 8L)
+})
+
+test_that("a session that dies while its tool call is served fails only its piece", {
+  # The tool kills the calling child, so the host cannot send it the result.
+  kill_caller <- securer_tool("kill_caller", "Kill the calling process",
+    fn = function(pid) {
+      tools::pskill(pid, tools::SIGKILL)
+      Sys.sleep(0.3)
+      "too late"
+    },
+    args = list(pid = "numeric")
+  )
+  pool <- local_pool(2, tools = list(kill_caller))
+  res <- pool$execute_many(c("kill_caller(Sys.getpid())", "Sys.sleep(0.5); 'fine'"))
+  expect_s3_class(res[[1]], "securer_error")
+  expect_identical(strip_output(res[[2]]), "fine")
+  expect_identical(pool$status()[["busy"]], 0L)
+  expect_identical(lapply(pool$execute_many(c("1", "2")), strip_output), list(1, 2))
+})
+
+test_that("execute_many() waits for asynchronous executions that hold every session", {
+  pool <- local_pool(1)
+  p <- pool$execute_async("Sys.sleep(0.3); 'async'")
+  # Without running the event loop the batch would wait forever.
+  setTimeLimit(elapsed = 15)
+  withr::defer(setTimeLimit(elapsed = Inf))
+  res <- pool$execute_many(c("2", "3"))
+  setTimeLimit(elapsed = Inf)
+  expect_identical(lapply(res, strip_output), list(2, 3))
+  got <- wait_promise(p)
+  expect_true(got$ok)
+  expect_identical(strip_output(got$value), "async")
+})
+
+test_that("Ctrl-C during execute_many() stops the batch and leaves the pool usable", {
+  skip_on_os("windows")
+  skip_if_not_installed("callr")
+  proc <- r_bg_lines(function() {
+    library(securer)
+    pool <- SecureSessionPool$new(size = 2, sandbox = FALSE)
+    cat("READY\n")
+    flush(stdout())
+    res <- tryCatch(
+      pool$execute_many(rep("Sys.sleep(30); 'not interrupted'", 2)),
+      securer_interrupt = function(e) "CAUGHT securer_interrupt",
+      interrupt = function(e) "CAUGHT plain interrupt"
+    )
+    cat(unlist(res), "\n", sep = "")
+    cat("NEXT", unlist(pool$execute_many(c("1 + 1", "2 + 2"))), "\n")
+    cat("STATUS", pool$status(), "\n")
+    pool$close()
+    flush(stdout())
+  })
+  withr::defer(proc$kill())
+  out <- read_until(proc, "^READY")
+  expect_true("READY" %in% out, label = paste(out, collapse = "\n"))
+  Sys.sleep(0.5)
+  sent <- proc.time()[[3L]]
+  proc$interrupt()
+  proc$wait(15000)
+  secs <- proc.time()[[3L]] - sent
+  out <- c(out, proc$read_all_output_lines())
+  expect_true("CAUGHT securer_interrupt" %in% out, label = paste(out, collapse = "\n"))
+  expect_true(any(grepl("^NEXT 2 4", out)), label = paste(out, collapse = "\n"))
+  expect_true(any(grepl("^STATUS 2 0 2 0", out)), label = paste(out, collapse = "\n"))
+  expect_lt(secs, 8)
+})
+
+# execute_async() ------------------------------------------------------------
+
+test_that("execute_async() returns a promise resolved with the value", {
+  pool <- shared_pool()
+  p <- pool$execute_async("Sys.sleep(0.1); 6 * 7")
+  expect_true(promises::is.promise(p))
+  got <- wait_promise(p)
+  expect_true(got$ok)
+  expect_identical(strip_output(got$value), 42)
+})
+
+test_that("execute_async() rejects with a classed error for failing code", {
+  got <- wait_promise(shared_pool()$execute_async("stop('async trouble')"))
+  expect_false(got$ok)
+  expect_s3_class(got$value, "securer_child_error")
+  expect_match(conditionMessage(got$value), "async trouble")
+})
+
+test_that("several asynchronous executions run at once", {
+  pool <- local_pool(2)
+  secs <- elapsed({
+    ps <- lapply(1:4, function(i) pool$execute_async(sprintf("Sys.sleep(0.5); %d", i)))
+    got <- wait_promise(promises::promise_all(.list = ps))
+  })
+  expect_true(got$ok)
+  expect_identical(lapply(got$value, strip_output), list(1, 2, 3, 4))
+  # Queued work starts as sessions free up: 2 rounds of 0.5 s, not 4.
+  expect_lt(secs, 1.6)
+})
+
+# Fresh children, dead and timed-out sessions -------------------------------------
+
+test_that("with reset_between_uses no state leaks from one use to the next", {
+  pool <- local_pool(1, reset_between_uses = TRUE)
+  pid <- pool$execute("x <- 1; Sys.getpid()")
+  expect_false(pool$execute("exists('x')"))
+  expect_false(identical(pool_pids(pool), pid))
+  expect_true(wait_pid_gone(pid))
+  res <- pool$execute_many(c("y <- 1", "exists('y')"))
+  expect_false(strip_output(res[[2]]))
+})
+
+test_that("a killed session is replaced without the caller noticing", {
+  pool <- local_pool(2)
+  pid <- pool_pids(pool)[[1]]
+  tools::pskill(pid, tools::SIGKILL)
+  expect_true(wait_pid_gone(pid))
+  expect_identical(pool$status()[["dead"]], 1L)
+  expect_identical(pool$execute("1 + 1"), 2)
+  res <- pool$execute_many(c("Sys.sleep(0.2); 'a'", "Sys.sleep(0.2); 'b'"))
+  expect_identical(lapply(res, strip_output), list("a", "b"))
+  expect_identical(pool$status(), c(total = 2L, busy = 0L, idle = 2L, dead = 0L))
+  expect_false(pid %in% pool_pids(pool))
+})
+
+test_that("a timed-out execution is stopped and its session replaced", {
+  pool <- local_pool(1)
+  pid <- pool_pids(pool)
+  expect_error(pool$execute("Sys.sleep(30)", timeout = 0.5), class = "securer_timeout")
+  expect_true(wait_pid_gone(pid))
+  expect_identical(pool$status(), c(total = 1L, busy = 0L, idle = 1L, dead = 0L))
+  expect_identical(pool$execute("'next'"), "next")
+})
+
+test_that("a timed-out piece of execute_many() fails alone", {
+  pool <- shared_pool()
+  res <- pool$execute_many(c("Sys.sleep(30)", "'quick'"), timeout = 0.5)
+  expect_s3_class(res[[1]], "securer_timeout")
+  expect_identical(strip_output(res[[2]]), "quick")
+  expect_identical(pool$status(), c(total = 2L, busy = 0L, idle = 2L, dead = 0L))
+})
+
+# Waiting for a session ------------------------------------------------------------
+
+test_that("execute() fails with securer_pool_timeout when no session frees up in time", {
+  pool <- local_pool(1)
+  p <- pool$execute_async("Sys.sleep(1.5); 1")
+  secs <- elapsed(
+    expect_error(pool$execute("1", acquire_timeout = 0.2), class = "securer_pool_timeout")
+  )
+  expect_lt(secs, 1)
+  expect_true(wait_promise(p)$ok)
+  expect_identical(pool$execute("2"), 2)
+})
+
+test_that("execute() waits for an asynchronous execution to release a session", {
+  pool <- local_pool(1)
+  p <- pool$execute_async("Sys.sleep(0.3); 'first'")
+  expect_identical(pool$execute("'second'", acquire_timeout = 10), "second")
+  got <- wait_promise(p)
+  expect_identical(strip_output(got$value), "first")
+})
+
+# close() ------------------------------------------------------------------------------
+
+test_that("close() rejects pending work and stops the children for good", {
+  pool <- local_pool(1)
+  before <- securer_children()
+  pids <- pool_pids(pool)
+  running <- pool$execute_async("Sys.sleep(30)")
+  queued <- pool$execute_async("'never run'")
+  later::run_now(0.1)
+  pool$close()
+  got <- wait_promise(queued, timeout = 5)
+  expect_false(got$ok)
+  expect_s3_class(got$value, "securer_session_error")
+  got <- wait_promise(running, timeout = 5)
+  expect_false(got$ok)
+  expect_s3_class(got$value, "securer_error")
+  expect_true(wait_pid_gone(pids))
+  # No child was started again for the interrupted run.
+  expect_identical(setdiff(securer_children(), before), integer())
+})
+
+test_that("a closed pool refuses work and says it is closed", {
+  pool <- local_pool(1)
+  pool$close()
+  expect_error(pool$execute("1"), class = "securer_session_error")
+  expect_error(pool$execute_many("1"), class = "securer_session_error")
+  expect_error(pool$execute_async("1"), class = "securer_session_error")
+  expect_output(print(pool), "\\(closed\\)$")
+  expect_identical(pool$status()[["dead"]], 1L)
+})
+
+# A sandboxed pool -----------------------------------------------------------------
+
+test_that("a sandboxed pool runs forked sessions concurrently, each in its own namespaces", {
+  skip_if_no_sandbox()
+  pool <- local_pool(2, sandbox = TRUE, sandbox_strict = TRUE)
+  infos <- lapply(pool_sessions(pool), function(s) s$sandbox_info())
+  expect_true(all(vapply(infos, function(i) all(i$active), logical(1))))
+  expect_true(all(vapply(infos, function(i) any(grepl("zygote", i$detail)), logical(1))))
+  secs <- elapsed(res <- pool$execute_many(rep("Sys.sleep(0.5); Sys.getpid()", 4)))
+  expect_lt(secs, 1.6)
+  # Each session is pid 1 of its own pid namespace.
+  expect_identical(unique(unlist(lapply(res, strip_output))), 1L)
+})
+
+test_that("a sandboxed pool with reset_between_uses gives each use a fresh /tmp", {
+  skip_if_no_sandbox()
+  pool <- local_pool(1, sandbox = TRUE, sandbox_strict = TRUE, reset_between_uses = TRUE)
+  expect_true(pool$execute("x <- 1; writeLines('left behind', '/tmp/marker'); file.exists('/tmp/marker')"))
+  expect_false(pool$execute("file.exists('/tmp/marker')"))
+  expect_false(pool$execute("exists('x')"))
+})

@@ -1,0 +1,366 @@
+# Warm zygotes: sandboxed sessions forked from an R process started once per
+# sandbox policy. Each forked session must stay isolated from its siblings:
+# own /tmp, cannot see, signal or ptrace them, own limits, fresh global
+# environment. Sessions here are strict (every layer or an error).
+
+skip_if_no_zygote <- function() {
+  skip_if_no_sandbox()
+  skip_if_not(isTRUE(getOption("securer.zygote", TRUE)), "the zygote is turned off")
+}
+
+# The zygote record (pid, handle) a session was forked from, or NULL.
+zygote_of <- function(session) {
+  key <- session$.__enclos_env__$private$opts$zygote_key
+  if (is.null(key)) NULL else securer:::the$zygotes[[key]]
+}
+
+zygote_key_for <- function(sandbox, strict = TRUE) {
+  securer:::zygote_key(list(
+    sandbox = sandbox, strict = strict,
+    max_frame = getOption("securer.max_message_size", 8 * 1024^2)
+  ))
+}
+
+# Stops the zygote of this policy when `.env` ends (for policies that only
+# one test uses).
+local_zygote_cleanup <- function(key, .env = parent.frame()) {
+  withr::defer(
+    {
+      securer:::child_stop(securer:::the$zygotes[[key]])
+      if (exists(key, envir = securer:::the$zygotes, inherits = FALSE)) {
+        rm(list = key, envir = securer:::the$zygotes)
+      }
+    },
+    envir = .env
+  )
+}
+
+forked <- function(session) {
+  any(grepl("zygote", session$sandbox_info()$detail))
+}
+
+# Host pids of every process under host pid `pid`, itself included.
+tree_pids <- function(pid) vapply(process_tree(pid), ps::ps_pid, integer(1))
+
+# Lazy start and reuse -----------------------------------------------------------
+
+test_that("a policy's zygote starts with its first sandboxed session", {
+  skip_if_no_zygote()
+  # A policy no other test uses, so no zygote can exist for it yet.
+  cfg <- build_sandbox_config(tmp_size = 48 * 1024^2)
+  key <- zygote_key_for(cfg)
+  local_zygote_cleanup(key)
+  expect_null(securer:::the$zygotes[[key]])
+  s <- sandboxed_session(sandbox = cfg)
+  z <- securer:::the$zygotes[[key]]
+  expect_false(is.null(z))
+  expect_identical(zygote_of(s), z)
+  expect_true(pid_running(z$pid))
+  expect_true(forked(s))
+  expect_identical(s$execute("1 + 1"), 2)
+})
+
+test_that("sessions of one policy are forked from the same zygote", {
+  skip_if_no_zygote()
+  a <- sandboxed_session()
+  b <- sandboxed_session()
+  za <- zygote_of(a)
+  expect_false(is.null(za))
+  expect_identical(zygote_of(b), za)
+  expect_true(forked(a))
+  expect_true(forked(b))
+  # Both supervisors are processes under that one zygote.
+  under <- tree_pids(za$pid)
+  expect_true(a$pid() %in% under)
+  expect_true(b$pid() %in% under)
+  expect_false(a$pid() == b$pid())
+  # It is kept for later sessions after these close.
+  a$close()
+  b$close()
+  c <- sandboxed_session()
+  expect_identical(zygote_of(c), za)
+  expect_true(c$pid() %in% tree_pids(za$pid))
+})
+
+test_that("a different sandbox policy gets a zygote of its own", {
+  skip_if_no_zygote()
+  cfg <- build_sandbox_config(tmp_size = 32 * 1024^2)
+  local_zygote_cleanup(zygote_key_for(cfg))
+  plain <- sandboxed_session()
+  small <- sandboxed_session(sandbox = cfg)
+  z1 <- zygote_of(plain)
+  z2 <- zygote_of(small)
+  expect_false(is.null(z2))
+  expect_false(identical(z1$pid, z2$pid))
+  expect_true(small$pid() %in% tree_pids(z2$pid))
+  expect_false(small$pid() %in% tree_pids(z1$pid))
+  info <- small$sandbox_info()
+  expect_match(info$detail[info$layer == "root"], format(32 * 1024^2, scientific = FALSE), fixed = TRUE)
+})
+
+test_that("a dead zygote is replaced and sessions go on starting", {
+  skip_if_no_zygote()
+  a <- sandboxed_session()
+  z <- zygote_of(a)
+  old <- process_tree(z$pid)
+  expect_gte(length(old), 3L)
+  tools::pskill(z$pid, tools::SIGKILL)
+  # The zygote's whole tree goes, its sessions included.
+  expect_true(wait_handles_gone(old))
+  b <- sandboxed_session()
+  expect_identical(b$execute("1 + 1"), 2)
+  z2 <- zygote_of(b)
+  expect_false(identical(z2$pid, z$pid))
+  expect_true(pid_running(z2$pid))
+  expect_true(forked(b))
+  # The session whose zygote died is replaced on its next use.
+  expect_identical(a$execute("'back'"), "back")
+  expect_true(a$pid() %in% tree_pids(z2$pid))
+})
+
+# Isolation between forked sessions ------------------------------------------------
+
+test_that("forked sessions each have their own /tmp", {
+  skip_if_no_zygote()
+  a <- sandboxed_session()
+  b <- sandboxed_session()
+  marker <- random_token()
+  expect_true(run_in(a, bquote({
+    writeLines(.(marker), "/tmp/marker")
+    file.exists("/tmp/marker")
+  })))
+  expect_false(run_in(b, quote(file.exists("/tmp/marker"))))
+  expect_false(any(grepl(marker, run_in(b, quote(list.files("/tmp", recursive = TRUE, all.files = TRUE))))))
+  # A session forked after the marker was written does not see it either.
+  c <- sandboxed_session()
+  expect_false(run_in(c, quote(file.exists("/tmp/marker"))))
+})
+
+test_that("forked sessions cannot see each other's processes", {
+  skip_if_no_zygote()
+  a <- sandboxed_session()
+  b <- sandboxed_session()
+  a_pids <- tree_pids(a$pid())
+  seen <- run_in(b, quote(as.integer(list.files("/proc", pattern = "^[0-9]+$"))))
+  # Only B's own few processes, numbered from 1 in its pid namespace.
+  expect_lte(length(seen), 3L)
+  expect_true(1L %in% seen)
+  expect_true(all(seen < 100L))
+  expect_false(any(a_pids %in% seen))
+  expect_false(any(run_in(b, bquote(file.exists(sprintf("/proc/%d", .(a_pids)))))))
+  expect_identical(run_in(b, quote(Sys.getpid())), 1L)
+})
+
+test_that("a forked session cannot signal its siblings or the zygote", {
+  skip_if_no_zygote()
+  a <- sandboxed_session()
+  b <- sandboxed_session()
+  z <- zygote_of(a)
+  targets <- setdiff(tree_pids(z$pid), tree_pids(a$pid()))
+  b_tree <- process_tree(b$pid())
+  z_chain <- process_tree(z$pid)
+  expect_gte(length(b_tree), 2L)
+  expect_true(all(tree_pids(b$pid()) %in% targets))
+  # B's and the zygote's host pids mean nothing in A's pid namespace.
+  sent <- run_in(a, bquote(tools::pskill(.(targets), tools::SIGKILL)))
+  expect_false(any(sent))
+  status <- run_in(a, bquote(suppressWarnings(
+    system(.(paste("kill -9", paste(targets, collapse = " "), "2>/dev/null")))
+  )))
+  expect_false(identical(status, 0L))
+  # Small pids in A's namespace are A's own processes, never B's.
+  run_in(a, quote(tools::pskill(1:5, tools::SIGTERM)))
+  expect_true(all(vapply(b_tree, handle_running, logical(1))))
+  expect_true(all(vapply(z_chain, handle_running, logical(1))))
+  expect_identical(run_in(b, quote(1 + 1)), 2)
+  expect_identical(run_in(a, quote(1 + 1)), 2)
+  # The zygote still forks sessions.
+  c <- sandboxed_session()
+  expect_identical(zygote_of(c)$pid, z$pid)
+  expect_identical(run_in(c, quote("forked")), "forked")
+})
+
+test_that("a forked session cannot ptrace or read the memory of a sibling", {
+  skip_if_no_zygote()
+  a <- sandboxed_session()
+  b <- sandboxed_session()
+  b_pids <- tree_pids(b$pid())
+  # A reads its own pid 1's environ through /proc, but nothing of B.
+  own <- run_in(a, quote(suppressWarnings(system("tr '\\0' '\\n' < /proc/1/environ", intern = TRUE))))
+  expect_true(any(grepl("^R_HOME=", own)))
+  others <- run_in(a, bquote(vapply(
+    sprintf("/proc/%d/mem", .(b_pids)),
+    function(p) tryCatch({
+      con <- file(p, "rb")
+      on.exit(close(con))
+      "READ"
+    }, error = function(e) "ERROR", warning = function(w) "ERROR"),
+    character(1)
+  )))
+  expect_true(all(others == "ERROR"))
+  expect_identical(
+    run_in(a, quote(sub("^TracerPid:\\s*", "", grep("^TracerPid", readLines("/proc/self/status"), value = TRUE)))),
+    "0"
+  )
+  skip_if_not(run_in(a, quote(file.exists("/usr/bin/python3"))), "no python3 in the sandbox")
+  # PTRACE_ATTACH (16) on B's host pids fails, as on A's own child.
+  script <- paste(
+    "import ctypes, subprocess, sys",
+    "libc = ctypes.CDLL(None, use_errno=True)",
+    "p = subprocess.Popen(['sleep', '5'])",
+    "for pid in [p.pid] + [int(x) for x in sys.argv[1:]]:",
+    "    print(libc.ptrace(16, pid, 0, 0), ctypes.get_errno())",
+    "p.kill()",
+    sep = "\n"
+  )
+  out <- run_in(a, bquote({
+    writeLines(.(script), "/tmp/attach.py")
+    suppressWarnings(system2("python3", c("/tmp/attach.py", .(b_pids)), stdout = TRUE, stderr = TRUE))
+  }))
+  expect_length(out, length(b_pids) + 1L)
+  expect_true(all(startsWith(out, "-1 ")))
+  expect_identical(run_in(b, quote(1 + 1)), 2)
+})
+
+test_that("every forked session starts with an empty global environment", {
+  skip_if_no_zygote()
+  a <- sandboxed_session()
+  a$execute("x <- 1; f <- function() 2; .hidden <- 3; library(tools)")
+  expect_true(a$execute("exists('x') && 'package:tools' %in% search()"))
+  b <- sandboxed_session()
+  expect_identical(b$execute("ls(globalenv(), all.names = TRUE)"), character())
+  expect_false(b$execute("'package:tools' %in% search()"))
+})
+
+test_that("forked sessions draw different random numbers", {
+  skip_if_no_zygote()
+  a <- sandboxed_session()
+  b <- sandboxed_session()
+  expect_false(identical(run_in(a, quote(runif(3))), run_in(b, quote(runif(3)))))
+})
+
+test_that("sessions forked from one zygote keep their own limits", {
+  skip_if_no_zygote()
+  a <- sandboxed_session(limits = list(cpu = 5, nofile = 200))
+  b <- sandboxed_session(limits = list(cpu = 7))
+  expect_identical(zygote_of(a), zygote_of(b))
+  expect_identical(run_in(a, quote(system("ulimit -t", intern = TRUE))), "5")
+  expect_identical(run_in(b, quote(system("ulimit -t", intern = TRUE))), "7")
+  expect_identical(run_in(a, quote(system("ulimit -n", intern = TRUE))), "200")
+  expect_identical(run_in(b, quote(system("ulimit -n", intern = TRUE))), "256")
+})
+
+test_that("a forked session hitting its CPU limit fails alone", {
+  skip_if_no_zygote()
+  a <- sandboxed_session(limits = list(cpu = 1))
+  b <- sandboxed_session()
+  b$execute("x <- 'still here'")
+  b_pid <- b$pid()
+  err <- expect_error(a$execute("repeat {}", timeout = 15), class = "securer_limit_error")
+  expect_identical(err$limit, "cpu")
+  expect_identical(b$execute("x"), "still here")
+  expect_identical(b$pid(), b_pid)
+  expect_identical(a$execute("'replaced'"), "replaced")
+})
+
+test_that("sandbox_info() of a forked session shows every layer and the zygote", {
+  skip_if_no_zygote()
+  info <- sandboxed_session()$sandbox_info()
+  expect_setequal(
+    info$layer,
+    c("namespaces", "root", "capabilities", "landlock", "seccomp", "limits", "environment")
+  )
+  expect_true(all(info$active))
+  expect_match(info$detail[info$layer == "namespaces"], "zygote")
+  expect_match(info$detail[info$layer == "namespaces"], "own mount, pid")
+  expect_match(info$detail[info$layer == "root"], "private /tmp")
+  expect_match(info$detail[info$layer == "root"], "own /proc")
+})
+
+test_that("without the zygote a sandboxed session starts cold", {
+  skip_if_no_zygote()
+  withr::local_options(securer.zygote = FALSE)
+  zygotes <- ls(securer:::the$zygotes)
+  s <- SecureSession$new(sandbox = TRUE, sandbox_strict = TRUE)
+  withr::defer(s$close())
+  expect_false(forked(s))
+  expect_true(all(s$sandbox_info()$active))
+  expect_identical(s$execute("1 + 1"), 2)
+  expect_identical(ls(securer:::the$zygotes), zygotes)
+  for (key in zygotes) {
+    expect_false(s$pid() %in% tree_pids(securer:::the$zygotes[[key]]$pid))
+  }
+})
+
+# Timeouts, interrupts, clean-up ---------------------------------------------------
+
+test_that("a timeout kills and replaces a forked session; the zygote lives on", {
+  skip_if_no_zygote()
+  s <- sandboxed_session()
+  z <- zygote_of(s)
+  old <- process_tree(s$pid())
+  expect_length(old, 2L)
+  expect_error(s$execute("Sys.sleep(30)", timeout = 0.5), class = "securer_timeout")
+  expect_true(wait_handles_gone(old))
+  expect_identical(zygote_of(s), z)
+  expect_true(pid_running(z$pid))
+  expect_identical(s$execute("'after'"), "after")
+  expect_true(forked(s))
+  expect_true(s$pid() %in% tree_pids(z$pid))
+})
+
+test_that("Ctrl-C interrupts a forked session and leaves it usable", {
+  skip_if_no_zygote()
+  skip_if_not_installed("callr")
+  proc <- r_bg_lines(function() {
+    library(securer)
+    session <- SecureSession$new(sandbox = TRUE, sandbox_strict = TRUE)
+    cat("FORKED", any(grepl("zygote", session$sandbox_info()$detail)), "\n")
+    cat("SUPERVISOR", session$pid(), "\n")
+    res <- tryCatch(
+      session$execute(
+        "x <- 'kept'; cat('STARTED\\n'); Sys.sleep(30); 'not interrupted'",
+        output_handler = function(line) {
+          cat(line, "\n", sep = "")
+          flush(stdout())
+        }
+      ),
+      securer_interrupt = function(e) "CAUGHT securer_interrupt",
+      interrupt = function(e) "CAUGHT plain interrupt"
+    )
+    cat(res, "\n", sep = "")
+    cat("SAME", session$pid(), "\n")
+    cat("NEXT", session$execute("x"), "\n")
+    session$close()
+    flush(stdout())
+  })
+  withr::defer(proc$kill())
+  out <- read_until(proc, "^STARTED")
+  expect_true("STARTED" %in% out, label = paste(out, collapse = "\n"))
+  sent <- proc.time()[[3L]]
+  proc$interrupt()
+  proc$wait(15000)
+  secs <- proc.time()[[3L]] - sent
+  out <- trimws(c(out, proc$read_all_output_lines()))
+  expect_true("FORKED TRUE" %in% out, label = paste(out, collapse = "\n"))
+  expect_true("CAUGHT securer_interrupt" %in% out, label = paste(out, collapse = "\n"))
+  expect_false("not interrupted" %in% out)
+  # The interrupt reached R in the session, which went on with its state.
+  supervisor <- sub("SUPERVISOR ", "", grep("^SUPERVISOR", out, value = TRUE))
+  expect_true(paste("SAME", supervisor) %in% out, label = paste(out, collapse = "\n"))
+  expect_true("NEXT kept" %in% out, label = paste(out, collapse = "\n"))
+  expect_lt(secs, 5)
+})
+
+test_that("close() ends a forked session's supervisor and session processes", {
+  skip_if_no_zygote()
+  s <- sandboxed_session()
+  z <- zygote_of(s)
+  tree <- process_tree(s$pid())
+  expect_length(tree, 2L)
+  expect_true(all(vapply(tree, handle_running, logical(1))))
+  s$close()
+  expect_true(wait_handles_gone(tree))
+  expect_false(s$is_alive())
+  expect_true(pid_running(z$pid))
+})
