@@ -317,7 +317,7 @@ pool_watch <- function(private, i, run, job) {
   poll <- function(...) {
     # Closing the pool closed this run's child; its next step must not
     # start a new one.
-    if (private$closed || is.null(sp$child)) {
+    if (private$closed) {
       return(job$reject(securer_condition("The pool was closed.", "securer_session_error")))
     }
     ev <- tryCatch(

@@ -348,16 +348,22 @@ test_that("a closed pool refuses work and says it is closed", {
 
 # A sandboxed pool -----------------------------------------------------------------
 
-test_that("a sandboxed pool runs forked sessions concurrently, each in its own namespaces", {
+test_that("a sandboxed pool runs its sessions concurrently, each in its own namespaces", {
   skip_if_no_sandbox()
   pool <- local_pool(2, sandbox = TRUE, sandbox_strict = TRUE)
-  infos <- lapply(pool_sessions(pool), function(s) s$sandbox_info())
+  sessions <- pool_sessions(pool)
+  infos <- lapply(sessions, function(s) s$sandbox_info())
   expect_true(all(vapply(infos, function(i) all(i$active), logical(1))))
-  expect_true(all(vapply(infos, function(i) any(grepl("zygote", i$detail)), logical(1))))
+  # Forked from the warm zygote wherever the policy allows one.
+  if (securer:::zygote_wanted(list(sandbox = build_sandbox_config()))) {
+    expect_true(all(vapply(sessions, zygote_session, logical(1))))
+  }
   secs <- elapsed(res <- pool$execute_many(rep("Sys.sleep(0.5); Sys.getpid()", 4)))
   expect_lt(secs, 1.6)
-  # Each session is pid 1 of its own pid namespace.
-  expect_identical(unique(unlist(lapply(res, strip_output))), 1L)
+  # Each session has its own pid namespace, where it has the same small pid.
+  pids <- unique(unlist(lapply(res, strip_output)))
+  expect_length(pids, 1L)
+  expect_lte(pids, 2L)
 })
 
 test_that("a sandboxed pool with reset_between_uses gives each use a fresh /tmp", {

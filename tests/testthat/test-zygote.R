@@ -6,6 +6,12 @@
 skip_if_no_zygote <- function() {
   skip_if_no_sandbox()
   skip_if_not(isTRUE(getOption("securer.zygote", TRUE)), "the zygote is turned off")
+  # Library paths under /tmp (hidden by a forked session's own /tmp) make
+  # every session start cold.
+  skip_if_not(
+    securer:::zygote_wanted(list(sandbox = build_sandbox_config())),
+    "sessions of the default policy start cold here (an R library under /tmp?)"
+  )
 }
 
 # The zygote record (pid, handle) a session was forked from, or NULL.
