@@ -386,17 +386,21 @@ add_output <- function(run, lines) {
 # refused value, exit, protocol error or timeout).
 execution_step <- function(private, run, wait_ms) {
   left <- run$deadline - now()
-  if (left <= 0) {
-    return(list(type = "timeout"))
-  }
-  ev <- rs_next_event(private$child$handle, min(wait_ms, left * 1000))
+  # Past the deadline, what already arrived still counts (the host thread
+  # may have been busy elsewhere, e.g. with another pool session); only
+  # a child with nothing to say has timed out.
+  ev <- rs_next_event(private$child$handle, if (left > 0) min(wait_ms, left * 1000) else 0)
+  late <- left <= 0
   if (is.null(ev)) {
-    return(NULL)
+    return(if (late) list(type = "timeout"))
   }
   type <- ev$type
   if (type == "output") {
     add_output(run, ev$lines)
-    return(TRUE)
+    return(if (late) list(type = "timeout") else TRUE)
+  }
+  if (late && (type == "tool_call" || type == "refused" && ev$kind == "tool_call")) {
+    return(list(type = "timeout"))
   }
   if (type == "tool_call") {
     serve_tool_call(private, run, ev$payload)

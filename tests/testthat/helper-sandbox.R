@@ -297,19 +297,6 @@ start_fork_bomb <- function(session, nproc) {
   invisible()
 }
 
-# Was the session forked from a warm zygote (rather than started cold)?
-zygote_session <- function(session) {
-  info <- session$sandbox_info()
-  isTRUE(grepl("zygote", info$detail[info$layer == "namespaces"], fixed = TRUE))
-}
-
-# Skips, naming a known and reported bug, when `cond` shows that bug; the
-# test then runs in full once the bug is fixed.
-skip_if_known_bug <- function(cond, why) {
-  if (isTRUE(cond)) skip(paste("known bug:", why))
-  invisible()
-}
-
 # The soft limits of the session's R process, from /proc/self/limits, by
 # their /proc names ("Max cpu time", "Max open files", ...).
 limits_in <- function(session) {

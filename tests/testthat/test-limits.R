@@ -278,13 +278,6 @@ for (kind in c("warm", "cold")) {
     skip_if_no_sandbox()
     s <- sandboxed_session(limits = list(cpu = 1), zygote = kind == "warm")
     err <- expect_error(s$execute("repeat {}", timeout = 20), class = "securer_child_error")
-    skip_if_known_bug(
-      !inherits(err, "securer_limit_error") && zygote_session(s),
-      paste(
-        "in a zygote session R is pid 1 of its pid namespace, so SIGXCPU is",
-        "ignored and the hard limit's SIGKILL ends it (reported)"
-      )
-    )
     expect_s3_class(err, "securer_limit_error")
     expect_identical(err$limit, "cpu")
     expect_match(conditionMessage(err), "CPU", fixed = TRUE)
@@ -418,10 +411,6 @@ for (kind in c("warm", "cold")) {
       procs <- list.files("/proc", pattern = "^[0-9]+$", full.names = TRUE)
       vapply(procs, function(p) strsplit(readLines(file.path(p, "stat")), " ")[[1]][[3]], character(1))
     }), timeout = 20)
-    skip_if_known_bug(
-      any(states == "Z") && zygote_session(s),
-      "in a zygote session R is pid 1 of its pid namespace and does not reap orphans (reported)"
-    )
     expect_false(any(states == "Z"))
   })
 }

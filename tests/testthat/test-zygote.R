@@ -148,13 +148,14 @@ test_that("forked sessions cannot see each other's processes", {
   b <- sandboxed_session()
   a_pids <- tree_pids(a$pid())
   seen <- run_in(b, quote(as.integer(list.files("/proc", pattern = "^[0-9]+$"))))
-  # Only B's own few processes, numbered from 1 in its pid namespace.
+  # Only B's own few processes, numbered from 1 in its pid namespace (its
+  # init, pid 1, is hidden from R: it is not R's to inspect).
   expect_lte(length(seen), 3L)
-  expect_true(1L %in% seen)
+  expect_true(2L %in% seen)
   expect_true(all(seen < 100L))
   expect_false(any(a_pids %in% seen))
   expect_false(any(run_in(b, bquote(file.exists(sprintf("/proc/%d", .(a_pids)))))))
-  expect_identical(run_in(b, quote(Sys.getpid())), 1L)
+  expect_identical(run_in(b, quote(Sys.getpid())), 2L)
 })
 
 test_that("a forked session cannot signal its siblings or the zygote", {
@@ -174,8 +175,9 @@ test_that("a forked session cannot signal its siblings or the zygote", {
     system(.(paste("kill -9", paste(targets, collapse = " "), "2>/dev/null")))
   )))
   expect_false(identical(status, 0L))
-  # Small pids in A's namespace are A's own processes, never B's.
-  run_in(a, quote(tools::pskill(1:5, tools::SIGTERM)))
+  # Small pids in A's namespace are A's own processes (its init is 1, its R
+  # is 2), never B's.
+  run_in(a, quote(tools::pskill(setdiff(1:5, Sys.getpid()), tools::SIGTERM)))
   expect_true(all(vapply(b_tree, handle_running, logical(1))))
   expect_true(all(vapply(z_chain, handle_running, logical(1))))
   expect_identical(run_in(b, quote(1 + 1)), 2)
@@ -191,8 +193,8 @@ test_that("a forked session cannot ptrace or read the memory of a sibling", {
   a <- sandboxed_session()
   b <- sandboxed_session()
   b_pids <- tree_pids(b$pid())
-  # A reads its own pid 1's environ through /proc, but nothing of B.
-  own <- run_in(a, quote(suppressWarnings(system("tr '\\0' '\\n' < /proc/1/environ", intern = TRUE))))
+  # A reads its own environ through /proc, but nothing of B.
+  own <- run_in(a, quote(suppressWarnings(system("tr '\\0' '\\n' < /proc/2/environ", intern = TRUE))))
   expect_true(any(grepl("^R_HOME=", own)))
   others <- run_in(a, bquote(vapply(
     sprintf("/proc/%d/mem", .(b_pids)),
@@ -278,7 +280,7 @@ test_that("sandbox_info() of a forked session shows every layer and the zygote",
   )
   expect_true(all(info$active))
   expect_match(info$detail[info$layer == "namespaces"], "zygote")
-  expect_match(info$detail[info$layer == "namespaces"], "own mount, pid")
+  expect_match(info$detail[info$layer == "namespaces"], "own pid, mount and ipc namespaces")
   expect_match(info$detail[info$layer == "root"], "private /tmp")
   expect_match(info$detail[info$layer == "root"], "own /proc")
 })

@@ -54,6 +54,7 @@ fn reply_failure(ctrl: RawFd, f: &LaunchFailure) -> Result<(), ServeError> {
 /// Returns `Ok` only in a forked, confined session, whose IPC socket is fd
 /// 3 and whose stdout/stderr are its own pipes.
 pub fn serve(ctrl: RawFd, max_frame: usize) -> Result<SessionStart, ServeError> {
+    let own_pidns = std::fs::File::open("/proc/self/ns/pid")?;
     let mut decoder = Decoder::new(max_frame);
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut buf = vec![0u8; 65536];
@@ -64,7 +65,7 @@ pub fn serve(ctrl: RawFd, max_frame: usize) -> Result<SessionStart, ServeError> 
                 continue;
             }
             let mine: Vec<OwnedFd> = fds.drain(..).collect();
-            if let Some(start) = fork_session(ctrl, &f.payload, mine)? {
+            if let Some(start) = fork_session(ctrl, own_pidns.as_raw_fd(), &f.payload, mine)? {
                 return Ok(start);
             }
         }
@@ -89,6 +90,7 @@ pub fn serve(ctrl: RawFd, max_frame: usize) -> Result<SessionStart, ServeError> 
 /// Forks one session. `Ok(None)` in the zygote, `Ok(Some)` in the session.
 fn fork_session(
     ctrl: RawFd,
+    own_pidns: RawFd,
     payload: &[u8],
     fds: Vec<OwnedFd>,
 ) -> Result<Option<SessionStart>, ServeError> {
@@ -109,8 +111,31 @@ fn fork_session(
         )?;
         return Ok(None);
     }
+    // The session's init is pid 1 of a new pid namespace: unshare it for
+    // our next child only, then step back into our own.
+    // SAFETY: unshare with a flag only.
+    if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+        let e = std::io::Error::last_os_error();
+        reply_failure(
+            ctrl,
+            &failure(
+                format!("cannot create a pid namespace: {e}"),
+                e.raw_os_error(),
+            ),
+        )?;
+        return Ok(None);
+    }
     // SAFETY: the zygote is single-threaded R; the child goes on as R.
     let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        return Ok(Some(become_session(req, fds)));
+    }
+    // SAFETY: setns on the fd of our own pid namespace, opened by `serve`.
+    if unsafe { libc::setns(own_pidns, libc::CLONE_NEWPID) } != 0 {
+        // Every later session would be nested in this one's namespace:
+        // better to end the zygote (the host starts a new one).
+        return Err(ServeError::Io(std::io::Error::last_os_error()));
+    }
     if pid < 0 {
         let e = std::io::Error::last_os_error();
         reply_failure(
@@ -118,9 +143,6 @@ fn fork_session(
             &failure(format!("fork failed: {e}"), e.raw_os_error()),
         )?;
         return Ok(None);
-    }
-    if pid == 0 {
-        return Ok(Some(become_session(req, fds)));
     }
     drop(fds);
     // SAFETY: pidfd_open with a pid and no flags.
@@ -159,11 +181,10 @@ fn become_session(req: ForkRequest, fds: Vec<OwnedFd>) -> SessionStart {
     if let Err(f) = launch::tidy_fds(ipc) {
         launch::fail(ipc, f);
     }
-    let mut layers: Vec<LayerState> =
-        match crate::sandbox::session::confine(&req.policy, ipc, req.limits.cpu) {
-            Ok(l) => l,
-            Err(f) => launch::fail(ipc, f),
-        };
+    let mut layers: Vec<LayerState> = match crate::sandbox::session::confine(&req.policy, ipc) {
+        Ok(l) => l,
+        Err(f) => launch::fail(ipc, f),
+    };
     match launch::apply_limits(&req.limits) {
         Ok(applied) => layers.push(LayerState {
             layer: "limits".into(),

@@ -2,19 +2,21 @@
 //!
 //! The zygote runs inside the namespaces and the fresh root, but without
 //! Landlock, seccomp or dropped capabilities, so that each session it forks
-//! can get namespaces of its own. In the forked process (the "supervisor"):
+//! can get namespaces of its own. The zygote forks each session's init
+//! straight into a new pid namespace (see `zygote::fork_session`):
 //!
 //! ```text
-//! zygote ── supervisor: new mount, pid and ipc namespaces; forwards signals,
-//!           │           reports the session's exit on the IPC socket
-//!           └── session (pid 1 of its own pid namespace): private /tmp
-//!               (tmpfs), own /proc, capabilities dropped, Landlock (its
-//!               own domain: it cannot signal or reach its siblings or the
-//!               zygote), seccomp; returns to R
+//! zygote ── init (pid 1): own mount and ipc namespaces (private /tmp,
+//!           │             own /proc), then its own user namespace (so
+//!           │             RLIMIT_NPROC counts this session alone); forwards
+//!           │             signals, reaps orphans, reports R's exit
+//!           └── R (pid 2): capabilities dropped, Landlock (a domain of its
+//!                          own: it cannot signal or reach its siblings or
+//!                          the zygote), seccomp; returns to R
 //! ```
 
 use super::plan::{FsRule, Grant, DEV_NODES};
-use super::sys::{self, failure, os_failure};
+use super::sys::{self, os_failure};
 use super::{caps, landlock, seccomp, state};
 use crate::frame::Kind;
 use crate::policy::{ExitReport, LaunchFailure, LayerState, SandboxPolicy};
@@ -56,57 +58,39 @@ fn mount(
     }
 }
 
-/// Called in the process the zygote just forked, with the session's IPC
-/// socket at `ipc_fd`. Returns only in the confined session process.
-/// `cpu_limit` is the session's CPU limit in seconds (applied later, in the
-/// session), which the supervisor needs to report a CPU-limit kill.
-pub fn confine(
-    policy: &SandboxPolicy,
-    ipc_fd: RawFd,
-    cpu_limit: Option<u64>,
-) -> Result<Vec<LayerState>, LaunchFailure> {
+/// Enters a user namespace of its own, uid and gid 0 mapped to 0 of the
+/// zygote's (itself unprivileged outside).
+fn own_user_namespace() -> Result<(), i32> {
+    // SAFETY: unshare with a flag only.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        return Err(sys::errno());
+    }
+    for (file, text) in [
+        ("/proc/self/setgroups", "deny"),
+        ("/proc/self/uid_map", "0 0 1"),
+        ("/proc/self/gid_map", "0 0 1"),
+    ] {
+        std::fs::write(file, text).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    }
+    Ok(())
+}
+
+/// Called in the session's init, which the zygote forked as pid 1 of a new
+/// pid namespace, with the session's IPC socket at `ipc_fd`. Returns only
+/// in the confined R process (pid 2).
+pub fn confine(policy: &SandboxPolicy, ipc_fd: RawFd) -> Result<Vec<LayerState>, LaunchFailure> {
     let strict = policy.strict;
     // A private IPC namespace too: SysV shared memory, semaphores and
     // message queues are not covered by Landlock, and a shared namespace
     // would let sibling sessions exchange data.
     // SAFETY: unshare with flags only.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC) } != 0 {
+    if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC) } != 0 {
         return Err(os_failure(
             "namespaces",
-            "cannot give the forked session its own mount, pid and ipc namespaces",
+            "cannot give the forked session its own mount and ipc namespaces",
             sys::errno(),
         ));
     }
-    let mut waited: Vec<libc::c_int> = FORWARDED.to_vec();
-    waited.push(libc::SIGCHLD);
-    let set = sys::sigset(&waited);
-    sys::set_default_handler(libc::SIGCHLD);
-    let old_mask = sys::block(&set).map_err(|e| os_failure("namespaces", "sigprocmask", e))?;
-    // SAFETY: the zygote is single-threaded R; the child continues as R.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(os_failure(
-            "namespaces",
-            "cannot fork the session",
-            sys::errno(),
-        ));
-    }
-    if pid > 0 {
-        supervise(pid, ipc_fd, &set, cpu_limit);
-    }
-    // The session: pid 1 of its own namespace.
-    if sys::set_pdeathsig().is_err() {
-        sys::exit_now(1);
-    }
-    // SAFETY: getppid cannot fail; 0 means the parent is outside our pid
-    // namespace, i.e. the supervisor is alive.
-    if unsafe { libc::getppid() } != 0 {
-        sys::exit_now(1);
-    }
-    sys::set_mask(&old_mask);
-    // SAFETY: setsid has no arguments.
-    unsafe { libc::setsid() };
-
     mount("none", "/", "", libc::MS_REC | libc::MS_PRIVATE, "")
         .map_err(|e| os_failure("root", "making mounts private", e))?;
     let size = policy.tmp_size.max(4096);
@@ -126,6 +110,45 @@ pub fn confine(
         "hidepid=invisible",
     )
     .is_ok();
+    // Last, so that the mounts above stay owned (and locked) by the
+    // zygote's user namespace.
+    let userns = own_user_namespace();
+    if let (Err(e), true) = (&userns, strict) {
+        return Err(os_failure(
+            "namespaces",
+            "cannot create the session's user namespace",
+            *e,
+        ));
+    }
+
+    let mut waited: Vec<libc::c_int> = FORWARDED.to_vec();
+    waited.push(libc::SIGCHLD);
+    let set = sys::sigset(&waited);
+    sys::set_default_handler(libc::SIGCHLD);
+    let old_mask = sys::block(&set).map_err(|e| os_failure("namespaces", "sigprocmask", e))?;
+    // SAFETY: this process is a single-threaded fork of the zygote.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(os_failure(
+            "namespaces",
+            "cannot fork the session",
+            sys::errno(),
+        ));
+    }
+    if pid > 0 {
+        init_loop(pid, ipc_fd, &set);
+    }
+    // R: pid 2.
+    if sys::set_pdeathsig().is_err() {
+        sys::exit_now(1);
+    }
+    // SAFETY: getppid cannot fail.
+    if unsafe { libc::getppid() } != 1 {
+        sys::exit_now(1);
+    }
+    sys::set_mask(&old_mask);
+    // SAFETY: setsid has no arguments.
+    unsafe { libc::setsid() };
 
     let mut rules = vec![FsRule::new("/", Grant::ListDir)];
     for p in &policy.read_only {
@@ -153,8 +176,17 @@ pub fn confine(
         state(
             "namespaces",
             true,
-            "forked from a warm zygote: own mount, pid and ipc namespaces; user, network \
-             (loopback only), uts and cgroup namespaces shared with the zygote",
+            format!(
+                "forked from a warm zygote: own pid, mount and ipc namespaces{}; network \
+                 (loopback only), uts and cgroup namespaces shared with the zygote",
+                match userns {
+                    Ok(()) => ", own user namespace".to_string(),
+                    Err(e) => format!(
+                        "; user namespace shared with the zygote ({})",
+                        sys::strerror(e)
+                    ),
+                }
+            ),
         ),
         state(
             "root",
@@ -176,68 +208,45 @@ pub fn confine(
     Ok(layers)
 }
 
-/// The supervisor: forwards signals to the session and, once it is gone,
-/// reports how it ended on the IPC socket, then exits the same way.
-fn supervise(
-    session: libc::pid_t,
-    ipc_fd: RawFd,
-    set: &libc::sigset_t,
-    cpu_limit: Option<u64>,
-) -> ! {
+/// The session's init: passes signals on to R, reaps orphans, and once R
+/// is gone reports how it ended on the IPC socket. Its exit takes every
+/// other process of the session's pid namespace with it.
+fn init_loop(r_pid: libc::pid_t, ipc_fd: RawFd, set: &libc::sigset_t) -> ! {
     sys::close_fds_except(&[ipc_fd]);
+    // Outside R's Landlock domain and seccomp filter: keep R from reading
+    // or writing init's memory through /proc.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
     loop {
         let sig = sys::wait_signal(set);
         if sig != libc::SIGCHLD {
-            sys::kill(session, sig);
+            sys::kill(r_pid, sig);
             continue;
         }
-        let Some(status) = sys::try_wait(session) else {
-            continue;
-        };
-        let report = if libc::WIFSIGNALED(status) {
-            let mut signal = libc::WTERMSIG(status);
-            // The session is pid 1 of its namespace, so the kernel drops the
-            // SIGXCPU of the soft CPU limit (a namespace's init ignores
-            // signals it has no handler for) and the hard limit's SIGKILL
-            // ends it a second later. Report that as SIGXCPU, as a session
-            // started cold would end.
-            if signal == libc::SIGKILL
-                && cpu_limit.is_some_and(|limit| children_cpu_seconds() >= limit as f64)
-            {
-                signal = libc::SIGXCPU;
+        loop {
+            let mut status = 0;
+            // SAFETY: `status` is a valid int for waitpid to fill.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
             }
-            ExitReport {
-                code: None,
-                signal: Some(signal),
+            if pid != r_pid {
+                continue;
             }
-        } else {
-            ExitReport {
-                code: Some(libc::WEXITSTATUS(status)),
-                signal: None,
-            }
-        };
-        let json = serde_json::to_vec(&report).unwrap_or_default();
-        let _ = crate::launch::write_frame(ipc_fd, Kind::Exit, &json);
-        sys::exit_now(report.code.unwrap_or(1))
+            let report = if libc::WIFSIGNALED(status) {
+                ExitReport {
+                    code: None,
+                    signal: Some(libc::WTERMSIG(status)),
+                }
+            } else {
+                ExitReport {
+                    code: Some(libc::WEXITSTATUS(status)),
+                    signal: None,
+                }
+            };
+            let json = serde_json::to_vec(&report).unwrap_or_default();
+            let _ = crate::launch::write_frame(ipc_fd, Kind::Exit, &json);
+            sys::exit_now(report.code.unwrap_or(1))
+        }
     }
-}
-
-/// CPU seconds (user and system) used by the reaped children: here, the
-/// session and the processes it waited for.
-fn children_cpu_seconds() -> f64 {
-    // SAFETY: an all-zero rusage is valid; getrusage fills it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid rusage for the call to fill.
-    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
-        return 0.0;
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
-/// A failure for the zygote's own checks.
-pub fn zygote_failure(message: impl Into<String>) -> LaunchFailure {
-    failure("zygote", message, None)
 }
