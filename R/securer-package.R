@@ -1,7 +1,11 @@
 #' @keywords internal
 #' @useDynLib securer, .registration = TRUE
 #' @rawNamespace if (getRversion() < "4.3.0") importFrom("S7", "@")
+#' @importFrom R6 R6Class
 "_PACKAGE"
+
+# S7 properties read with `@` (R < 4.3 parses them as variables).
+utils::globalVariables(c("name", "description"))
 
 # Package state: warnings already given, warm zygotes.
 the <- new.env(parent = emptyenv())

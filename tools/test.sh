@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 (cd src/rust && cargo test --workspace -j 2 --quiet 2>&1) | tail -n 40
-Rscript tools/run-tests.R
+SECURER_REQUIRE_SANDBOX=true Rscript tools/run-tests.R
