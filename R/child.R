@@ -109,7 +109,14 @@ child_setup <- function(child, opts) {
   ready <- FALSE
   on.exit(if (!ready) child_stop(child), add = TRUE)
   child_wait_ready(child, opts$start_timeout, opts$strict)
-  setup <- list(tools = tool_specs(opts$tools), max_frame = opts$max_frame)
+  classes <- allowed_classes()
+  if (!is.null(getOption("securer.allowed_classes"))) {
+    rs_set_allowed_classes(child$handle, classes)
+  }
+  setup <- list(
+    tools = tool_specs(opts$tools), max_frame = opts$max_frame,
+    classes = classes
+  )
   child_send(child, kinds[["setup"]], setup, opts$start_timeout)
   ready <- TRUE
   child
@@ -185,10 +192,14 @@ child_wait_ready <- function(child, timeout, strict = FALSE) {
             class = c("securer_limit_error", "securer_child_error"), limit = "nofile"
           )
         }
+        report <- rs_launch_report(child$handle)
+        layers <- if (nzchar(report)) jsonlite::fromJSON(report)$layers
+        root <- if (is.data.frame(layers)) layers$detail[layers$layer == "root"]
         securer_abort(
           c(
             "The child R process exited while starting (status {ev$code}, signal {ev$signal}).",
-            if (length(lines)) c(i = "Its last output:", stats::setNames(cli_escape(lines), rep(" ", length(lines))))
+            if (length(lines)) c(i = "Its last output:", stats::setNames(cli_escape(lines), rep(" ", length(lines)))),
+            if (length(root)) c(i = "Its sandbox root: {root}")
           ),
           class = "securer_child_error"
         )
@@ -199,6 +210,19 @@ child_wait_ready <- function(child, timeout, strict = FALSE) {
       )
     )
   }
+}
+
+# S3 classes a value from the sandbox may carry: the Rust defaults (classes
+# whose methods only format data) and the user's additions. The host
+# dispatches on a class when it prints a value, so a class is not just data.
+allowed_classes <- function() {
+  extra <- getOption("securer.allowed_classes")
+  if (!is.null(extra) && (!is.character(extra) || anyNA(extra))) {
+    securer_abort("{.code options(securer.allowed_classes)} must be a character vector.",
+      class = "securer_input_error"
+    )
+  }
+  union(rs_default_allowed_classes(), extra)
 }
 
 child_send <- function(child, kind, value, timeout) {

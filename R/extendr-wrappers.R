@@ -39,6 +39,11 @@ rs_pid <- function(ptr) .Call(wrap__rs_pid, ptr)
 #' @noRd
 rs_alive <- function(ptr) .Call(wrap__rs_alive, ptr)
 
+#' The launcher's report of the sandbox layers, as JSON ("" before it
+#' arrived): diagnoses a child that dies while starting.
+#' @noRd
+rs_launch_report <- function(ptr) .Call(wrap__rs_launch_report, ptr)
+
 #' Waits until one of several children has something to report; returns
 #' the 1-based indices of those that do.
 #' @noRd
@@ -50,8 +55,18 @@ rs_wait_any <- function(ptrs, timeout_ms) .Call(wrap__rs_wait_any, ptrs, timeout
 rs_poll_fds <- function(ptr) .Call(wrap__rs_poll_fds, ptr)
 
 #' Checks serialized bytes against the value allowlist: NULL or a message.
+#' `classes`: the S3 classes accepted, or NULL to accept any (values going
+#' into the sandbox).
 #' @noRd
-rs_check_value <- function(bytes, max_bytes) .Call(wrap__rs_check_value, bytes, max_bytes)
+rs_check_value <- function(bytes, max_bytes, classes) .Call(wrap__rs_check_value, bytes, max_bytes, classes)
+
+#' Sets the S3 classes accepted in values from this child.
+#' @noRd
+rs_set_allowed_classes <- function(ptr, classes) .Call(wrap__rs_set_allowed_classes, ptr, classes)
+
+#' The S3 classes accepted by default in values from the sandbox.
+#' @noRd
+rs_default_allowed_classes <- function() .Call(wrap__rs_default_allowed_classes)
 
 #' Random session token (32 bytes from the kernel).
 #' @noRd

@@ -645,10 +645,19 @@ check_tmp_size <- function(tmp_size) {
   ceiling(tmp_size)
 }
 
-# R's own folders: home, share/include/doc, configuration, libraries.
+# R's own folders: home, share/include/doc, configuration, libraries, and
+# the targets of packages that libraries hold as symbolic links (renv's
+# cache, R CMD check's dependency library): a link alone shows nothing.
 r_paths <- function() {
   env <- Sys.getenv(c("R_SHARE_DIR", "R_INCLUDE_DIR", "R_DOC_DIR"))
-  c(R.home(), env[nzchar(env)], "/etc/R", .libPaths())
+  c(R.home(), env[nzchar(env)], "/etc/R", .libPaths(), linked_packages(.libPaths()))
+}
+
+linked_packages <- function(libs) {
+  entries <- list.files(libs, full.names = TRUE)
+  links <- Sys.readlink(entries)
+  entries <- entries[!is.na(links) & nzchar(links)]
+  unique(normalizePath(entries, winslash = "/", mustWork = FALSE))
 }
 
 linux_base_paths <- function() {

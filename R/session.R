@@ -484,7 +484,8 @@ serve_tool_call <- function(private, run, payload) {
     return(reply_tool_error(private, run, sprintf("Tool '%s' failed: %s", name, res$message)))
   }
   bytes <- serialize(res$value, NULL, xdr = FALSE)
-  refused <- rs_check_value(bytes, private$opts$max_frame)
+  # Into the sandbox any class may go: only sandboxed code dispatches on it.
+  refused <- rs_check_value(bytes, private$opts$max_frame, NULL)
   if (!is.null(refused)) {
     return(reply_tool_error(private, run, sprintf(
       "Tool '%s' returned a value that cannot be sent into the sandbox: %s", name, refused

@@ -43,6 +43,7 @@ local({
     }
 
     tool_calls <- 0L
+    classes <- character()
 
     type_ok <- function(value, type) {
       switch(type,
@@ -121,6 +122,7 @@ local({
       if ("securer:tools" %in% search()) detach("securer:tools")
       attach(tools_env, name = "securer:tools", warn.conflicts = FALSE)
       max_frame <<- cfg$max_frame
+      classes <<- cfg$classes
     }
 
     warn <- function(w) {
@@ -178,7 +180,7 @@ local({
             # `f <- function...` or `fit <- lm(...)`) is not worth an
             # error: nobody asked to see it, so send NULL instead.
             if (!visible && !is.null(value) &&
-              !is.null(.Call(check_sym, serialize(value, NULL, xdr = FALSE), max_frame))) {
+              !is.null(.Call(check_sym, serialize(value, NULL, xdr = FALSE), max_frame, classes))) {
               value <- NULL
             }
             list(ok = TRUE, value = list(value = value, visible = visible))

@@ -312,3 +312,9 @@ limits_in <- function(session) {
     vapply(fields, function(f) f[[1]], character(1))
   )
 }
+
+# Was the session forked from a warm zygote (rather than started cold)?
+zygote_session <- function(session) {
+  info <- session$sandbox_info()
+  isTRUE(grepl("zygote", info$detail[info$layer == "namespaces"], fixed = TRUE))
+}

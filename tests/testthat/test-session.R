@@ -546,7 +546,7 @@ test_that("NA of every type comes back with its type", {
 })
 
 test_that("attributes and classes are kept", {
-  code <- "structure(1:3, my_attr = list(k = 'v'), units = 'cm', class = 'my_class')"
+  code <- "structure(1:3, my_attr = list(k = 'v'), units = 'cm', class = 'difftime')"
   expect_identical(shared$execute(code), eval(parse(text = code)))
   expect_identical(shared$execute("c(a = 1, b = 2)"), c(a = 1, b = 2))
 })
@@ -706,4 +706,30 @@ test_that("no child process remains after the host R process is killed", {
   expect_true(pid_running(child_pid))
   proc$kill()
   expect_true(wait_pid_gone(child_pid))
+})
+
+test_that("values from the sandbox may carry only allowed S3 classes", {
+  s <- new_session()
+  # print() of a "vignette" would open the file it names on the host.
+  err <- expect_error(
+    s$execute('structure(list(pdf = "/etc/passwd"), class = "vignette")'),
+    class = "securer_value_error"
+  )
+  expect_match(conditionMessage(err), "class 'vignette'", fixed = TRUE)
+  expect_identical(s$execute("1 + 1"), 2)
+  expect_s3_class(s$execute("data.frame(a = 1, d = Sys.Date())"), "data.frame")
+})
+
+test_that("options(securer.allowed_classes) extends the allowed classes", {
+  withr::local_options(securer.allowed_classes = "my_result")
+  s <- new_session()
+  expect_s3_class(s$execute('structure(list(x = 1), class = "my_result")'), "my_result")
+})
+
+test_that("tool results may carry any class into the sandbox", {
+  tool <- securer_tool("mk", "make an object",
+    fn = function() structure(list(x = 1), class = "host_thing"), args = list()
+  )
+  s <- new_session(tools = list(tool))
+  expect_identical(s$execute("class(mk())"), "host_thing")
 })

@@ -341,7 +341,7 @@ values <- list(
   matrix = matrix(c(1.5, 2, 3, 4), 2, dimnames = list(c("a", "b"), c("x", "y"))),
   named_list = list(a = 1L, b = list(c = "x", d = NULL), e = c(TRUE, NA)),
   nas = list(NA, NA_integer_, NA_real_, NA_character_, NA_complex_),
-  attributes = structure(1:4, custom = list(k = "v"), class = "my_class"),
+  attributes = structure(1:4, custom = list(k = "v"), class = "difftime", units = "secs"),
   raw = as.raw(0:255),
   complex = complex(real = c(1, NA, -2.5), imaginary = c(0, 1, 3)),
   compact = 1:10,

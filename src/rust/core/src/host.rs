@@ -148,6 +148,8 @@ enum Proc {
 
 pub struct HostChild {
     proc_: Proc,
+    /// How values from the child are checked (see `rvalue`).
+    check: rvalue::CheckLimits,
     /// How the session ended, as its supervisor reported (forked sessions).
     reported_exit: Option<ExitReport>,
     sock: Option<OwnedFd>,
@@ -280,6 +282,7 @@ impl HostChild {
         }
         Ok(HostChild {
             proc_: Proc::Spawned(child),
+            check: check_limits(max_frame),
             reported_exit: None,
             sock: Some(ours),
             pipes,
@@ -342,6 +345,16 @@ impl HostChild {
             }
         }
         v
+    }
+
+    /// Replaces the S3 classes accepted in values from the child.
+    pub fn set_allowed_classes(&mut self, classes: Vec<String>) {
+        self.check.allowed_classes = Some(classes);
+    }
+
+    /// The launcher's report, once it arrived (empty before).
+    pub fn launch_report(&self) -> &LaunchReport {
+        &self.report
     }
 
     pub fn has_queued(&self) -> bool {
@@ -493,13 +506,7 @@ impl HostChild {
                     // the pipes: deliver it first, including partial lines.
                     self.pump_pipes(true);
                 }
-                match rvalue::check_with(
-                    &f.payload,
-                    &rvalue::CheckLimits {
-                        max_bytes: self.decoder.max_payload(),
-                        ..rvalue::CheckLimits::default()
-                    },
-                ) {
+                match rvalue::check_with(&f.payload, &self.check) {
                     Ok(()) => self.queue.push_back(Event::Message {
                         kind: f.kind,
                         payload: f.payload,
@@ -709,6 +716,7 @@ impl HostChild {
         }
         Ok(HostChild {
             proc_: Proc::Forked { pidfd, pid },
+            check: check_limits(max_frame),
             reported_exit: None,
             sock: Some(ours),
             pipes: [
@@ -742,6 +750,13 @@ impl HostChild {
 impl Drop for HostChild {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+fn check_limits(max_frame: usize) -> rvalue::CheckLimits {
+    rvalue::CheckLimits {
+        max_bytes: max_frame,
+        ..rvalue::CheckLimits::default()
     }
 }
 

@@ -39,13 +39,47 @@ pub const DEFAULT_MAX_DEPTH: usize = 512;
 /// Default cap on the size of one serialized value (8 MiB, the frame cap).
 pub const DEFAULT_MAX_BYTES: usize = 8 * 1024 * 1024;
 
+/// S3 classes a value from the sandbox may carry by default. A class is
+/// not data: the host dispatches on it when it prints or formats the
+/// value, and some methods act on what the value holds (`print()` of a
+/// `"vignette"` opens a file or URL the object names). These classes'
+/// methods only format data.
+pub const DEFAULT_ALLOWED_CLASSES: &[&str] = &[
+    "data.frame",
+    "factor",
+    "ordered",
+    "Date",
+    "POSIXct",
+    "POSIXt",
+    "POSIXlt",
+    "difftime",
+    "table",
+    "xtabs",
+    "noquote",
+    "AsIs",
+    "Dlist",
+    "simple.list",
+    "numeric_version",
+    "package_version",
+    "hexmode",
+    "octmode",
+    "roman",
+    "tbl_df",
+    "tbl",
+    "data.table",
+    "integer64",
+];
+
 /// Limits applied while checking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckLimits {
     /// Deepest nesting of lists, attribute lists and ALTREP states.
     pub max_depth: usize,
     /// Largest accepted stream, in bytes.
     pub max_bytes: usize,
+    /// S3 classes accepted in `class` attributes; `None` accepts any (for
+    /// values going into the sandbox, which only the sandbox will handle).
+    pub allowed_classes: Option<Vec<String>>,
 }
 
 impl Default for CheckLimits {
@@ -53,6 +87,12 @@ impl Default for CheckLimits {
         CheckLimits {
             max_depth: DEFAULT_MAX_DEPTH,
             max_bytes: DEFAULT_MAX_BYTES,
+            allowed_classes: Some(
+                DEFAULT_ALLOWED_CLASSES
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect(),
+            ),
         }
     }
 }
@@ -68,6 +108,8 @@ pub enum ValueError {
     Forbidden(&'static str),
     #[error("ALTREP class '{class}' from package '{package}' cannot cross the sandbox boundary")]
     AltrepClass { class: String, package: String },
+    #[error("values of class '{0}' cannot cross the sandbox boundary (the host dispatches on classes; allow it with options(securer.allowed_classes) if its methods are safe)")]
+    Class(String),
     #[error("unknown type code {code} at byte {offset} of the serialized value")]
     UnknownType { code: u8, offset: usize },
     #[error("malformed value at byte {offset}: {what}")]
@@ -101,6 +143,7 @@ pub fn check_with(bytes: &[u8], limits: &CheckLimits) -> Result<(), ValueError> 
         stack: Vec::new(),
         max_depth: limits.max_depth,
         collected: None,
+        allowed_classes: limits.allowed_classes.as_deref(),
     };
     checker.run()?;
     match checker.r.remaining() {
@@ -456,8 +499,12 @@ enum Data {
     Plain(usize, usize),
     /// Compact sequence `first, first + inc, ...` (length in the shape).
     Seq { first: f64, inc: f64 },
-    /// Character vector, with whether it is known to hold no `NA`.
-    Str { no_na: bool },
+    /// Character vector, with whether it is known to hold no `NA`, and
+    /// the byte range of its elements when it is a plain one.
+    Str {
+        no_na: bool,
+        span: Option<(usize, usize)>,
+    },
 }
 
 /// A finished item, as its parent sees it.
@@ -567,6 +614,7 @@ enum Step {
 
 struct Checker<'a> {
     r: Reader<'a>,
+    allowed_classes: Option<&'a [String]>,
     /// Reference table: byte ranges of symbol names, in the order R adds
     /// them. Nothing else R would add survives to be referenced.
     syms: Vec<(usize, usize)>,
@@ -654,6 +702,7 @@ impl<'a> Checker<'a> {
                 let len = self.r.length()?;
                 self.r.need(len, 8)?;
                 let mut no_na = true;
+                let start = self.r.pos;
                 for _ in 0..len {
                     if self.read_charsxp()?.is_none() {
                         no_na = false;
@@ -663,7 +712,10 @@ impl<'a> Checker<'a> {
                     ty: STRSXP,
                     len,
                     altrep: false,
-                    data: Data::Str { no_na },
+                    data: Data::Str {
+                        no_na,
+                        span: Some((start, self.r.pos)),
+                    },
                 };
                 self.finish(shape, f.has_attr, None)
             }
@@ -852,6 +904,18 @@ impl<'a> Checker<'a> {
                         offset,
                     ));
                 }
+                if let Some(allowed) = self.allowed_classes {
+                    let Data::Str {
+                        span: Some((s, e)), ..
+                    } = val.data
+                    else {
+                        return Err(malformed(
+                            "'class' attribute is not a plain character vector",
+                            offset,
+                        ));
+                    };
+                    self.check_classes(s, e, allowed, offset)?;
+                }
             }
             b"tsp" => {
                 dup(&mut seen.tsp)?;
@@ -896,6 +960,32 @@ impl<'a> Checker<'a> {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Every element of the character vector at bytes `s..e` (already
+    /// read once, so well formed) must be an allowed class.
+    fn check_classes(
+        &self,
+        s: usize,
+        e: usize,
+        allowed: &[String],
+        offset: usize,
+    ) -> Result<(), ValueError> {
+        let mut pos = s;
+        while pos + 8 <= e {
+            let mut header = self.r.ints(pos, pos + 8);
+            let (_flags, len) = (header.next(), header.next().unwrap_or(-1));
+            pos += 8;
+            let Ok(len) = usize::try_from(len) else {
+                return Err(malformed("'class' attribute holds NA", offset));
+            };
+            let name = self.r.slice(pos, pos + len);
+            pos += len;
+            if !allowed.iter().any(|a| a.as_bytes() == name) {
+                return Err(ValueError::Class(printable(name)));
+            }
         }
         Ok(())
     }
@@ -1127,6 +1217,7 @@ impl<'a> Checker<'a> {
                     altrep: true,
                     data: Data::Str {
                         no_na: self.no_na(&car),
+                        span: None,
                     },
                 };
                 if f.has_attr {
@@ -1200,7 +1291,7 @@ impl<'a> Checker<'a> {
                 _ => false,
             },
             Data::Seq { .. } => true,
-            Data::Str { no_na } => no_na,
+            Data::Str { no_na, .. } => no_na,
             Data::Opaque => false,
         }
     }
@@ -2041,6 +2132,7 @@ mod tests {
         let unlimited = CheckLimits {
             max_depth: usize::MAX,
             max_bytes: usize::MAX,
+            allowed_classes: None,
         };
         assert_eq!(check_with(&bytes, &unlimited), Ok(()));
         assert_eq!(

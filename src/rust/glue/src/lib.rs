@@ -207,6 +207,17 @@ fn rs_pid(ptr: Robj) -> Robj {
     }
 }
 
+/// The launcher's report of the sandbox layers, as JSON ("" before it
+/// arrived): diagnoses a child that dies while starting.
+/// @noRd
+#[extendr]
+fn rs_launch_report(ptr: Robj) -> String {
+    with_child(ptr, |c| {
+        serde_json::to_string(c.launch_report()).unwrap_or_default()
+    })
+    .unwrap_or_default()
+}
+
 /// Whether the child process is running.
 /// @noRd
 #[extendr]
@@ -261,14 +272,20 @@ fn rs_wait_any(ptrs: List, timeout_ms: f64) -> Vec<i32> {
 }
 
 /// Checks serialized bytes against the value allowlist: NULL or a message.
+/// `classes`: the S3 classes accepted, or NULL to accept any (values going
+/// into the sandbox).
 /// @noRd
 #[extendr]
-fn rs_check_value(bytes: Raw, max_bytes: f64) -> Robj {
+fn rs_check_value(bytes: Raw, max_bytes: f64, classes: Nullable<Strings>) -> Robj {
     let limits = rvalue::CheckLimits {
         max_bytes: if max_bytes.is_finite() && max_bytes > 0.0 {
             max_bytes as usize
         } else {
             securer_core::frame::DEFAULT_MAX_FRAME
+        },
+        allowed_classes: match classes {
+            Nullable::NotNull(c) => Some(c.iter().map(|s| String::from(&**s)).collect()),
+            Nullable::Null => None,
         },
         ..rvalue::CheckLimits::default()
     };
@@ -276,6 +293,24 @@ fn rs_check_value(bytes: Raw, max_bytes: f64) -> Robj {
         Ok(()) => ().into(),
         Err(e) => Robj::from(e.to_string()),
     }
+}
+
+/// Sets the S3 classes accepted in values from this child.
+/// @noRd
+#[extendr]
+fn rs_set_allowed_classes(ptr: Robj, classes: Strings) {
+    let classes: Vec<String> = classes.iter().map(|s| String::from(&**s)).collect();
+    with_child(ptr, |c| c.set_allowed_classes(classes));
+}
+
+/// The S3 classes accepted by default in values from the sandbox.
+/// @noRd
+#[extendr]
+fn rs_default_allowed_classes() -> Vec<String> {
+    rvalue::DEFAULT_ALLOWED_CLASSES
+        .iter()
+        .map(|c| c.to_string())
+        .collect()
 }
 
 /// Random session token (32 bytes from the kernel).
@@ -376,9 +411,12 @@ extendr_module! {
     fn rs_kill;
     fn rs_pid;
     fn rs_alive;
+    fn rs_launch_report;
     fn rs_wait_any;
     fn rs_poll_fds;
     fn rs_check_value;
+    fn rs_set_allowed_classes;
+    fn rs_default_allowed_classes;
     fn rs_random_token;
     fn rs_audit_append;
     fn rs_zygote_fork;
