@@ -94,6 +94,20 @@ pub fn apply_limits(limits: &Limits) -> Result<Vec<String>, LaunchFailure> {
     Ok(applied)
 }
 
+/// Applies the limits and describes them as a report layer.
+pub fn limits_layer(limits: &Limits) -> Result<LayerState, LaunchFailure> {
+    let applied = apply_limits(limits)?;
+    Ok(LayerState {
+        layer: "limits".into(),
+        active: !applied.is_empty(),
+        detail: if applied.is_empty() {
+            "no limits requested".into()
+        } else {
+            applied.join(", ")
+        },
+    })
+}
+
 /// Moves `ipc_fd` to `CHILD_IPC_FD` and closes every other fd above 2.
 pub fn tidy_fds(ipc_fd: i32) -> Result<(), LaunchFailure> {
     if ipc_fd != CHILD_IPC_FD {
@@ -256,16 +270,8 @@ pub fn run(mut spec: LaunchSpec) -> ! {
     // the default back.
     // SAFETY: resetting a signal disposition; no handler code involved.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    match apply_limits(&spec.limits) {
-        Ok(applied) => report.layers.push(LayerState {
-            layer: "limits".into(),
-            active: !applied.is_empty(),
-            detail: if applied.is_empty() {
-                "no limits requested".into()
-            } else {
-                applied.join(", ")
-            },
-        }),
+    match limits_layer(&spec.limits) {
+        Ok(layer) => report.layers.push(layer),
         Err(f) => fail(ipc_fd, f),
     }
     if let Err(f) = tidy_fds(ipc_fd) {

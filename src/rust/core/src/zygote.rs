@@ -185,16 +185,8 @@ fn become_session(req: ForkRequest, fds: Vec<OwnedFd>) -> SessionStart {
         Ok(l) => l,
         Err(f) => launch::fail(ipc, f),
     };
-    match launch::apply_limits(&req.limits) {
-        Ok(applied) => layers.push(LayerState {
-            layer: "limits".into(),
-            active: !applied.is_empty(),
-            detail: if applied.is_empty() {
-                "no limits requested".into()
-            } else {
-                applied.join(", ")
-            },
-        }),
+    match launch::limits_layer(&req.limits) {
+        Ok(layer) => layers.push(layer),
         Err(f) => launch::fail(ipc, f),
     }
     layers.push(LayerState {

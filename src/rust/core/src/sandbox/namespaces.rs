@@ -387,10 +387,29 @@ fn become_ns_root(go_r: &OwnedFd) -> Result<(), LaunchFailure> {
 }
 
 /// Init's work while R runs: pass signals on, reap orphans, and when R is
-/// gone tell the outer launcher how it ended. Its exit takes every other
-/// process of the namespace with it.
+/// gone tell the outer launcher how it ended.
 fn init_loop(r_pid: libc::pid_t, status_w: OwnedFd, go_r: OwnedFd, set: &libc::sigset_t) -> ! {
-    sys::close_fds_except(&[status_w.as_raw_fd(), go_r.as_raw_fd()]);
+    run_init(
+        r_pid,
+        &[status_w.as_raw_fd(), go_r.as_raw_fd()],
+        set,
+        |status| {
+            let _ = sys::write_all(status_w.as_raw_fd(), format!("exit {status}\n").as_bytes());
+        },
+    )
+}
+
+/// The loop of a pid namespace's init (here and in zygote-forked sessions):
+/// keeps only the `keep` fds, passes signals on to R, reaps orphans, and
+/// once R is gone calls `report` with its wait status and exits the same
+/// way. Its exit takes every other process of the namespace with it.
+pub(crate) fn run_init(
+    r_pid: libc::pid_t,
+    keep: &[std::os::fd::RawFd],
+    set: &libc::sigset_t,
+    report: impl Fn(libc::c_int),
+) -> ! {
+    sys::close_fds_except(keep);
     // Init is outside R's Landlock domain and seccomp filter: keep R from
     // reading or writing its memory through /proc even if Landlock is
     // missing (non-dumpable means ptrace access needs CAP_SYS_PTRACE).
@@ -410,7 +429,7 @@ fn init_loop(r_pid: libc::pid_t, status_w: OwnedFd, go_r: OwnedFd, set: &libc::s
                 break;
             }
             if pid == r_pid {
-                let _ = sys::write_all(status_w.as_raw_fd(), format!("exit {status}\n").as_bytes());
+                report(status);
                 if libc::WIFSIGNALED(status) {
                     sys::exit_now(128 + libc::WTERMSIG(status));
                 }

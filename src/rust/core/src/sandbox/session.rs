@@ -208,45 +208,22 @@ pub fn confine(policy: &SandboxPolicy, ipc_fd: RawFd) -> Result<Vec<LayerState>,
     Ok(layers)
 }
 
-/// The session's init: passes signals on to R, reaps orphans, and once R
-/// is gone reports how it ended on the IPC socket. Its exit takes every
-/// other process of the session's pid namespace with it.
+/// The session's init (see `namespaces::run_init`): once R is gone it
+/// reports how R ended on the IPC socket.
 fn init_loop(r_pid: libc::pid_t, ipc_fd: RawFd, set: &libc::sigset_t) -> ! {
-    sys::close_fds_except(&[ipc_fd]);
-    // Outside R's Landlock domain and seccomp filter: keep R from reading
-    // or writing init's memory through /proc.
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
-    loop {
-        let sig = sys::wait_signal(set);
-        if sig != libc::SIGCHLD {
-            sys::kill(r_pid, sig);
-            continue;
-        }
-        loop {
-            let mut status = 0;
-            // SAFETY: `status` is a valid int for waitpid to fill.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if pid <= 0 {
-                break;
+    super::namespaces::run_init(r_pid, &[ipc_fd], set, |status| {
+        let report = if libc::WIFSIGNALED(status) {
+            ExitReport {
+                code: None,
+                signal: Some(libc::WTERMSIG(status)),
             }
-            if pid != r_pid {
-                continue;
+        } else {
+            ExitReport {
+                code: Some(libc::WEXITSTATUS(status)),
+                signal: None,
             }
-            let report = if libc::WIFSIGNALED(status) {
-                ExitReport {
-                    code: None,
-                    signal: Some(libc::WTERMSIG(status)),
-                }
-            } else {
-                ExitReport {
-                    code: Some(libc::WEXITSTATUS(status)),
-                    signal: None,
-                }
-            };
-            let json = serde_json::to_vec(&report).unwrap_or_default();
-            let _ = crate::launch::write_frame(ipc_fd, Kind::Exit, &json);
-            sys::exit_now(report.code.unwrap_or(1))
-        }
-    }
+        };
+        let json = serde_json::to_vec(&report).unwrap_or_default();
+        let _ = crate::launch::write_frame(ipc_fd, Kind::Exit, &json);
+    })
 }
