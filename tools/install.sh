@@ -10,14 +10,17 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# System libraries some R dependencies (curl, for ellmer) compile against.
+# System libraries some R dependencies (curl, for ellmer) compile against,
+# pandoc for the vignettes, and qpdf/checkbashisms (devscripts) for
+# R CMD check --as-cran.
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
-  for p in libcurl4-openssl-dev libssl-dev pandoc; do
+  for p in libcurl4-openssl-dev libssl-dev pandoc qpdf devscripts; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends "${missing[@]}" >/dev/null
   fi
 fi
 
