@@ -616,9 +616,11 @@ for (kind in c("warm", "cold")) {
   test_that(paste0("the sandbox's root holds only the listed system folders (", kind, " session)"), {
     skip_if_no_sandbox()
     top <- run_in(sbox(kind), quote(list.files("/")))
-    # R's library paths are mounted where they are; their top folders may
-    # show (say /var when a library lives in /var/tmp), nothing else.
-    lib_tops <- vapply(strsplit(c(.libPaths(), R.home()), "/"), `[`, "", 2L)
+    # The policy's read-only paths are mounted where they are; their top
+    # folders may show (say /var when a library lives in /var/tmp), nothing
+    # else.
+    listed <- securer:::as_sandbox_config(TRUE)$read_only
+    lib_tops <- vapply(strsplit(listed, "/"), `[`, "", 2L)
     allowed <- c("bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr")
     expect_true(all(top %in% c(allowed, lib_tops)))
     expect_false(any(setdiff(c("home", "root", "var", "run", "work", "sys", "mnt"), lib_tops) %in% top))
