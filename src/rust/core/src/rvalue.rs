@@ -1411,6 +1411,18 @@ fn sorted(values: impl Iterator<Item = Option<f64>>, decr: bool, na_first: bool)
 mod tests {
     use super::*;
 
+    /// These tests are about structure: any S3 class may pass here (the
+    /// class allowlist has tests of its own).
+    fn check(bytes: &[u8]) -> Result<(), ValueError> {
+        check_with(
+            bytes,
+            &CheckLimits {
+                allowed_classes: None,
+                ..CheckLimits::default()
+            },
+        )
+    }
+
     /// Bytes of a fixture written by `tests/fixtures/make_fixtures.R`.
     macro_rules! fixture {
         ($name:literal) => {
@@ -1590,6 +1602,32 @@ mod tests {
 
     fn malformed_err(r: Result<(), ValueError>) -> bool {
         matches!(r, Err(ValueError::Malformed { .. }))
+    }
+
+    #[test]
+    fn classes_outside_the_allowlist_are_refused_by_default() {
+        let (_, attrs) = fixture!("attrs");
+        assert_eq!(super::check(attrs), Err(ValueError::Class("foo".into())));
+        let own = CheckLimits {
+            allowed_classes: Some(vec!["foo".into()]),
+            ..CheckLimits::default()
+        };
+        assert_eq!(check_with(attrs, &own), Ok(()));
+        for name in [
+            "data_frame",
+            "data_frame_xdr",
+            "factor",
+            "table",
+            "ts",
+            "posixlt",
+        ] {
+            let bytes = ACCEPTED.iter().find(|(n, _)| *n == name).map(|(_, b)| *b);
+            assert_eq!(
+                super::check(bytes.unwrap_or_default()),
+                Ok(()),
+                "fixture {name}"
+            );
+        }
     }
 
     #[test]

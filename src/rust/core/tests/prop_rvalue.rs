@@ -3,7 +3,7 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use securer_core::rvalue::{check, check_with, CheckLimits, ValueError};
+use securer_core::rvalue::{check_with, CheckLimits, ValueError};
 use std::time::{Duration, Instant};
 
 /// Streams R 4.2 wrote that the checker accepts.
@@ -60,6 +60,18 @@ const V2_XDR: &[u8] = b"X\n\x00\x00\x00\x02\x00\x04\x02\x02\x00\x02\x03\x00";
 /// Generous bound: a check takes microseconds to milliseconds.
 const TIME_LIMIT: Duration = Duration::from_secs(2);
 
+/// Structure is what these properties are about: any S3 class may pass.
+fn any_class() -> CheckLimits {
+    CheckLimits {
+        allowed_classes: None,
+        ..CheckLimits::default()
+    }
+}
+
+fn check(bytes: &[u8]) -> Result<(), ValueError> {
+    check_with(bytes, &any_class())
+}
+
 fn timed_with(bytes: &[u8], limits: &CheckLimits) -> Result<(), ValueError> {
     let start = Instant::now();
     let result = check_with(bytes, limits);
@@ -69,7 +81,7 @@ fn timed_with(bytes: &[u8], limits: &CheckLimits) -> Result<(), ValueError> {
 }
 
 fn timed(bytes: &[u8]) -> Result<(), ValueError> {
-    timed_with(bytes, &CheckLimits::default())
+    timed_with(bytes, &any_class())
 }
 
 /// An accepted stream is self-delimiting: every proper prefix is
@@ -481,7 +493,11 @@ proptest! {
         max_bytes in 0usize..2048,
     ) {
         let bytes = ACCEPTED[idx];
-        let limits = CheckLimits { max_depth, max_bytes };
+        let limits = CheckLimits {
+            max_depth,
+            max_bytes,
+            ..any_class()
+        };
         match timed_with(bytes, &limits) {
             Ok(()) => prop_assert!(bytes.len() <= max_bytes),
             Err(ValueError::TooLarge { size, max }) => {
