@@ -415,13 +415,14 @@ execution_step <- function(private, run, wait_ms) {
 
 pump_execution <- function(private, run) {
   repeat {
-    # R polls for Ctrl-C only every ~1000 evaluations, which is many
-    # seconds of 100 ms waits; Sys.sleep(0) takes a pending interrupt now.
-    Sys.sleep(0)
     ev <- execution_step(private, run, 100)
     if (is.list(ev)) {
       return(ev)
     }
+    # R polls for Ctrl-C only every ~1000 evaluations, which is many
+    # seconds of idle 100 ms waits; Sys.sleep(0) takes a pending interrupt
+    # now. (Only after a wait: it would slow down a stream of events.)
+    if (is.null(ev)) Sys.sleep(0)
   }
 }
 
