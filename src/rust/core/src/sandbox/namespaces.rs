@@ -31,7 +31,7 @@ const NS_FLAGS: libc::c_int = libc::CLONE_NEWUSER
     | libc::CLONE_NEWCGROUP;
 
 /// Signals the outer launcher and init pass on to R.
-const FORWARDED: [libc::c_int; 6] = [
+pub(crate) const FORWARDED: [libc::c_int; 6] = [
     libc::SIGINT,
     libc::SIGTERM,
     libc::SIGHUP,

@@ -23,15 +23,6 @@ use crate::policy::{ExitReport, LaunchFailure, LayerState, SandboxPolicy};
 use std::ffi::CString;
 use std::os::fd::RawFd;
 
-const FORWARDED: [libc::c_int; 6] = [
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
-
 fn mount(
     src: &str,
     target: &str,
@@ -121,7 +112,7 @@ pub fn confine(policy: &SandboxPolicy, ipc_fd: RawFd) -> Result<Vec<LayerState>,
         ));
     }
 
-    let mut waited: Vec<libc::c_int> = FORWARDED.to_vec();
+    let mut waited: Vec<libc::c_int> = super::namespaces::FORWARDED.to_vec();
     waited.push(libc::SIGCHLD);
     let set = sys::sigset(&waited);
     sys::set_default_handler(libc::SIGCHLD);
