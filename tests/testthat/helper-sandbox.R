@@ -25,6 +25,15 @@ full_sandbox_available <- function() {
   sandbox_probe$full
 }
 
+# A precondition of an escape test. In CI (SECURER_REQUIRE_SANDBOX=true) a
+# missing one fails: a skipped escape test proves nothing.
+require_or_skip <- function(ok, why) {
+  if (!isTRUE(ok) && identical(Sys.getenv("SECURER_REQUIRE_SANDBOX"), "true")) {
+    fail(why)
+  }
+  skip_if_not(isTRUE(ok), why)
+}
+
 skip_if_no_sandbox <- function() {
   skip_if_not(identical(Sys.info()[["sysname"]], "Linux"), "the native sandbox is Linux only")
   if (!full_sandbox_available() && identical(Sys.getenv("SECURER_REQUIRE_SANDBOX"), "true")) {
@@ -168,7 +177,7 @@ local_tcp_listener <- function(.env = parent.frame()) {
       return(port)
     }
   }
-  skip("no free TCP port for a listener")
+  require_or_skip(FALSE, "no free TCP port for a listener")
 }
 
 # Can the host itself connect to 127.0.0.1:port?
@@ -189,7 +198,7 @@ host_can_connect <- function(port) {
 local_abstract_listener <- function(.env = parent.frame()) {
   skip_if_not_installed("processx")
   python <- Sys.which("python3")
-  skip_if(!nzchar(python), "python3 is needed on the host for an abstract socket listener")
+  require_or_skip(nzchar(python), "python3 is needed on the host for an abstract socket listener")
   name <- random_token()
   script <- paste(
     "import socket",
@@ -211,9 +220,10 @@ local_abstract_listener <- function(.env = parent.frame()) {
     proc$poll_io(200)
     ready <- c(ready, proc$read_output_lines())
   }
-  if (!"ready" %in% ready) {
-    skip(paste("the abstract socket listener did not start:", paste(ready, collapse = " ")))
-  }
+  require_or_skip(
+    "ready" %in% ready,
+    paste("the abstract socket listener did not start:", paste(ready, collapse = " "))
+  )
   name
 }
 
