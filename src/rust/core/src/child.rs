@@ -32,27 +32,7 @@ impl ChildIo {
 
     pub fn send(&mut self, kind: Kind, payload: &[u8]) -> Result<(), ChildIoError> {
         let bytes = frame::encode(kind, payload)?;
-        let mut off = 0;
-        while off < bytes.len() {
-            // SAFETY: pointer and length describe the live `bytes` buffer.
-            let n = unsafe {
-                libc::send(
-                    self.fd,
-                    bytes[off..].as_ptr().cast(),
-                    bytes.len() - off,
-                    libc::MSG_NOSIGNAL,
-                )
-            };
-            if n < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(ChildIoError::Write(err));
-            }
-            off += n as usize;
-        }
-        Ok(())
+        crate::sys::send_all(self.fd, &bytes).map_err(ChildIoError::Write)
     }
 
     pub fn recv(&mut self) -> Result<Frame, ChildIoError> {

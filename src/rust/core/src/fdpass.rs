@@ -57,13 +57,7 @@ pub fn send_with_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> std::io::Resul
                 continue;
             }
             if err.kind() == std::io::ErrorKind::WouldBlock {
-                let mut p = libc::pollfd {
-                    fd: sock,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one live pollfd.
-                unsafe { libc::poll(&mut p, 1, 1000) };
+                crate::sys::poll_one(sock, libc::POLLOUT, 1000);
                 continue;
             }
             return Err(err);

@@ -8,8 +8,9 @@ use crate::frame::{self, Decoder, Frame, FrameError, Kind};
 use crate::launch::CHILD_IPC_FD;
 use crate::policy::{ExitReport, LaunchFailure, LaunchReport, LaunchSpec};
 use crate::rvalue;
+use crate::sys::{self, set_nonblocking, socketpair};
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -160,37 +161,6 @@ pub struct HostChild {
     report: LaunchReport,
     queue: VecDeque<Event>,
     exit: Option<(Option<i32>, Option<i32>)>,
-}
-
-fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
-    // SAFETY: fcntl on an fd we own; integer arguments only.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid two-int array for socketpair to fill.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: socketpair succeeded, so both fds are open and ours alone.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Reads what is available from a non-blocking fd. Returns Ok(None) at EOF.
@@ -584,13 +554,7 @@ impl HostChild {
                     if left.is_zero() {
                         return Err(HostError::WriteTimeout(timeout.as_millis() as u64));
                     }
-                    let mut p = libc::pollfd {
-                        fd,
-                        events: libc::POLLOUT,
-                        revents: 0,
-                    };
-                    // SAFETY: one live pollfd.
-                    unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) };
+                    sys::poll_one(fd, libc::POLLOUT, left.as_millis().min(1000) as i32);
                 }
                 _ => return Err(HostError::Write(err)),
             }
@@ -661,8 +625,10 @@ impl HostChild {
             _ => return Err(HostError::NotRunning),
         };
         let (ours, theirs) = socketpair().map_err(HostError::Socket)?;
-        let (out_r, out_w) = pipe_cloexec().map_err(HostError::Socket)?;
-        let (err_r, err_w) = pipe_cloexec().map_err(HostError::Socket)?;
+        let (out_r, out_w) =
+            sys::pipe().map_err(|e| HostError::Socket(std::io::Error::from_raw_os_error(e)))?;
+        let (err_r, err_w) =
+            sys::pipe().map_err(|e| HostError::Socket(std::io::Error::from_raw_os_error(e)))?;
         let bytes = frame::encode(Kind::Fork, request)?;
         crate::fdpass::send_with_fds(
             zfd,
@@ -693,13 +659,7 @@ impl HostChild {
             if left.is_zero() {
                 return Err(HostError::ZygoteTimeout(timeout.as_millis() as u64));
             }
-            let mut p = libc::pollfd {
-                fd: zfd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one live pollfd.
-            if unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) } <= 0 {
+            if sys::poll_one(zfd, libc::POLLIN, left.as_millis().min(1000) as i32) == 0 {
                 continue;
             }
             let (n, got) = crate::fdpass::recv_with_fds(zfd, &mut buf).map_err(HostError::Write)?;
@@ -762,13 +722,7 @@ fn check_limits(max_frame: usize) -> rvalue::CheckLimits {
 
 /// True once the process behind `pidfd` has exited (waits up to `ms`).
 fn pidfd_exited(pidfd: &OwnedFd, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one live pollfd.
-    unsafe { libc::poll(&mut p, 1, ms) > 0 }
+    sys::poll_one(pidfd.as_raw_fd(), libc::POLLIN, ms) != 0
 }
 
 /// The pid, in our pid namespace, of the process behind `pidfd`.
@@ -778,17 +732,6 @@ fn host_pid_of(pidfd: &OwnedFd) -> Option<u32> {
     info.lines()
         .find_map(|l| l.strip_prefix("Pid:"))
         .and_then(|v| v.trim().parse().ok())
-}
-
-#[cfg(target_os = "linux")]
-fn pipe_cloexec() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid two-int array for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 succeeded; both fds are ours alone.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Waits until any of `fds` is readable or `timeout` passes; returns the

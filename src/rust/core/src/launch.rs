@@ -3,6 +3,7 @@
 
 use crate::frame::{self, Kind};
 use crate::policy::{LaunchFailure, LaunchReport, LaunchSpec, LayerState, Limits};
+use crate::sys::{errno, failure};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 
@@ -13,20 +14,7 @@ pub const CHILD_IPC_FD: i32 = 3;
 pub fn write_frame(fd: i32, kind: Kind, payload: &[u8]) -> std::io::Result<()> {
     let bytes = frame::encode(kind, payload)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-    let mut off = 0;
-    while off < bytes.len() {
-        // SAFETY: the pointer and length describe the live `bytes` buffer.
-        let n = unsafe { libc::write(fd, bytes[off..].as_ptr().cast(), bytes.len() - off) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
-        off += n as usize;
-    }
-    Ok(())
+    crate::sys::send_all(fd, &bytes)
 }
 
 /// Reports a failure to the host and exits. Never returns.
@@ -37,18 +25,6 @@ pub fn fail(ipc_fd: i32, failure: LaunchFailure) -> ! {
     // SAFETY: _exit ends the process without running atexit handlers, which
     // is what a launcher that may have forked wants.
     unsafe { libc::_exit(127) }
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-fn failure(layer: &str, message: impl Into<String>, errno: Option<i32>) -> LaunchFailure {
-    LaunchFailure {
-        layer: layer.to_string(),
-        message: message.into(),
-        errno,
-    }
 }
 
 /// Applies resource limits. Each limit sets both soft and hard values, so
@@ -156,7 +132,8 @@ pub fn tidy_fds(ipc_fd: i32) -> Result<(), LaunchFailure> {
 }
 
 fn cstring(s: &[u8], what: &str) -> Result<CString, LaunchFailure> {
-    CString::new(s).map_err(|_| failure("exec", format!("{what} contains a NUL byte"), None))
+    crate::sys::cstring(s)
+        .ok_or_else(|| failure("exec", format!("{what} contains a NUL byte"), None))
 }
 
 /// Replaces the process image with the spec's program and environment.

@@ -9,5 +9,6 @@ pub mod launch;
 pub mod policy;
 pub mod rvalue;
 pub mod sandbox;
+pub(crate) mod sys;
 #[cfg(target_os = "linux")]
 pub mod zygote;

@@ -7,6 +7,7 @@ use crate::fdpass;
 use crate::frame::{self, Decoder, FrameError, Kind};
 use crate::launch;
 use crate::policy::{ForkRequest, LaunchFailure, LaunchReport, LayerState};
+use crate::sys;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use thiserror::Error;
 
@@ -25,22 +26,8 @@ pub struct SessionStart {
     pub token: String,
 }
 
-fn reap() {
-    loop {
-        let mut status = 0;
-        // SAFETY: `status` is a valid int for waitpid to fill.
-        if unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } <= 0 {
-            break;
-        }
-    }
-}
-
 fn failure(message: impl Into<String>, errno: Option<i32>) -> LaunchFailure {
-    LaunchFailure {
-        layer: "zygote".into(),
-        message: message.into(),
-        errno,
-    }
+    sys::failure("zygote", message, errno)
 }
 
 fn reply_failure(ctrl: RawFd, f: &LaunchFailure) -> Result<(), ServeError> {
@@ -59,23 +46,18 @@ pub fn serve(ctrl: RawFd, max_frame: usize) -> Result<SessionStart, ServeError> 
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut buf = vec![0u8; 65536];
     loop {
-        reap();
+        sys::reap_all();
         while let Some(f) = decoder.next_frame()? {
             if f.kind != Kind::Fork {
                 continue;
             }
-            let mine: Vec<OwnedFd> = fds.drain(..).collect();
+            let mine: Vec<OwnedFd> = std::mem::take(&mut fds);
             if let Some(start) = fork_session(ctrl, own_pidns.as_raw_fd(), &f.payload, mine)? {
                 return Ok(start);
             }
         }
-        let mut p = libc::pollfd {
-            fd: ctrl,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one live pollfd; the timeout lets us reap regularly.
-        if unsafe { libc::poll(&mut p, 1, 1000) } <= 0 {
+        // The timeout lets us reap regularly.
+        if sys::poll_one(ctrl, libc::POLLIN, 1000) == 0 {
             continue;
         }
         let (n, got) = fdpass::recv_with_fds(ctrl, &mut buf)?;

@@ -2,8 +2,8 @@
 //! user namespace or (fallback tier) as the host's root.
 
 use super::state;
-use super::sys::{self, failure, os_failure};
 use crate::policy::{LaunchFailure, LayerState};
+use crate::sys::{self, failure, os_failure};
 
 const CAP_VERSION_3: u32 = 0x2008_0522;
 

@@ -7,8 +7,8 @@
 
 use super::plan::{FsRule, Grant};
 use super::state;
-use super::sys::{self, failure};
 use crate::policy::{LaunchFailure, LayerState};
+use crate::sys::{self, failure};
 use landlock::{
     Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr,
     RulesetCreatedAttr, RulesetError, RulesetStatus, Scope, ABI,

@@ -38,7 +38,7 @@ mod seccomp;
 #[cfg(target_os = "linux")]
 pub mod session;
 #[cfg(target_os = "linux")]
-mod sys;
+use crate::sys;
 
 /// Applies every layer the policy asks for. See the module documentation.
 #[cfg(target_os = "linux")]

@@ -9,8 +9,8 @@
 //! lists (Debian's /bin -> usr/bin), and finally makes the root read-only.
 
 use super::plan::{Plan, DEV_NODES};
-use super::sys::{self, failure, os_failure};
 use crate::policy::LaunchFailure;
+use crate::sys::{self, failure, os_failure};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;

@@ -17,9 +17,9 @@
 //!   `exit <wait status>` with R's wait status.
 
 use super::plan::{FsRule, Grant, Plan, DEV_NODES};
-use super::sys::{self, failure, os_failure};
 use super::{mounts, state};
 use crate::policy::{LaunchFailure, LaunchSpec, LayerState};
+use crate::sys::{self, failure, os_failure};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 const NS_FLAGS: libc::c_int = libc::CLONE_NEWUSER

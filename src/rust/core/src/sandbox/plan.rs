@@ -1,8 +1,8 @@
 //! The policy's paths, checked and normalised, and the filesystem rules that
 //! Landlock enforces in each tier.
 
-use super::sys::failure;
 use crate::policy::{LaunchFailure, SandboxPolicy};
+use crate::sys::failure;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 

@@ -16,13 +16,13 @@
 //! get ENOSYS. Other architectures: reported inactive.
 
 use super::state;
-use super::sys::failure;
 use crate::policy::{LaunchFailure, LayerState};
+use crate::sys::failure;
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod filter {
-    use super::super::sys::failure;
     use crate::policy::LaunchFailure;
+    use crate::sys::failure;
     use seccompiler::{
         BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
         SeccompRule, TargetArch,
@@ -210,7 +210,7 @@ mod filter {
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) fn apply(_strict: bool, fallback: bool) -> Result<LayerState, LaunchFailure> {
-    use super::sys::{self, os_failure};
+    use crate::sys::{self, os_failure};
     sys::set_no_new_privs().map_err(|e| os_failure("seccomp", "PR_SET_NO_NEW_PRIVS", e))?;
     let progs = filter::programs(fallback)?;
     for p in &progs {

@@ -16,10 +16,10 @@
 //! ```
 
 use super::plan::{FsRule, Grant, DEV_NODES};
-use super::sys::{self, os_failure};
 use super::{caps, landlock, seccomp, state};
 use crate::frame::Kind;
 use crate::policy::{ExitReport, LaunchFailure, LayerState, SandboxPolicy};
+use crate::sys::{self, os_failure};
 use std::ffi::CString;
 use std::os::fd::RawFd;
 

@@ -1,4 +1,5 @@
-//! Small wrappers over the system calls the sandbox needs.
+//! Small wrappers over system calls, each written once for the whole crate
+//! (host, child, launcher, zygote and sandbox layers).
 
 use crate::policy::LaunchFailure;
 use std::ffi::CString;
@@ -32,8 +33,84 @@ pub(crate) fn os_failure(layer: &str, what: impl std::fmt::Display, e: i32) -> L
 }
 
 pub(crate) fn cpath(p: &Path, layer: &str) -> Result<CString, LaunchFailure> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| failure(layer, format!("path {p:?} contains a NUL byte"), None))
+    cstring(p.as_os_str().as_bytes())
+        .ok_or_else(|| failure(layer, format!("path {p:?} contains a NUL byte"), None))
+}
+
+/// A connected pair of stream sockets whose both ends close on exec.
+pub(crate) fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` is a valid array of two ints for socketpair to fill.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: socketpair succeeded, so both fds are open and ours alone.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+pub(crate) fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on an fd number with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits up to `timeout_ms` (-1: forever) for `events` on one fd. Returns
+/// the events that occurred (0 on timeout or interruption).
+pub(crate) fn poll_one(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> libc::c_short {
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd for the duration of the call.
+    if unsafe { libc::poll(&mut p, 1, timeout_ms) } > 0 {
+        p.revents
+    } else {
+        0
+    }
+}
+
+/// Sends all of `bytes` on a blocking socket. `MSG_NOSIGNAL`: a peer that
+/// is gone is an error here, never a SIGPIPE (R's handler for it would
+/// unwind through Rust frames).
+pub(crate) fn send_all(fd: RawFd, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: pointer and length describe the live `bytes` slice.
+        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            match err.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => {
+                    poll_one(fd, libc::POLLOUT, 1000);
+                    continue;
+                }
+                _ => return Err(err),
+            }
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+/// A C string of a path; `None` when it holds a NUL byte.
+pub(crate) fn cstring(bytes: &[u8]) -> Option<CString> {
+    CString::new(bytes).ok()
 }
 
 /// A pipe whose both ends close on exec.
@@ -224,14 +301,14 @@ pub(crate) fn close_fds_except(keep: &[RawFd]) {
 
 /// True when the other end of the pipe `fd` is gone.
 pub(crate) fn peer_gone(fd: &OwnedFd) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `p` is one valid pollfd; zero timeout.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    n > 0 && (p.revents & (libc::POLLHUP | libc::POLLERR)) != 0
+    poll_one(fd.as_raw_fd(), libc::POLLIN, 0) & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// Reaps every exited child without blocking.
+pub(crate) fn reap_all() {
+    let mut status = 0;
+    // SAFETY: `status` is a valid int for waitpid to fill.
+    while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {}
 }
 
 /// Ends the process at once, without unwinding or atexit handlers.
