@@ -16,6 +16,12 @@ new_logger <- function(verbose = FALSE, audit_log = NULL,
 
 audit_log_path <- function(path) {
   check_string(path, "audit_log")
+  if (!nzchar(path)) {
+    securer_abort(
+      c("{.arg audit_log} is empty.", i = "Give the path of a file, or {.code NULL} for no audit log."),
+      class = c("securer_audit_error", "securer_input_error")
+    )
+  }
   path <- path.expand(path)
   dir <- dirname(path)
   if (!dir.exists(dir)) {
@@ -39,7 +45,15 @@ audit_log_path <- function(path) {
       class = "securer_audit_error"
     )
   }
-  file.path(normalizePath(dir, mustWork = TRUE), basename(path))
+  path <- file.path(normalizePath(dir, mustWork = TRUE), basename(path))
+  # Fails now, without waiting, for a FIFO, a device or a folder.
+  err <- rs_audit_check(path)
+  if (!is.null(err)) {
+    securer_abort(c("Cannot use {.path {path}} as audit log.", x = "{err}"),
+      class = "securer_audit_error"
+    )
+  }
+  path
 }
 
 utc_timestamp <- function() {
@@ -69,6 +83,14 @@ log_event <- function(logger, event, msg = NULL, ...) {
     }
   }
   invisible()
+}
+
+# An audit log failure that must not hide another outcome: a warning.
+audit_warn <- function(e) {
+  msg <- plain_message(e)
+  cli::cli_warn(c("An audit log record was lost.", x = "{msg}"),
+    class = c("securer_audit_warning", "securer_warning")
+  )
 }
 
 # A short call description for logs: name(arg="value", n=3).

@@ -92,22 +92,25 @@ launch_spec_json <- function(opts, token, dir, zygote = FALSE) {
   jsonlite::toJSON(spec, auto_unbox = TRUE, null = "null", digits = NA)
 }
 
-# Starts a child and waits until it has said hello and received its set-up.
-# With the native Linux sandbox the child is forked from a warm zygote
-# (see zygote.R); otherwise, or when no zygote can run, it is launched cold.
-child_start <- function(opts) {
+# Starts a child without waiting for it: with the native Linux sandbox it
+# is forked from a warm zygote (see zygote.R); otherwise, or when no zygote
+# can run, it is launched cold. child_setup() waits until it is ready.
+child_spawn <- function(opts) {
   if (zygote_wanted(opts)) {
     child <- zygote_fork(opts)
     if (!is.null(child)) {
-      return(child_setup(child, opts))
+      return(child)
     }
   }
-  child_setup(child_launch(opts), opts)
+  child_launch(opts)
 }
 
+# Waits until the child has said hello, then sends its set-up (tools,
+# classes). Does nothing for a child that is ready already.
 child_setup <- function(child, opts) {
-  ready <- FALSE
-  on.exit(if (!ready) child_stop(child), add = TRUE)
+  if (isTRUE(child$ready)) {
+    return(invisible(child))
+  }
   child_wait_ready(child, opts$start_timeout, opts$strict)
   classes <- allowed_classes()
   if (!is.null(getOption("securer.allowed_classes"))) {
@@ -118,8 +121,8 @@ child_setup <- function(child, opts) {
     classes = classes
   )
   child_send(child, kinds[["setup"]], setup, opts$start_timeout)
-  ready <- TRUE
-  child
+  child$ready <- TRUE
+  invisible(child)
 }
 
 new_child <- function(handle, dir) {
@@ -128,6 +131,7 @@ new_child <- function(handle, dir) {
   child$dir <- dir
   child$pid <- rs_pid(handle)
   child$layers <- NULL
+  child$ready <- FALSE
   child
 }
 
@@ -248,4 +252,11 @@ child_stop <- function(child) {
   rs_kill(child$handle)
   if (length(child$dir)) unlink(child$dir, recursive = TRUE, force = TRUE)
   invisible()
+}
+
+# The largest message accepted from the child, in bytes.
+max_frame_option <- function() {
+  max <- getOption("securer.max_message_size", 8 * 1024^2)
+  check_number(max, arg = "options(securer.max_message_size)", min = 1023)
+  max
 }

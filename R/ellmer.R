@@ -237,14 +237,6 @@ ellmer_error_text <- function(e, code, timeout) {
   plain_message(e)
 }
 
-# conditionMessage() without colours and with as little line wrapping as
-# cli allows.
-plain_message <- function(e) {
-  old <- options(cli.width = 10000, cli.num_colors = 1)
-  on.exit(options(old), add = TRUE)
-  cli::ansi_strip(conditionMessage(e))
-}
-
 session_is_sandboxed <- function(session) {
   info <- tryCatch(session$sandbox_info(), error = function(e) NULL)
   if (!is.data.frame(info) || !all(c("layer", "active") %in% names(info))) {

@@ -44,10 +44,11 @@ rs_alive <- function(ptr) .Call(wrap__rs_alive, ptr)
 #' @noRd
 rs_launch_report <- function(ptr) .Call(wrap__rs_launch_report, ptr)
 
-#' Waits until one of several children has something to report; returns
-#' the 1-based indices of those that do.
+#' Waits until one of `fds` is readable or `timeout_ms` passes; returns
+#' the 1-based indices of the readable ones (for event loops over several
+#' sessions, which get their fds from `rs_poll_fds`).
 #' @noRd
-rs_wait_any <- function(ptrs, timeout_ms) .Call(wrap__rs_wait_any, ptrs, timeout_ms)
+rs_wait_fds <- function(fds, timeout_ms) .Call(wrap__rs_wait_fds, fds, timeout_ms)
 
 #' fds to watch for a child's next event (for event loops such as later's);
 #' empty when the child has queued events already or is gone.
@@ -75,6 +76,11 @@ rs_random_token <- function() .Call(wrap__rs_random_token)
 #' Appends one line to an audit log: NULL or an error message.
 #' @noRd
 rs_audit_append <- function(path, line) .Call(wrap__rs_audit_append, path, line)
+
+#' Opens (creating it) an audit log to check it can be written: NULL or
+#' an error message.
+#' @noRd
+rs_audit_check <- function(path) .Call(wrap__rs_audit_check, path)
 
 #' Asks a warm zygote (a child started with a zygote policy) to fork a
 #' session. Returns the session's external pointer, or an error list.

@@ -30,36 +30,21 @@ SecureSessionPool <- R6::R6Class(
                           limits = NULL, verbose = FALSE,
                           reset_between_uses = FALSE, sandbox_strict = FALSE,
                           audit_log = NULL) {
-      check_number(size)
-      check_flag(reset_between_uses)
-      if (size != round(size)) {
-        securer_abort("{.arg size} must be a whole number.", class = "securer_input_error")
-      }
-      private$reset <- reset_between_uses
-      private$queue <- list()
-      sessions <- vector("list", size)
-      on.exit(if (is.null(private$sessions)) lapply(sessions, function(s) if (!is.null(s)) s$close()))
-      for (i in seq_len(size)) {
-        sessions[[i]] <- SecureSession$new(
-          tools = tools, sandbox = sandbox, limits = limits,
-          sandbox_strict = sandbox_strict, verbose = verbose,
-          audit_log = audit_log
-        )
-      }
-      private$sessions <- sessions
-      invisible(self)
+      pool_init(
+        self, private, size, tools, sandbox, limits, verbose,
+        reset_between_uses, sandbox_strict, audit_log
+      )
     },
 
     #' @description Run code on an idle session and return its value
     #'   (blocking).
     #' @param code A single string of R code.
-    #' @param timeout Seconds before the execution is stopped.
+    #' @param timeout Seconds before the execution is stopped (`NULL` or
+    #'   `Inf`: none).
     #' @param acquire_timeout Seconds to wait for an idle session while
     #'   asynchronous executions occupy them all.
     execute = function(code, timeout = 30, acquire_timeout = 30) {
-      i <- pool_acquire(private, acquire_timeout)
-      on.exit(pool_after_use(private, i), add = TRUE)
-      private$sessions[[i]]$execute(code, timeout = timeout)
+      pool_execute(private, code, timeout, acquire_timeout)
     },
 
     #' @description Run several pieces of code at once across the sessions.
@@ -79,44 +64,26 @@ SecureSessionPool <- R6::R6Class(
       pool_execute_async(private, code, timeout)
     },
 
-    #' @description Number of sessions.
-    size = function() length(private$sessions),
+    #' @description Number of sessions (0 once the pool is closed).
+    size = function() if (private$closed) 0L else length(private$members),
 
-    #' @description Number of idle sessions.
-    available = function() sum(!pool_busy(private)),
+    #' @description Number of sessions ready for work (0 once closed).
+    available = function() sum(pool_free(private)),
 
     #' @description Counts of sessions: `total`, `busy`, `idle`, `dead`.
-    status = function() {
-      busy <- pool_busy(private)
-      alive <- vapply(private$sessions, function(s) s$is_alive(), logical(1))
-      c(
-        total = length(busy), busy = sum(busy),
-        idle = sum(!busy & alive), dead = sum(!busy & !alive)
-      )
-    },
+    status = function() pool_status(private),
+
+    #' @description The pool's sessions (a list of [SecureSession]s), for
+    #'   inspection: `$sandbox_info()`, `$pid()`, ...
+    sessions = function() private$members,
 
     #' @description Close every session. Pending asynchronous executions
     #'   are rejected.
-    close = function() {
-      for (job in private$queue) {
-        job$reject(securer_condition("The pool was closed.", "securer_session_error"))
-      }
-      private$queue <- list()
-      for (s in private$sessions) s$close()
-      private$closed <- TRUE
-      invisible(self)
-    },
+    close = function() pool_close(private),
 
     #' @description One-line description.
     #' @param ... Ignored.
-    format = function(...) {
-      st <- self$status()
-      sprintf(
-        "<SecureSessionPool> %d sessions: %d busy, %d idle, %d dead%s",
-        st[["total"]], st[["busy"]], st[["idle"]], st[["dead"]],
-        if (private$closed) " (closed)" else ""
-      )
-    },
+    format = function(...) pool_format(self, private),
 
     #' @description Print the pool.
     #' @param ... Ignored.
@@ -126,25 +93,76 @@ SecureSessionPool <- R6::R6Class(
     }
   ),
   private = list(
-    sessions = NULL,
+    # The SecureSession objects.
+    members = NULL,
+    # Give each use a fresh child (reset_between_uses).
     reset = FALSE,
+    # Asynchronous executions waiting for a free session.
     queue = NULL,
     closed = FALSE,
     finalize = function() {
-      for (s in private$sessions) s$close()
+      for (s in private$members) s$close()
     }
   )
 )
 
-# A classed condition object, for promise rejections and batch results.
-securer_condition <- function(message, class) {
-  tryCatch(securer_abort(message, class = class), error = identity)
+pool_init <- function(self, private, size, tools, sandbox, limits, verbose,
+                      reset_between_uses, sandbox_strict, audit_log) {
+  check_count(size, min = 1)
+  check_flag(reset_between_uses)
+  private$reset <- reset_between_uses
+  private$queue <- list()
+  sessions <- vector("list", size)
+  on.exit(if (is.null(private$members)) {
+    for (s in sessions) if (!is.null(s)) s$close()
+  })
+  for (i in seq_len(size)) {
+    sessions[[i]] <- SecureSession$new(
+      tools = tools, sandbox = sandbox, limits = limits,
+      sandbox_strict = sandbox_strict, verbose = verbose,
+      audit_log = audit_log
+    )
+  }
+  private$members <- sessions
+  invisible(self)
 }
 
-session_private <- function(session) session$.__enclos_env__$private
+# Sessions that can take work now: not busy, not closed.
+pool_free <- function(private) {
+  if (private$closed) {
+    return(logical())
+  }
+  vapply(private$members, function(s) s$get_state() %in% c("idle", "starting"), logical(1))
+}
 
-pool_busy <- function(private) {
-  vapply(private$sessions, function(s) session_private(s)$busy, logical(1))
+pool_status <- function(private) {
+  states <- vapply(private$members, function(s) s$get_state(), character(1))
+  alive <- vapply(private$members, function(s) s$is_alive(), logical(1))
+  busy <- states == "busy"
+  c(
+    total = length(states), busy = sum(busy),
+    idle = sum(!busy & alive), dead = sum(!busy & !alive)
+  )
+}
+
+pool_format <- function(self, private) {
+  st <- pool_status(private)
+  sprintf(
+    "<SecureSessionPool> %d sessions: %d busy, %d idle, %d dead%s",
+    st[["total"]], st[["busy"]], st[["idle"]], st[["dead"]],
+    if (private$closed) " (closed)" else ""
+  )
+}
+
+pool_close <- function(private) {
+  private$closed <- TRUE
+  queue <- private$queue
+  private$queue <- list()
+  for (job in queue) {
+    job$reject(securer_error_cnd("The pool was closed.", "securer_session_error"))
+  }
+  for (s in private$members) s$close()
+  invisible()
 }
 
 pool_check_open <- function(private) {
@@ -153,15 +171,16 @@ pool_check_open <- function(private) {
   }
 }
 
-# An idle session's index; while asynchronous executions hold every
+# A free session's index; while asynchronous executions hold every
 # session, runs the later event loop until one is released.
 pool_acquire <- function(private, acquire_timeout) {
   pool_check_open(private)
+  check_number(acquire_timeout, allow_inf = TRUE)
   deadline <- now() + acquire_timeout
   repeat {
-    idle <- which(!pool_busy(private))
-    if (length(idle)) {
-      return(idle[[1L]])
+    free <- which(pool_free(private))
+    if (length(free)) {
+      return(free[[1L]])
     }
     if (now() >= deadline) {
       securer_abort(
@@ -176,10 +195,17 @@ pool_acquire <- function(private, acquire_timeout) {
   }
 }
 
+# After a use: a fresh child when the pool resets between uses.
 pool_after_use <- function(private, i) {
   if (private$reset && !private$closed) {
-    session_private(private$sessions[[i]])$replace_child("reset between uses")
+    private$members[[i]]$restart()
   }
+}
+
+pool_execute <- function(private, code, timeout, acquire_timeout) {
+  i <- pool_acquire(private, acquire_timeout)
+  on.exit(pool_after_use(private, i), add = TRUE)
+  private$members[[i]]$execute(code, timeout = timeout)
 }
 
 pool_execute_many <- function(private, codes, timeout) {
@@ -189,42 +215,44 @@ pool_execute_many <- function(private, codes, timeout) {
       class = "securer_input_error"
     )
   }
-  check_number(timeout, allow_inf = TRUE)
+  timeout <- check_timeout(timeout)
+  sessions <- private$members
   n <- length(codes)
   results <- vector("list", n)
   nxt <- 1L
-  active <- list()
-  finish <- function(i, ev) {
-    a <- active[[as.character(i)]]
-    sp <- session_private(private$sessions[[i]])
-    results[a$k] <<- list(if (inherits(ev, "error")) {
-      # The run itself failed (say, the child died while a tool call was
-      # answered): only this element fails.
-      sp$busy <- FALSE
-      ev
-    } else {
-      tryCatch(execution_end(sp, a$run, ev), error = identity)
-    })
-    active[[as.character(i)]] <<- NULL
+  # Session index -> the index of the code it runs.
+  active <- integer()
+  finish <- function(i, res) {
+    k <- active[[as.character(i)]]
+    results[k] <<- list(if (is.null(res$error)) res$value else res$error)
+    active <<- active[names(active) != as.character(i)]
     pool_after_use(private, i)
   }
+  # However the batch ends (Ctrl-C, an error on the host), no session is
+  # left running a piece whose answer nobody will read.
+  on.exit(
+    for (id in names(active)) {
+      s <- sessions[[as.integer(id)]]
+      s$interrupt()
+      s$read()
+    },
+    add = TRUE
+  )
   interrupted <- tryCatch(
     {
       repeat {
-        for (i in which(!pool_busy(private))) {
+        for (i in which(pool_free(private))) {
           if (nxt > n) break
           k <- nxt
           nxt <- nxt + 1L
-          sp <- session_private(private$sessions[[i]])
-          run <- tryCatch(
-            execution_begin(sp, codes[[k]], timeout, TRUE, NULL, NULL, 100000, NULL),
-            error = identity
+          err <- tryCatch(
+            {
+              sessions[[i]]$call(codes[[k]], timeout = timeout)
+              NULL
+            },
+            securer_error = identity
           )
-          if (inherits(run, "error")) {
-            results[k] <- list(run)
-          } else {
-            active[[as.character(i)]] <- list(k = k, run = run)
-          }
+          if (is.null(err)) active[[as.character(i)]] <- k else results[k] <- list(err)
         }
         if (!length(active)) {
           if (nxt > n) break
@@ -234,24 +262,15 @@ pool_execute_many <- function(private, codes, timeout) {
           next
         }
         ids <- as.integer(names(active))
-        handles <- lapply(ids, function(i) session_private(private$sessions[[i]])$child$handle)
-        # A pending Ctrl-C is noticed here (see pump_execution()).
-        Sys.sleep(0)
-        rs_wait_any(handles, 100)
+        fds <- lapply(ids, function(i) sessions[[i]]$poll_fds())
+        # A session with an event waiting already has no fds to wait on.
+        if (all(lengths(fds) > 0L)) {
+          # A pending Ctrl-C is noticed here (see execution_wait()).
+          Sys.sleep(0)
+          rs_wait_fds(unlist(fds), 100)
+        }
         for (i in ids) {
-          sp <- session_private(private$sessions[[i]])
-          run <- active[[as.character(i)]]$run
-          ev <- tryCatch(
-            {
-              repeat {
-                ev <- execution_step(sp, run, 0)
-                if (!isTRUE(ev)) break
-              }
-              ev
-            },
-            error = identity
-          )
-          if (is.list(ev)) finish(i, ev)
+          if (sessions[[i]]$poll_process(0) == "ready") finish(i, sessions[[i]]$read())
         }
       }
       FALSE
@@ -259,12 +278,6 @@ pool_execute_many <- function(private, codes, timeout) {
     interrupt = function(e) TRUE
   )
   if (interrupted) {
-    for (id in names(active)) {
-      i <- as.integer(id)
-      sp <- session_private(private$sessions[[i]])
-      interrupt_execution(sp, active[[id]]$run)
-      sp$busy <- FALSE
-    }
     securer_abort(
       c("Batch interrupted.", i = "The pool's sessions are still usable."),
       class = "securer_interrupt"
@@ -276,7 +289,7 @@ pool_execute_many <- function(private, codes, timeout) {
 pool_execute_async <- function(private, code, timeout) {
   pool_check_open(private)
   check_string(code)
-  check_number(timeout, allow_inf = TRUE)
+  timeout <- check_timeout(timeout)
   promises::promise(function(resolve, reject) {
     private$queue <- c(private$queue, list(list(
       code = code, timeout = timeout, resolve = resolve, reject = reject
@@ -285,75 +298,37 @@ pool_execute_async <- function(private, code, timeout) {
   })
 }
 
-# Starts queued asynchronous executions on idle sessions.
+# Starts queued asynchronous executions on free sessions.
 pool_dispatch <- function(private) {
   while (length(private$queue) && !private$closed) {
-    idle <- which(!pool_busy(private))
-    if (!length(idle)) {
+    free <- which(pool_free(private))
+    if (!length(free)) {
       return(invisible())
     }
-    i <- idle[[1L]]
+    i <- free[[1L]]
     job <- private$queue[[1L]]
     private$queue <- private$queue[-1L]
-    sp <- session_private(private$sessions[[i]])
-    run <- tryCatch(
-      execution_begin(sp, job$code, job$timeout, TRUE, NULL, NULL, 100000, NULL),
-      error = identity
-    )
-    if (inherits(run, "error")) {
-      job$reject(run)
-    } else {
-      pool_watch(private, i, run, job)
-    }
+    pool_run_job(private, i, job)
   }
   invisible()
 }
 
-# Advances one asynchronous run whenever its child has something to say:
-# later_fd() waits on the child's fds off the main thread and calls back on
-# it, so the host R thread is free in between.
-pool_watch <- function(private, i, run, job) {
-  sp <- session_private(private$sessions[[i]])
-  poll <- function(...) {
-    # Closing the pool closed this run's child; its next step must not
-    # start a new one.
-    if (private$closed) {
-      return(job$reject(securer_condition("The pool was closed.", "securer_session_error")))
+# (A function of its own: each job's callbacks keep their own `i` and `job`.)
+pool_run_job <- function(private, i, job) {
+  p <- private$members[[i]]$execute_async(job$code, timeout = job$timeout)
+  promises::then(p,
+    onFulfilled = function(value) {
+      pool_release(private, i)
+      job$resolve(value)
+    },
+    onRejected = function(err) {
+      pool_release(private, i)
+      job$reject(err)
     }
-    ev <- tryCatch(
-      {
-        repeat {
-          ev <- execution_step(sp, run, 0)
-          if (!isTRUE(ev)) break
-        }
-        ev
-      },
-      error = identity
-    )
-    if (is.null(ev)) {
-      return(schedule())
-    }
-    value <- if (inherits(ev, "error")) {
-      sp$busy <- FALSE
-      ev
-    } else {
-      tryCatch(execution_end(sp, run, ev), error = identity)
-    }
-    if (!private$closed) pool_after_use(private, i)
-    if (inherits(value, "error")) job$reject(value) else job$resolve(value)
-    pool_dispatch(private)
-  }
-  schedule <- function() {
-    if (private$closed || is.null(sp$child)) {
-      return(job$reject(securer_condition("The pool was closed.", "securer_session_error")))
-    }
-    fds <- rs_poll_fds(sp$child$handle)
-    wait <- max(0, min(1, run$deadline - now()))
-    if (length(fds)) {
-      later::later_fd(poll, readfds = fds, timeout = wait)
-    } else {
-      later::later(poll, 0)
-    }
-  }
-  schedule()
+  )
+}
+
+pool_release <- function(private, i) {
+  if (!private$closed) pool_after_use(private, i)
+  pool_dispatch(private)
 }

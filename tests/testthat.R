@@ -1,4 +1,7 @@
 library(testthat)
 library(securer)
 
-test_check("securer")
+# Fails a test file that leaves a process, an fd, a connection or a
+# temporary file behind.
+source("leak-reporter.R")
+test_check("securer", reporter = LeakReporter(ProgressReporter)$new(show_praise = FALSE))

@@ -163,9 +163,10 @@ local({
 
     run <- function(code) {
       tool_calls <<- 0L
+      drop_interrupt()
       result <- tryCatch(
         withCallingHandlers(
-          {
+          allowInterrupts({
             exprs <- parse(text = code, keep.source = FALSE)
             value <- NULL
             n <- length(exprs)
@@ -184,7 +185,7 @@ local({
               value <- NULL
             }
             list(ok = TRUE, value = list(value = value, visible = visible))
-          },
+          }),
           warning = warn
         ),
         error = function(e) list(ok = FALSE, value = condition_data(e)),
@@ -202,8 +203,17 @@ local({
       }
     }
 
+    # The host interrupts an execution with SIGINT, possibly just after it
+    # answered: such a late interrupt reaches an idle runtime. Interrupts
+    # are therefore suspended except while the user's code runs, and one
+    # left pending from before is taken (Sys.sleep() checks for it) and
+    # dropped just before new code runs.
+    drop_interrupt <- function() {
+      allowInterrupts(tryCatch(Sys.sleep(0), interrupt = function(e) NULL))
+    }
+
     main <- function() {
-      repeat {
+      suspendInterrupts(repeat {
         msg <- recv()
         kind <- msg$kind
         if (kind == K[["exec"]]) {
@@ -213,7 +223,7 @@ local({
         } else if (kind == K[["shutdown"]]) {
           quit(save = "no", status = 0L)
         }
-      }
+      })
     }
   })
 

@@ -111,3 +111,27 @@ read_until <- function(proc, pattern, timeout = 20, lines = character()) {
   }
   lines
 }
+
+# Runs the later event loop until promise `p` settles (at most `timeout`
+# seconds): list(ok, value), `value` being the rejection's condition when
+# `ok` is FALSE. Fails the test when the promise does not settle.
+wait_promise <- function(p, timeout = 10) {
+  state <- new.env(parent = emptyenv())
+  state$done <- FALSE
+  promises::then(p,
+    onFulfilled = function(value) {
+      state$done <- TRUE
+      state$ok <- TRUE
+      state$value <- value
+    },
+    onRejected = function(err) {
+      state$done <- TRUE
+      state$ok <- FALSE
+      state$value <- err
+    }
+  )
+  deadline <- proc.time()[[3L]] + timeout
+  while (!state$done && proc.time()[[3L]] < deadline) later::run_now(0.05)
+  if (!state$done) stop("the promise did not settle within ", timeout, " seconds")
+  list(ok = state$ok, value = state$value)
+}

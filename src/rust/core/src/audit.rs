@@ -3,6 +3,7 @@
 //! interleave. The file is created 0600 and a symlink is refused.
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use thiserror::Error;
@@ -19,61 +20,69 @@ pub enum AuditError {
     Write { path: String, message: String },
     #[error("the path contains a NUL byte")]
     Nul,
+    #[error("{0} is not a regular file (a FIFO, device or folder); audit logs must be regular files")]
+    NotRegular(String),
 }
 
-pub fn append_line(path: &Path, line: &str) -> Result<(), AuditError> {
+/// Opens (creating it 0600 if missing) the log at `path`, refusing links,
+/// FIFOs, devices and folders, without blocking.
+pub fn open_log(path: &Path) -> Result<std::fs::File, AuditError> {
     let shown = path.display().to_string();
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| AuditError::Nul)?;
+    // O_NONBLOCK: opening a FIFO must fail now (ENXIO without a reader), not
+    // hang the host; what opened is then checked to be a regular file.
     // SAFETY: c is a valid NUL-terminated path; flags and mode are integers.
-    let fd = unsafe {
+    let raw = unsafe {
         libc::open(
             c.as_ptr(),
-            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            libc::O_WRONLY
+                | libc::O_APPEND
+                | libc::O_CREAT
+                | libc::O_NOFOLLOW
+                | libc::O_CLOEXEC
+                | libc::O_NONBLOCK,
             0o600 as libc::c_uint,
         )
     };
-    if fd < 0 {
+    if raw < 0 {
         let err = std::io::Error::last_os_error();
         return Err(match err.raw_os_error() {
             Some(libc::ELOOP) => AuditError::Symlink(shown),
             Some(libc::ENOENT) => AuditError::NoDirectory(shown),
+            Some(libc::ENXIO | libc::EISDIR) => AuditError::NotRegular(shown),
             _ => AuditError::Open {
                 path: shown,
                 message: err.to_string(),
             },
         });
     }
+    // SAFETY: open succeeded; the fd is ours alone.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let file = std::fs::File::from(fd);
+    match file.metadata() {
+        Ok(m) if m.file_type().is_file() => Ok(file),
+        _ => Err(AuditError::NotRegular(shown)),
+    }
+}
+
+/// Appends `line` and a newline, under an exclusive lock.
+pub fn append_line(path: &Path, line: &str) -> Result<(), AuditError> {
+    let file = open_log(path)?;
     let mut bytes = line.as_bytes().to_vec();
     bytes.push(b'\n');
-    // SAFETY: fd is open; flock only takes integers.
-    unsafe { libc::flock(fd, libc::LOCK_EX) };
-    let mut off = 0;
-    let mut result = Ok(());
-    while off < bytes.len() {
-        // SAFETY: pointer and length describe the live `bytes` buffer.
-        let n = unsafe { libc::write(fd, bytes[off..].as_ptr().cast(), bytes.len() - off) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            result = Err(AuditError::Write {
-                path: shown.clone(),
-                message: err.to_string(),
-            });
-            break;
-        }
-        off += n as usize;
-    }
-    // SAFETY: closing the fd opened above (releases the lock).
-    unsafe { libc::close(fd) };
-    result
+    // SAFETY: the fd is open; flock only takes integers. The lock is
+    // released when the file is closed.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    crate::sys::write_all(file.as_raw_fd(), &bytes).map_err(|e| AuditError::Write {
+        path: path.display().to_string(),
+        message: std::io::Error::from_raw_os_error(e).to_string(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
     fn scratch(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("securer-audit-{}-{name}", std::process::id()));
@@ -110,6 +119,35 @@ mod tests {
         assert!(matches!(
             append_line(&d.join("nope/a.jsonl"), "x"),
             Err(AuditError::NoDirectory(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_fifos_and_folders_without_blocking() {
+        let d = scratch("fifo");
+        let fifo = d.join("fifo");
+        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: c is a valid path; mode is an integer.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Without a reader, a blocking open would wait forever.
+        assert!(matches!(
+            append_line(&fifo, "x"),
+            Err(AuditError::NotRegular(_))
+        ));
+        // With a reader the open succeeds, and the type check refuses it.
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        assert!(matches!(
+            append_line(&fifo, "x"),
+            Err(AuditError::NotRegular(_))
+        ));
+        drop(reader);
+        assert!(matches!(
+            append_line(&d, "x"),
+            Err(AuditError::NotRegular(_))
         ));
     }
 

@@ -240,35 +240,16 @@ fn rs_poll_fds(ptr: Robj) -> Vec<i32> {
     .unwrap_or_default()
 }
 
-/// Waits until one of several children has something to report; returns
-/// the 1-based indices of those that do.
+/// Waits until one of `fds` is readable or `timeout_ms` passes; returns
+/// the 1-based indices of the readable ones (for event loops over several
+/// sessions, which get their fds from `rs_poll_fds`).
 /// @noRd
 #[extendr]
-fn rs_wait_any(ptrs: List, timeout_ms: f64) -> Vec<i32> {
-    let mut fds = Vec::new();
-    let mut owner = Vec::new();
-    let mut ready = Vec::new();
-    for (i, (_, p)) in ptrs.iter().enumerate() {
-        let info = with_child(p, |c| (c.has_queued(), c.poll_fds()));
-        if let Some((queued, these)) = info {
-            if queued {
-                ready.push(i as i32 + 1);
-            }
-            for fd in these {
-                fds.push(fd);
-                owner.push(i as i32 + 1);
-            }
-        }
-    }
-    if !ready.is_empty() {
-        return ready;
-    }
-    let mut hits: Vec<i32> = host::wait_any(&fds, ms(timeout_ms))
+fn rs_wait_fds(fds: Vec<i32>, timeout_ms: f64) -> Vec<i32> {
+    host::wait_any(&fds, ms(timeout_ms))
         .into_iter()
-        .map(|k| owner[k])
-        .collect();
-    hits.dedup();
-    hits
+        .map(|i| i as i32 + 1)
+        .collect()
 }
 
 /// Checks serialized bytes against the value allowlist: NULL or a message.
@@ -336,6 +317,17 @@ fn rs_random_token() -> Robj {
 fn rs_audit_append(path: &str, line: &str) -> Robj {
     match securer_core::audit::append_line(Path::new(path), line) {
         Ok(()) => ().into(),
+        Err(e) => Robj::from(e.to_string()),
+    }
+}
+
+/// Opens (creating it) an audit log to check it can be written: NULL or
+/// an error message.
+/// @noRd
+#[extendr]
+fn rs_audit_check(path: &str) -> Robj {
+    match securer_core::audit::open_log(Path::new(path)) {
+        Ok(_) => ().into(),
         Err(e) => Robj::from(e.to_string()),
     }
 }
@@ -412,13 +404,14 @@ extendr_module! {
     fn rs_pid;
     fn rs_alive;
     fn rs_launch_report;
-    fn rs_wait_any;
+    fn rs_wait_fds;
     fn rs_poll_fds;
     fn rs_check_value;
     fn rs_set_allowed_classes;
     fn rs_default_allowed_classes;
     fn rs_random_token;
     fn rs_audit_append;
+    fn rs_audit_check;
     fn rs_zygote_fork;
     fn rs_zygote_serve;
     fn rs_child_connect;

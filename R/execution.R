@@ -1,0 +1,370 @@
+# Running one execution in a session: begin (check the request, send the
+# code), step (handle one event from the child), read (turn the final
+# event into a value or a classed error). `$execute()` is begin, steps
+# until done, read; `$call()`, `$poll_process()` and `$read()` expose the
+# same three to event loops (the pool, promises).
+#
+# Whatever happens on the host while an execution runs (an interrupt, an
+# output_handler or audit log that fails, a tool that exits without
+# returning), the session ends in a known state: the child answered
+# (resynchronised) or was replaced, and the caller is told which. Replies
+# carry the id of the request they answer, so a late reply can never be
+# taken for the answer to a later call.
+
+session_execute <- function(self, private, code, timeout, validate,
+                            output_handler, max_tool_calls, max_code_length,
+                            max_output_lines) {
+  execution_begin(
+    private, code, timeout, validate, output_handler, max_tool_calls,
+    max_code_length, max_output_lines
+  )
+  execution_wait(private)
+  res <- execution_read(private)
+  if (!is.null(res$error)) {
+    stop(res$error)
+  }
+  if (isFALSE(res$visible)) invisible(res$value) else res$value
+}
+
+# Checks the request and sends the code; the session becomes busy.
+execution_begin <- function(private, code, timeout, validate, output_handler,
+                            max_tool_calls, max_code_length,
+                            max_output_lines) {
+  code <- check_code(code)
+  timeout <- check_timeout(timeout)
+  check_flag(validate)
+  check_count(max_tool_calls, allow_null = TRUE)
+  check_number(max_code_length, allow_inf = TRUE)
+  check_count(max_output_lines, allow_null = TRUE)
+  if (!is.null(output_handler) && !is.function(output_handler)) {
+    securer_abort("{.arg output_handler} must be a function or {.code NULL}.",
+      class = "securer_input_error"
+    )
+  }
+  if (private$state == "busy") {
+    securer_abort(
+      c(
+        "This session is already executing code.",
+        i = "Wait for it to finish, or use another session (see {.cls SecureSessionPool})."
+      ),
+      class = "securer_session_error"
+    )
+  }
+  if (private$state == "closed") {
+    securer_abort(
+      c("This session is closed.", i = "Create a new session, or call {.code $restart()}."),
+      class = "securer_session_error"
+    )
+  }
+  n <- nchar(code, type = "chars")
+  if (n > max_code_length) {
+    securer_abort(
+      "Code is {n} characters long, more than {.arg max_code_length} ({max_code_length}).",
+      class = "securer_limit_error", limit = "code_length"
+    )
+  }
+  if (!is.null(private$max_executions) && private$executions >= private$max_executions) {
+    securer_abort(
+      c(
+        "Maximum executions ({private$max_executions}) reached for this session.",
+        i = "Create a new session to run more code."
+      ),
+      class = "securer_limit_error", limit = "executions"
+    )
+  }
+  if (validate) {
+    err <- parse_error(code)
+    if (!is.null(err)) {
+      securer_abort(
+        c("Syntax error in code; nothing was run.", x = "{err}"),
+        class = "securer_syntax_error"
+      )
+    }
+  }
+  if (!is.null(private$hook) && identical(private$hook(code), FALSE)) {
+    securer_abort("Execution blocked by pre_execute_hook.",
+      class = "securer_blocked_error"
+    )
+  }
+  if (private$state == "starting" || !child_alive(private$child)) {
+    session_await_child(private)
+  }
+  run <- new_run(timeout, output_handler, max_tool_calls, max_output_lines)
+  if (private$logger$on) log_event(private$logger, "execute_start", NULL, code = code)
+  child_send(private$child, kinds[["exec"]], code, min(timeout, 30))
+  # From here on the child is working for this run.
+  session_set_state(private, "busy")
+  private$executions <- private$executions + 1L
+  private$run <- run
+  invisible()
+}
+
+new_run <- function(timeout, output_handler, max_tool_calls, max_output_lines) {
+  run <- new.env(parent = emptyenv())
+  run$started <- now()
+  run$deadline <- run$started + timeout
+  run$timeout <- timeout
+  run$handler <- output_handler
+  run$max_tool_calls <- max_tool_calls
+  run$max_lines <- max_output_lines
+  run$tool_calls <- 0L
+  run$tool_pending <- FALSE
+  run$output <- new_line_buffer()
+  run$truncated <- FALSE
+  # The final event, once it is known.
+  run$final <- NULL
+  # For the audit log: "complete", "timeout" or "error", and the message.
+  run$outcome <- "error"
+  run$error <- NULL
+  run
+}
+
+# Blocks until the execution is done, keeping the host thread responsive
+# (each wait is at most 100 ms, and Ctrl-C interrupts the child).
+execution_wait <- function(private) {
+  finished <- FALSE
+  # A non-local exit that is not an error (a tool calling
+  # `stop(<condition>)` or `invokeRestart("abort")`) unwinds through here:
+  # the child must not be left one reply behind.
+  on.exit(if (!finished) execution_abandon(private))
+  execution_guard(private, repeat {
+    ev <- execution_step(private, 100)
+    if (identical(ev, "done")) break
+    # R polls for Ctrl-C only every ~1000 evaluations, which is many
+    # seconds of idle 100 ms waits; Sys.sleep(0) takes a pending interrupt
+    # now (only after a wait: it would slow down a stream of events).
+    if (is.null(ev)) Sys.sleep(0)
+  })
+  finished <- TRUE
+  invisible()
+}
+
+# Serves the execution for at most `timeout` ms: "ready", "timeout" or
+# "nocall".
+execution_poll <- function(private, timeout) {
+  check_number(timeout, min = -1, allow_inf = TRUE)
+  run <- private$run
+  if (is.null(run)) {
+    return("nocall")
+  }
+  deadline <- now() + timeout / 1000
+  finished <- FALSE
+  on.exit(if (!finished) execution_abandon(private))
+  execution_guard(private, repeat {
+    ev <- execution_step(private, max(0, min(100, (deadline - now()) * 1000)))
+    if (identical(ev, "done")) break
+    if (now() >= deadline) break
+  })
+  finished <- TRUE
+  if (is.null(run$final)) "timeout" else "ready"
+}
+
+# Runs `expr` (which pumps the execution); a host-side error or an
+# interrupt ends the execution in a known state instead of unwinding.
+execution_guard <- function(private, expr) {
+  tryCatch(
+    expr,
+    interrupt = function(e) execution_interrupt(private),
+    error = function(e) execution_fail(private, e)
+  )
+}
+
+# One step: waits at most `wait_ms` for an event and handles it. NULL when
+# nothing happened, "progress" when an event was handled, "done" once the
+# final event is known (result, error, refused value, exit, protocol error,
+# timeout).
+execution_step <- function(private, wait_ms) {
+  run <- private$run
+  if (is.null(run) || !is.null(run$final)) {
+    return("done")
+  }
+  left <- run$deadline - now()
+  # Past the deadline, what already arrived still counts (the host thread
+  # may have been busy elsewhere, e.g. with another pool session); only a
+  # child with nothing to say has timed out.
+  ev <- rs_next_event(private$child$handle, if (left > 0) min(wait_ms, left * 1000) else 0)
+  late <- left <= 0
+  if (is.null(ev)) {
+    if (!late) {
+      return(NULL)
+    }
+    ev <- list(type = "timeout")
+  } else if (ev$type == "output") {
+    add_output(run, ev$lines)
+    if (!late) {
+      return("progress")
+    }
+    ev <- list(type = "timeout")
+  } else if (ev$type == "tool_call" || (ev$type == "refused" && ev$kind == "tool_call")) {
+    if (!late) {
+      serve_tool_event(private, run, ev)
+      return("progress")
+    }
+    ev <- list(type = "timeout")
+  }
+  run$final <- ev
+  "done"
+}
+
+# The answer of a finished execution (NULL while it runs); the session is
+# idle again afterwards (or starting, when its child had to be replaced).
+execution_read <- function(private) {
+  run <- private$run
+  if (is.null(run) || is.null(run$final)) {
+    return(NULL)
+  }
+  private$run <- NULL
+  on.exit(if (private$state == "busy") session_set_state(private, "idle"), add = TRUE)
+  output <- lines_of(run$output)
+  private$output <- output
+  res <- tryCatch(
+    execution_outcome(private, run, run$final),
+    error = function(e) list(value = NULL, visible = TRUE, error = e)
+  )
+  res$output <- output
+  if (private$logger$on) {
+    # An audit log that cannot be written fails the execution, unless it
+    # failed already (then the first error is the one to see).
+    logged <- tryCatch(log_execution_end(private$logger, run), securer_audit_error = identity)
+    if (inherits(logged, "error")) {
+      if (is.null(res$error)) res$error <- logged else audit_warn(logged)
+    }
+  }
+  res
+}
+
+# Ctrl-C on the host, or `$interrupt()`: stop the child's evaluation, wait
+# briefly for it to answer, and replace it if it does not.
+execution_interrupt <- function(private) {
+  run <- private$run
+  if (is.null(run) || !is.null(run$final)) {
+    return(invisible())
+  }
+  recovery <- execution_resync(private, run, "interrupted")
+  run$final <- list(type = "interrupted", recovery = recovery)
+  invisible()
+}
+
+# A host-side error while the execution ran: the child is brought back in
+# step, and the error becomes the execution's outcome.
+execution_fail <- function(private, e) {
+  run <- private$run
+  if (is.null(run) || !is.null(run$final)) {
+    stop(e)
+  }
+  recovery <- execution_resync(private, run, "the host failed while serving the execution")
+  run$final <- list(type = "host_error", condition = e, recovery = recovery)
+  invisible()
+}
+
+# An execution left behind by a non-local exit: settle it now.
+execution_abandon <- function(private) {
+  run <- private$run
+  if (is.null(run)) {
+    return(invisible())
+  }
+  if (is.null(run$final)) execution_resync(private, run, "the host stopped waiting")
+  private$run <- NULL
+  if (private$state == "busy") session_set_state(private, "idle")
+  invisible()
+}
+
+# Stops the child's evaluation (SIGINT) and drains its events until it
+# answers: "resynchronised". A child that does not answer within 2 s (or
+# cannot be reached) is replaced: "replaced". The signal is repeated: one
+# that arrives before the child has read the code is dropped as stale (see
+# the child runtime), and late ones are harmless.
+execution_resync <- function(private, run, why) {
+  child <- private$child
+  ok <- tryCatch(
+    {
+      if (isTRUE(run$tool_pending)) reply_tool_error(private, run, why)
+      grace <- now() + 2
+      answered <- FALSE
+      while (!answered && now() < grace) {
+        rs_signal(child$handle, 2L)
+        ev <- rs_next_event(child$handle, 200)
+        if (is.null(ev) || ev$type == "output") next
+        if (ev$type == "tool_call" || (ev$type == "refused" && ev$kind == "tool_call")) {
+          reply_tool_error(private, run, why)
+          next
+        }
+        answered <- ev$type %in% c("result", "error", "refused")
+        if (!answered) break
+      }
+      answered
+    },
+    error = function(e) FALSE
+  )
+  if (ok) {
+    return("resynchronised")
+  }
+  session_replace_child(private, why)
+  "replaced"
+}
+
+add_output <- function(run, lines) {
+  if (run$truncated) {
+    return(invisible())
+  }
+  if (!is.null(run$max_lines)) {
+    room <- max(0, run$max_lines - run$output$n)
+    # The marker follows the last kept line, even when that line and the
+    # first dropped one arrive together.
+    if (length(lines) > room) {
+      run$truncated <- TRUE
+      lines <- c(
+        lines[seq_len(room)],
+        sprintf("[output truncated after %d lines]", as.integer(run$max_lines))
+      )
+    }
+  }
+  push_lines(run$output, lines)
+  if (!is.null(run$handler)) {
+    for (line in lines) run$handler(line)
+  }
+  invisible()
+}
+
+# A character buffer that grows by doubling, so that appending lines one
+# event at a time costs linear time in all.
+new_line_buffer <- function() {
+  buf <- new.env(parent = emptyenv())
+  buf$x <- character(64L)
+  buf$n <- 0L
+  buf
+}
+
+push_lines <- function(buf, lines) {
+  k <- length(lines)
+  if (k == 0L) {
+    return(invisible())
+  }
+  need <- buf$n + k
+  if (need > length(buf$x)) length(buf$x) <- max(need, 2L * length(buf$x))
+  buf$x[(buf$n + 1L):need] <- lines
+  buf$n <- need
+  invisible()
+}
+
+lines_of <- function(buf) buf$x[seq_len(buf$n)]
+
+log_execution_end <- function(logger, run) {
+  secs <- round(now() - run$started, 3)
+  switch(run$outcome,
+    complete = log_event(logger, "execute_complete",
+      sprintf("Execution complete (%ss)", format(secs)),
+      duration = secs, tool_calls = run$tool_calls
+    ),
+    timeout = log_event(logger, "execute_timeout",
+      sprintf("Execution timed out (%ss)", format(secs)),
+      duration = secs
+    ),
+    log_event(logger, "execute_error",
+      sprintf("Execution failed (%ss): %s", format(secs), run$error %||% "error"),
+      duration = secs, message = run$error
+    )
+  )
+}
+
+`%||%` <- function(x, y) if (is.null(x)) y else x

@@ -1,0 +1,180 @@
+# The outcome of a finished execution: the final event from the child (or
+# from the host: timeout, interrupt, host error) becomes the value, or a
+# classed condition. Everything in these events that came from the child
+# (messages, calls, classes) is untrusted text: cleaned and bounded by
+# untrusted_text() before it reaches a condition, a log or a console.
+
+execution_outcome <- function(private, run, ev) {
+  switch(ev$type,
+    result = result_outcome(private, run, ev),
+    error = failed(child_error_cnd(private, run, unserialize(ev$payload))),
+    interrupted = {
+      failed(securer_error_cnd(
+        c("Execution interrupted.", recovery_bullet(ev$recovery)),
+        "securer_interrupt",
+        output = lines_of(run$output)
+      ))
+    },
+    timeout = {
+      run$outcome <- "timeout"
+      session_replace_child(private, "timeout")
+      timeout <- run$timeout
+      failed(securer_error_cnd(
+        c(
+          "Execution timed out after {timeout} seconds.",
+          i = "The child was stopped and replaced; its global environment is empty again."
+        ),
+        "securer_timeout",
+        output = lines_of(run$output)
+      ))
+    },
+    refused = {
+      kind <- ev$kind
+      msg <- untrusted_text(ev$message)
+      run$error <- msg
+      failed(securer_error_cnd(
+        c(
+          "The sandboxed code's {kind} cannot be returned to the host.",
+          x = "{msg}",
+          i = "Return plain data: vectors, lists, data frames, matrices."
+        ),
+        c("securer_value_error", "securer_ipc_error"),
+        output = lines_of(run$output)
+      ))
+    },
+    exited = {
+      session_replace_child(private, "child died")
+      failed(child_exit_cnd(private, run, ev))
+    },
+    host_error = failed(host_error_cnd(run, ev)),
+    {
+      # protocol_error, or anything unexpected: the child cannot be trusted.
+      session_replace_child(private, "protocol error")
+      msg <- untrusted_text(ev$message %||% ev$type)
+      run$error <- msg
+      failed(securer_error_cnd(
+        c("The child R process broke the IPC protocol and was replaced.", x = "{msg}"),
+        "securer_ipc_error",
+        output = lines_of(run$output)
+      ))
+    }
+  )
+}
+
+failed <- function(cnd) list(value = NULL, visible = TRUE, error = cnd)
+
+result_outcome <- function(private, run, ev) {
+  res <- unserialize(ev$payload)
+  if (!is.list(res) || !identical(names(res), c("value", "visible"))) {
+    session_replace_child(private, "malformed result")
+    return(failed(securer_error_cnd(
+      "The child R process sent a malformed result and was replaced.",
+      "securer_ipc_error"
+    )))
+  }
+  run$outcome <- "complete"
+  value <- res$value
+  output <- lines_of(run$output)
+  if (length(output) && !is.null(value)) attr(value, "output") <- output
+  list(value = value, visible = !isFALSE(res$visible), error = NULL)
+}
+
+recovery_bullet <- function(recovery) {
+  if (identical(recovery, "replaced")) {
+    c(i = "The child did not stop in time and was replaced; its global environment is empty again.")
+  } else {
+    c(i = "The session is still usable.")
+  }
+}
+
+host_error_cnd <- function(run, ev) {
+  e <- ev$condition
+  msg <- plain_message(e)
+  run$error <- msg
+  classes <- unique(c(grep("^securer_", class(e), value = TRUE), "securer_host_error"))
+  securer_error_cnd(
+    c(
+      "The execution was stopped: the host failed while serving it.",
+      x = "{msg}",
+      recovery_bullet(ev$recovery)
+    ),
+    setdiff(classes, "securer_error"),
+    parent = e, recovery = ev$recovery, output = lines_of(run$output)
+  )
+}
+
+# Error messages the R process itself gives when a limit stops it.
+limit_patterns <- c(
+  memory = "cannot allocate (vector|memory|buffer)|could not allocate memory|memory exhausted|bad_alloc",
+  nofile = "[Tt]oo many open files",
+  nproc = "cannot (fork|popen)|Resource temporarily unavailable",
+  fsize = "[Ff]ile too large"
+)
+
+child_error_cnd <- function(private, run, cond) {
+  if (!is.list(cond) || !is.character(cond$message) || length(cond$message) != 1L) {
+    cond <- list(message = "unknown error", call = NA_character_, class = "error")
+  }
+  msg <- untrusted_text(cond$message)
+  if (private$logger$sanitize) msg <- sanitize_message(msg)
+  run$error <- msg
+  call <- if (is.character(cond$call) && length(cond$call) == 1L && !is.na(cond$call)) {
+    untrusted_text(cond$call, max_chars = 1000)
+  }
+  child_class <- untrusted_classes(cond$class)
+  output <- lines_of(run$output)
+  if ("interrupt" %in% child_class) {
+    return(securer_error_cnd("Execution interrupted.", "securer_interrupt", output = output))
+  }
+  limits <- private$opts$limits
+  for (lim in names(limit_patterns)) {
+    if (grepl(limit_patterns[[lim]], msg)) {
+      hit <- if (!is.null(limits[[lim]])) describe_limit(lim, limits[[lim]]) else lim
+      return(securer_error_cnd(
+        c(
+          "The sandboxed code hit the {hit} limit.",
+          x = "{msg}",
+          i = "Raise it with {.code limits = list({lim} = ...)} if the code needs more."
+        ),
+        c("securer_limit_error", "securer_child_error"),
+        limit = lim, child_message = msg, child_call = call, output = output
+      ))
+    }
+  }
+  where <- if (!is.null(call)) paste0(" (in ", call, ")") else ""
+  securer_error_cnd(
+    c("Error in the sandboxed code{where}.", x = "{msg}"),
+    "securer_child_error",
+    child_message = msg, child_call = call, child_class = child_class,
+    output = output
+  )
+}
+
+child_exit_cnd <- function(private, run, ev) {
+  sig <- ev$signal
+  output <- lines_of(run$output)
+  limits <- private$opts$limits
+  lim <- if (isTRUE(sig == 24)) "cpu" else if (isTRUE(sig == 25)) "fsize" else NULL
+  if (!is.null(lim)) {
+    hit <- if (!is.null(limits[[lim]])) describe_limit(lim, limits[[lim]]) else lim
+    run$error <- paste("limit", hit)
+    return(securer_error_cnd(
+      c(
+        "The sandboxed code hit the {hit} limit and was stopped.",
+        i = "The child was replaced; raise the limit with {.code limits = list({lim} = ...)} if needed."
+      ),
+      c("securer_limit_error", "securer_child_error"),
+      limit = lim, output = output
+    ))
+  }
+  status <- if (!is.na(sig)) paste("signal", sig) else paste("status", ev$code)
+  run$error <- paste("child died:", status)
+  securer_error_cnd(
+    c(
+      "The child R process died during execution ({status}).",
+      i = "It was replaced with a fresh one; its global environment is empty again."
+    ),
+    "securer_child_error",
+    output = output
+  )
+}

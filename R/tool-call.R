@@ -1,0 +1,105 @@
+# Serving the child's tool calls: the call is checked (known tool, declared
+# arguments of the declared types, the per-execution maximum), the tool's
+# function runs on the host, and its value or error goes back to the child.
+
+serve_tool_event <- function(private, run, ev) {
+  # Until it is answered, the child waits for this reply (see
+  # execution_resync()).
+  run$tool_pending <- TRUE
+  if (ev$type == "refused") {
+    reply_tool_error(private, run, paste0("The tool call was refused: ", ev$message))
+  } else {
+    serve_tool_call(private, run, ev$payload)
+  }
+}
+
+reply_tool_error <- function(private, run, message) {
+  run$tool_pending <- FALSE
+  child_send(private$child, kinds[["tool_error"]], message, max(1, run$deadline - now()))
+}
+
+serve_tool_call <- function(private, run, payload) {
+  call <- unserialize(payload)
+  if (!is.list(call)) call <- list()
+  name <- call$name
+  args <- call$args
+  if (!is.character(name) || length(name) != 1L || is.na(name) || !is.list(args)) {
+    return(reply_tool_error(private, run, "Malformed tool call."))
+  }
+  fn <- private$tool_fns[[name]]
+  if (is.null(fn)) {
+    return(reply_tool_error(private, run, sprintf("Unknown tool '%s'.", name)))
+  }
+  problem <- tool_args_problem(name, args, private$tool_args[[name]])
+  if (!is.null(problem)) {
+    return(reply_tool_error(private, run, problem))
+  }
+  run$tool_calls <- run$tool_calls + 1L
+  if (!is.null(run$max_tool_calls) && run$tool_calls > run$max_tool_calls) {
+    return(reply_tool_error(private, run, sprintf(
+      "Maximum tool calls (%d) exceeded for this execution.", as.integer(run$max_tool_calls)
+    )))
+  }
+  logger <- private$logger
+  if (logger$on) {
+    log_event(logger, "tool_call", paste("Tool call:", describe_call(name, args)),
+      tool = name, args = lapply(args, function(a) if (is.atomic(a) && length(a) <= 10L) a else class(a))
+    )
+  }
+  started <- now()
+  res <- run_tool(name, fn, args)
+  if (logger$on) {
+    log_event(logger, "tool_result", NULL,
+      tool = name, ok = res$ok, duration = round(now() - started, 4),
+      error = res$message
+    )
+  }
+  if (!res$ok) {
+    return(reply_tool_error(private, run, sprintf("Tool '%s' failed: %s", name, res$message)))
+  }
+  bytes <- serialize(res$value, NULL, xdr = FALSE)
+  # Into the sandbox any class may go: only sandboxed code dispatches on it.
+  refused <- rs_check_value(bytes, private$opts$max_frame, NULL)
+  if (!is.null(refused)) {
+    return(reply_tool_error(private, run, sprintf(
+      "Tool '%s' returned a value that cannot be sent into the sandbox: %s", name, refused
+    )))
+  }
+  run$tool_pending <- FALSE
+  err <- rs_send(private$child$handle, kinds[["tool_result"]], bytes, max(1, run$deadline - now()) * 1000)
+  if (!is.null(err)) {
+    securer_abort(c("Cannot send the tool result to the child.", x = "{err$message}"),
+      class = "securer_ipc_error"
+    )
+  }
+  invisible()
+}
+
+# Why the arguments of a call of tool `name` are not acceptable, or NULL.
+tool_args_problem <- function(name, args, types) {
+  arg_names <- names(args)
+  if (length(args) && (is.null(arg_names) || !all(arg_names %in% names(types)))) {
+    bad <- setdiff(arg_names, names(types))
+    return(sprintf(
+      "Tool '%s' does not take argument%s %s.", name,
+      if (length(bad) == 1L) "" else "s", paste0("'", bad, "'", collapse = ", ")
+    ))
+  }
+  for (a in arg_names) {
+    if (!tool_type_ok(args[[a]], types[[a]])) {
+      return(sprintf("Tool '%s': argument '%s' must be %s.", name, a, types[[a]]))
+    }
+  }
+  NULL
+}
+
+# Runs a tool's function: list(ok, value) or list(ok = FALSE, message). A
+# function that leaves without returning (a condition that is not an
+# error, a restart) still unwinds: the execution then settles the child
+# (see execution_abandon()).
+run_tool <- function(name, fn, args) {
+  tryCatch(
+    list(ok = TRUE, value = do.call(fn, args, quote = TRUE)),
+    error = function(e) list(ok = FALSE, message = conditionMessage(e))
+  )
+}
