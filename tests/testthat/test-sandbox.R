@@ -523,8 +523,8 @@ test_that("print() shows a Linux configuration compactly and returns it", {
   expect_output(print(cfg), "backend:   linux-native", fixed = TRUE)
   expect_output(print(cfg), "network:   denied", fixed = TRUE)
   expect_output(print(cfg), "capped at 256 MiB", fixed = TRUE)
-  expect_invisible(withr::with_output_sink(tempfile(), print(cfg)))
-  expect_identical(withr::with_output_sink(tempfile(), print(cfg)), cfg)
+  expect_invisible(withr::with_output_sink(withr::local_tempfile(), print(cfg)))
+  expect_identical(withr::with_output_sink(withr::local_tempfile(), print(cfg)), cfg)
 })
 
 test_that("format() shortens long path lists", {
