@@ -398,16 +398,17 @@ fn encode(v: &Val, big: bool) -> Vec<u8> {
     e.out
 }
 
-/// Frames the checker needs for `v` (see `Frame` in rvalue.rs): a
-/// non-empty list holds one while reading elements, an attribute list
-/// one while reading its values.
+/// Depth the checker counts for `v` (see `Pending` in rvalue/walk.rs), as
+/// R's reader recurses: a non-empty list's elements are one level down,
+/// and the n-th attribute's value n levels down.
 fn frames(v: &Val) -> usize {
     fn attrs_depth(attrs: &[(String, Val)]) -> usize {
-        if attrs.is_empty() {
-            0
-        } else {
-            1 + attrs.iter().map(|(_, v)| frames(v)).max().unwrap_or(0)
-        }
+        attrs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, v))| i + 1 + frames(v))
+            .max()
+            .unwrap_or(0)
     }
     match v {
         Val::List(elems, attrs) => {
