@@ -331,6 +331,13 @@ test_that("control: summary() of 100,000 package versions runs for minutes", {
   expect_true(proc$is_alive())
 })
 
+test_that("control: print() of a difftime writes escape sequences in its units to the terminal", {
+  x <- structure(1, units = "secs\033]52;c;ZXZpbA==\a", class = "difftime")
+  out <- host_output(host_process(x, "print(x)"))
+  # OSC 52: the terminal would put "evil" on the clipboard.
+  expect_match(out, "\033]52;c;ZXZpbA==\a", fixed = TRUE)
+})
+
 test_that("control: a factor whose codes point past its levels cannot be printed", {
   x <- structure(c(1L, 5L), levels = c("a", "b"), class = "factor")
   expect_error(print(x), "malformed factor")
@@ -414,6 +421,11 @@ attacks <- list(
     pattern = "invalid 'package_version' value: it holds 100000 versions, more than 10000"
   ),
   list(
+    what = "an escape sequence that print() writes to the terminal",
+    code = 'structure(1, units = "secs\\033]52;c;ZXZpbA==\\a", class = "difftime")',
+    pattern = "invalid 'difftime' value: it holds a string with control characters"
+  ),
+  list(
     what = "a factor whose codes point past its levels",
     code = 'structure(c(1L, 5L), levels = c("a", "b"), class = "factor")',
     pattern = "invalid 'factor' value: its codes are not NA or between 1 and its 2 levels"
@@ -484,6 +496,18 @@ for (tier in names(tier_sessions)) {
     skip_if_not_installed("tibble")
     session <- tier_session(tier)
     code <- "tibble::tibble(a = 1:3, b = letters[1:3], l = list(1, 'x', NULL))"
+    got <- strip_output(session$execute(code))
+    want <- eval(parse(text = code))
+    expect_identical(got, want)
+    expect_identical(capture.output(print(got)), capture.output(print(want)))
+  })
+}
+
+for (tier in names(tier_sessions)) {
+  test_that(sprintf("glue strings cross and print as on the host (%s)", tier), {
+    skip_if_not_installed("glue")
+    session <- tier_session(tier)
+    code <- "glue::glue('{1 + 1} apples')"
     got <- strip_output(session$execute(code))
     want <- eval(parse(text = code))
     expect_identical(got, want)

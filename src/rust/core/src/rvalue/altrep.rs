@@ -245,6 +245,7 @@ impl<'a> Checker<'a> {
                 // The wrapper reads as the wrapped data; its attributes
                 // are its own and come next.
                 let mut owner = Summary::vector(ty, car.len, true, car.data);
+                owner.control = car.control;
                 owner.list = car.list;
                 self.start_attrs(owner)
             }

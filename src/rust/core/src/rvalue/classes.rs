@@ -14,7 +14,7 @@
 //! | `factor`, `ordered` | integer codes within `1..=nlevels` or `NA`, character levels |
 //! | `Date`, `POSIXct` | stored as numbers; `tzone` a zone name (see `time`) |
 //! | `POSIXlt` | R's 9 or 11 named components of one length; zone names |
-//! | `difftime`, `hms` | numbers with units secs, mins, hours, days or weeks |
+//! | `difftime`, `hms` | numbers with units (one string) |
 //! | `ts`, `mts` | a valid `tsp` (R's own `tsp<-` rule) |
 //! | `matrix` / `array` | two / some dimensions |
 //! | `ftable` | a matrix whose `row.vars` and `col.vars` (character vectors) multiply out to its dimensions |
@@ -24,10 +24,15 @@
 //! | `htest` family | a list of atomic fields |
 //! | `density` | numeric `x` and `y` of one length |
 //! | condition classes | a list whose `message` is one string |
-//! | `json`, `glue` | character vectors |
+//! | `json`, `glue`, `character` | character vectors |
 //!
-//! `table`, `xtabs`, `noquote`, `AsIs`, `listof`, `simple.list`, `Dlist`,
-//! `by` and `POSIXt` add nothing to the generic checks. `data.table` is
+//! The print methods of `difftime`, `hms`, `ftable`, the `htest` family,
+//! `density`, conditions, `json`, `glue`, `listof`, `Dlist` and `by`
+//! write strings with `cat()`, which passes escape sequences to the
+//! terminal (OSC 52 sets the clipboard); values of these classes may hold
+//! no control characters other than newline and tab, anywhere.
+//! `table`, `xtabs`, `noquote`, `AsIs`, `simple.list` and `POSIXt` add
+//! nothing to the generic checks. `data.table` is
 //! not allowed by default: its print method is package code this checker
 //! cannot vouch for, and its values carry an external pointer anyway.
 
@@ -62,6 +67,7 @@ enum Rule {
     Density,
     Condition,
     Character,
+    Listing,
 }
 
 impl Rule {
@@ -84,13 +90,29 @@ impl Rule {
             b"density" => Rule::Density,
             b"condition" | b"simpleCondition" | b"simpleError" | b"simpleWarning"
             | b"simpleMessage" | b"error" | b"warning" | b"message" => Rule::Condition,
-            b"json" | b"glue" => Rule::Character,
+            b"json" | b"glue" | b"character" => Rule::Character,
+            b"listof" | b"Dlist" | b"by" => Rule::Listing,
             _ => return None,
         })
     }
 
     fn bit(self) -> u32 {
         1 << (self as u32)
+    }
+
+    /// Whether the class's print method writes its strings with `cat()`,
+    /// control characters and all.
+    fn cats_strings(self) -> bool {
+        matches!(
+            self,
+            Rule::Difftime
+                | Rule::Ftable
+                | Rule::Htest
+                | Rule::Density
+                | Rule::Condition
+                | Rule::Character
+                | Rule::Listing
+        )
     }
 }
 
@@ -156,12 +178,18 @@ fn apply(
     owner: &mut Summary,
     seen: &AttrSummary,
 ) -> Result<(), String> {
+    if rule.cats_strings() && owner.control {
+        return Err(
+            "it holds a string with control characters, which its print method writes to the terminal as they are"
+                .into(),
+        );
+    }
     match rule {
         Rule::DataFrame => owner.rows = data_frame(owner, seen)?,
         Rule::Factor => factor(r, owner, seen)?,
         Rule::Instant => time::instant(owner)?,
         Rule::PosixLt => owner.rows = time::posixlt(r, owner, seen)?,
-        Rule::Difftime => time::difftime(r, owner, seen)?,
+        Rule::Difftime => time::difftime(owner, seen)?,
         Rule::Ts => {
             // Its validity is the `tsp` rule, checked for every value.
             if seen.tsp.is_none() {
@@ -207,6 +235,7 @@ fn apply(
                 return Err(format!("it is {}, not character", type_name(owner.ty)));
             }
         }
+        Rule::Listing => {}
     }
     Ok(())
 }

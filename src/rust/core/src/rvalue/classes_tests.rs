@@ -473,3 +473,89 @@ fn each_family_is_checked_once_and_named_by_its_first_class() {
         "invalid 'tbl_df' value: it has no row names"
     );
 }
+
+#[test]
+fn classes_printed_with_cat_hold_no_control_characters() {
+    const ESC: &str = "\u{1b}]0;pwned\u{7}";
+    let msg = |b: Vec<u8>| invalid(check_default(&b));
+    let refused = |b: Vec<u8>, class: &str| {
+        let m = msg(b);
+        assert!(
+            m.starts_with(&format!(
+                "invalid '{class}' value: it holds a string with control characters"
+            )),
+            "{m}"
+        );
+    };
+    // In the data, in an element, in a names attribute, in dimnames.
+    refused(
+        record(
+            &["simpleError", "error", "condition"],
+            &[("message", |s| s.strs(&[Some(ESC)]))],
+        ),
+        "simpleError",
+    );
+    refused(
+        record(
+            &["htest"],
+            &[("method", |s| s.strs(&[Some("t"), Some(ESC)]))],
+        ),
+        "htest",
+    );
+    refused(
+        S::v3()
+            .list(1, true)
+            .ints(&[1])
+            .attr("names", |s| s.strs(&[Some(ESC)]))
+            .class(&["listof"])
+            .nil()
+            .done(),
+        "listof",
+    );
+    refused(
+        S::v3()
+            .strs_attr(&[Some("v")], true)
+            .attr("names", |s| s.strs(&[Some(ESC)]))
+            .class(&["Dlist"])
+            .nil()
+            .done(),
+        "Dlist",
+    );
+    refused(
+        S::v3()
+            .strs_attr(&[Some("v\u{9b}2J")], true)
+            .class(&["glue", "character"])
+            .nil()
+            .done(),
+        "glue",
+    );
+    refused(
+        S::v3()
+            .list(1, true)
+            .ints(&[1])
+            .attr("dim", |s| s.ints(&[1]))
+            .attr("dimnames", |s| s.list(1, false).strs(&[Some(ESC)]))
+            .class(&["by"])
+            .nil()
+            .done(),
+        "by",
+    );
+    // Newlines and tabs are text.
+    assert_eq!(
+        check_default(&record(
+            &["simpleError", "error", "condition"],
+            &[("message", |s| s.strs(&[Some("line one\n\tline two")]))]
+        )),
+        Ok(())
+    );
+    // print() of data frames, factors and character vectors escapes them.
+    let df = S::v3()
+        .list(1, true)
+        .strs(&[Some(ESC)])
+        .attr("names", |s| s.strs(&[Some("x")]))
+        .class(&["data.frame"])
+        .attr("row.names", |s| s.ints(&[NA_INTEGER, -1]))
+        .nil()
+        .done();
+    assert_eq!(check_default(&df), Ok(()));
+}

@@ -126,6 +126,9 @@ pub const DEFAULT_ALLOWED_CLASSES: &[&str] = &[
     "hms",
     "json",
     "glue",
+    // glue strings are c("glue", "character"); base R has no methods for
+    // "character" as a class, so it only labels a character vector.
+    "character",
 ];
 
 /// Limits applied while checking.

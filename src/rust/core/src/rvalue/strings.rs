@@ -12,6 +12,22 @@ const LATIN1_MASK: i32 = 1 << 2;
 const UTF8_MASK: i32 = 1 << 3;
 const BYTES_MASK: i32 = 1 << 1;
 
+/// Whether a string holds a control character other than newline and
+/// tab: C0 controls and DEL, and C1 controls (`U+0080`-`U+009F` in UTF-8,
+/// bytes `0x80`-`0x9F` in Latin-1). Print methods that `cat()` strings
+/// send them to the terminal as they are (escape sequences that set the
+/// clipboard or the window title, or move the cursor to rewrite a line).
+pub fn has_control(bytes: &[u8], levels: i32) -> bool {
+    let latin1 = levels & LATIN1_MASK != 0;
+    bytes.iter().enumerate().any(|(i, &b)| match b {
+        b'\t' | b'\n' => false,
+        0x00..=0x1f | 0x7f => true,
+        0x80..=0x9f if latin1 => true,
+        0x80..=0x9f => i > 0 && bytes[i - 1] == 0xc2,
+        _ => false,
+    })
+}
+
 /// What is wrong with a string, if anything. `utf8` asks for the UTF-8
 /// rule (values from the sandbox); `native_utf8` says the writer's
 /// native encoding is UTF-8.

@@ -1,4 +1,4 @@
-use super::problem;
+use super::{has_control, problem};
 use crate::rvalue::test_support::*;
 
 const UTF8: i32 = 1 << 3;
@@ -141,4 +141,31 @@ fn r_made_invalid_utf8_is_refused() {
     ));
     let (_, latin1) = fixture!("chr_latin1");
     assert_eq!(check_default(latin1), Ok(()));
+}
+
+#[test]
+fn control_characters_are_found() {
+    for text in [
+        &b"\x1b]52;c;ZXZpbA==\x07"[..],
+        b"\x1b[31m",
+        b"a\rb",
+        b"\x08",
+        b"\x7f",
+        b"\xc2\x9b31m",
+        b"\xc2\x85",
+    ] {
+        assert!(has_control(text, UTF8), "{text:?}");
+    }
+    for text in [
+        &b""[..],
+        b"a\tb\nc",
+        b"caf\xc3\xa9",
+        b"\xe2\x80\x9c",
+        b"\xc3\x9b",
+    ] {
+        assert!(!has_control(text, UTF8), "{text:?}");
+    }
+    // In Latin-1, 0x80-0x9F are the C1 controls.
+    assert!(has_control(b"\x9b", LATIN1));
+    assert!(!has_control(b"caf\xe9", LATIN1));
 }

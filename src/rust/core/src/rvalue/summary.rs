@@ -62,6 +62,9 @@ pub struct Summary {
     pub rows: u64,
     /// The classes with rules that the item carries.
     pub classes: ClassSet,
+    /// Some string in the item (its data, attributes or elements) holds
+    /// a control character.
+    pub control: bool,
     /// For a list: its kept elements and folded facts.
     pub list: Option<Box<ListInfo>>,
 }
@@ -75,6 +78,7 @@ impl Summary {
         has_attr: false,
         rows: 0,
         classes: ClassSet::EMPTY,
+        control: false,
         list: None,
     };
 
@@ -88,6 +92,7 @@ impl Summary {
             has_attr: false,
             rows: len,
             classes: ClassSet::EMPTY,
+            control: false,
             list: (ty == VECSXP).then(Box::default),
         }
     }

@@ -57,6 +57,13 @@ impl Pending {
     }
 }
 
+/// Where a string's bytes lie, and whether they hold a control character.
+pub(super) struct Chars {
+    start: usize,
+    end: usize,
+    control: bool,
+}
+
 /// What to do next.
 pub(super) enum Step {
     /// Read a value.
@@ -169,12 +176,16 @@ impl<'a> Checker<'a> {
                 let len = self.r.length()?;
                 self.r.need(len, 8)?;
                 let mut no_na = true;
+                let mut control = false;
                 let mut text = 0u64;
                 let start = self.r.pos;
                 for _ in 0..len {
                     match self.read_charsxp()? {
                         None => no_na = false,
-                        Some((s, e)) => text += (e - s) as u64,
+                        Some(chars) => {
+                            text += (chars.end - chars.start) as u64;
+                            control |= chars.control;
+                        }
                     }
                 }
                 self.count_vector(STRSXP, len, size::times(len, 8).saturating_add(text))?;
@@ -182,7 +193,9 @@ impl<'a> Checker<'a> {
                     no_na,
                     span: Some((start, self.r.pos)),
                 };
-                self.finish(Summary::vector(STRSXP, len, false, data), f.has_attr)
+                let mut summary = Summary::vector(STRSXP, len, false, data);
+                summary.control = control;
+                self.finish(summary, f.has_attr)
             }
             VECSXP => {
                 f.refuse_s4()?;
@@ -269,6 +282,7 @@ impl<'a> Checker<'a> {
                 mut list,
                 has_attr,
             } => {
+                list.control |= child.control;
                 if let Some(info) = list.list.as_mut() {
                     info.push(&self.r, child);
                 }
@@ -289,6 +303,7 @@ impl<'a> Checker<'a> {
                 mut seen,
                 nodes,
             } => {
+                owner.control |= child.control;
                 self.record_attr(self.sym(tag), &owner, child, &mut seen)?;
                 let offset = self.r.pos;
                 let f = self.r.flags()?;
@@ -320,7 +335,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Reads a CHARSXP; `None` for `NA_character_`.
-    pub fn read_charsxp(&mut self) -> Result<Option<(usize, usize)>, ValueError> {
+    pub fn read_charsxp(&mut self) -> Result<Option<Chars>, ValueError> {
         let offset = self.r.pos;
         let f = self.r.flags()?;
         if f.ty != CHARSXP {
@@ -343,7 +358,11 @@ impl<'a> Checker<'a> {
         if let Some(problem) = strings::problem(text, f.levels(), self.rules, self.r.native_utf8) {
             return Err(ValueError::BadString { problem, offset });
         }
-        Ok(Some((start, self.r.pos)))
+        Ok(Some(Chars {
+            start,
+            end: self.r.pos,
+            control: strings::has_control(text, f.levels()),
+        }))
     }
 
     /// Reads a symbol (SYMSXP, or a reference to one read earlier) and
@@ -356,7 +375,7 @@ impl<'a> Checker<'a> {
                 let name = self
                     .read_charsxp()?
                     .ok_or_else(|| malformed("symbol with an NA name", offset))?;
-                self.syms.push(name);
+                self.syms.push((name.start, name.end));
                 Ok(self.syms.len() - 1)
             }
             REFSXP => {
