@@ -141,7 +141,10 @@ impl ListInfo {
             _ => Rows::Differ,
         };
         self.atomic &= elem.ty != VECSXP;
-        self.version_parts &= elem.ty == INTSXP
+        // Each element's data are read at most once, and no more once
+        // one element has failed.
+        self.version_parts = self.version_parts
+            && elem.ty == INTSXP
             && !elem.has_attr
             && match elem.data {
                 Data::Plain(s, e) => r.ints(s, e).all(|v| v >= 0 && v != NA_INTEGER),
