@@ -20,7 +20,8 @@
 //!   and compact `row.names` as R's C code expects them.
 //! - Classes ([`classes`], [`time`]): only allowed S3 classes, each with
 //!   the shape its methods rely on (time zones are names, never paths;
-//!   data frame columns agree with the row names; ...).
+//!   data frame columns agree with the row names; no control characters
+//!   where a print method `cat()`s strings; ...).
 //! - Size ([`size`]): the expanded size of the value, compact forms
 //!   included, within the same limit as the stream.
 //! - Depth: R's reader recurses on lists and on attribute lists, so both
