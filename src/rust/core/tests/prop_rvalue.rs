@@ -3,7 +3,7 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use securer_core::rvalue::{check_with, CheckLimits, ValueError};
+use securer_core::rvalue::{check_with, CheckLimits, ValueError, MAX_ZONE_BYTES};
 use std::time::{Duration, Instant};
 
 /// Streams R 4.2 wrote that the checker accepts.
@@ -37,6 +37,26 @@ const ACCEPTED: &[&[u8]] = &[
     include_bytes!("fixtures/v2_list.bin"),
     include_bytes!("fixtures/v2_xdr.bin"),
     include_bytes!("fixtures/symbol_tags.bin"),
+];
+
+/// Streams R 4.2 wrote whose classes have rules; they cross with the
+/// defaults (rules on), and their mutations exercise the rules.
+const WITH_CLASSES: &[&[u8]] = &[
+    include_bytes!("fixtures/data_frame.bin"),
+    include_bytes!("fixtures/df_compact.bin"),
+    include_bytes!("fixtures/df_nested.bin"),
+    include_bytes!("fixtures/factor.bin"),
+    include_bytes!("fixtures/posixlt_paris.bin"),
+    include_bytes!("fixtures/posixct_ny.bin"),
+    include_bytes!("fixtures/ts_monthly.bin"),
+    include_bytes!("fixtures/mts.bin"),
+    include_bytes!("fixtures/ftable.bin"),
+    include_bytes!("fixtures/difftime.bin"),
+    include_bytes!("fixtures/versions.bin"),
+    include_bytes!("fixtures/htest.bin"),
+    include_bytes!("fixtures/density.bin"),
+    include_bytes!("fixtures/condition.bin"),
+    include_bytes!("fixtures/tibble.bin"),
 ];
 
 /// Streams the checker refuses; mutations of them must not slip through
@@ -398,16 +418,17 @@ fn encode(v: &Val, big: bool) -> Vec<u8> {
     e.out
 }
 
-/// Frames the checker needs for `v` (see `Frame` in rvalue.rs): a
-/// non-empty list holds one while reading elements, an attribute list
-/// one while reading its values.
+/// Depth the checker counts for `v` (see `Pending` in rvalue/walk.rs), as
+/// R's reader recurses: a non-empty list's elements are one level down,
+/// and the n-th attribute's value n levels down.
 fn frames(v: &Val) -> usize {
     fn attrs_depth(attrs: &[(String, Val)]) -> usize {
-        if attrs.is_empty() {
-            0
-        } else {
-            1 + attrs.iter().map(|(_, v)| frames(v)).max().unwrap_or(0)
-        }
+        attrs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, v))| i + 1 + frames(v))
+            .max()
+            .unwrap_or(0)
     }
     match v {
         Val::List(elems, attrs) => {
@@ -506,6 +527,11 @@ proptest! {
                 prop_assert!(size > max);
             }
             Err(ValueError::TooDeep(d)) => prop_assert_eq!(d, max_depth),
+            // A value may take more room expanded than serialized.
+            Err(ValueError::Expands { size, max, .. }) => {
+                prop_assert_eq!(max, max_bytes);
+                prop_assert!(size > max as u64);
+            }
             Err(e) => prop_assert!(false, "unexpected {}", e),
         }
     }
@@ -539,5 +565,194 @@ proptest! {
         bytes[n - 4..].copy_from_slice(&w);
         let limits = CheckLimits { max_depth: usize::MAX, ..CheckLimits::default() };
         prop_assert!(matches!(check_with(&bytes, &limits), Err(ValueError::Forbidden(_))));
+    }
+}
+
+/// The time zone rule, written again from its description: at most
+/// MAX_ZONE_BYTES bytes of letters, digits and / _ + - . , : < >, not
+/// starting with / or :, no path component starting with a dot.
+fn zone_ok(name: &str) -> bool {
+    name.len() <= MAX_ZONE_BYTES
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"/_+-.,:<>".contains(&c))
+        && !name.starts_with('/')
+        && !name.starts_with(':')
+        && !name.split('/').any(|p| p.starts_with('.'))
+}
+
+fn v3_body() -> Enc {
+    Enc {
+        out: V3_LE.to_vec(),
+        big: false,
+        syms: Vec::new(),
+    }
+}
+
+/// A UTF-8-flagged string of raw bytes.
+fn raw_chars(e: &mut Enc, bytes: &[u8]) {
+    e.int(0x0000_8009);
+    e.int(bytes.len() as i32);
+    e.out.extend_from_slice(bytes);
+}
+
+fn posixct_with_zone(zone: &str) -> Vec<u8> {
+    let mut e = v3_body();
+    e.flags(14, true);
+    e.int(1);
+    e.dbl(1e9);
+    let class = Val::Str(vec![Some("POSIXct".into()), Some("POSIXt".into())]);
+    let tzone = Val::Str(vec![Some(zone.into())]);
+    e.attrs(&[("class".into(), class), ("tzone".into(), tzone)]);
+    e.out
+}
+
+/// A data frame whose columns have `lens` elements, with compact row
+/// names for `rows` rows.
+fn data_frame(lens: &[usize], rows: i32) -> Vec<u8> {
+    let cols: Vec<Val> = lens.iter().map(|&n| Val::Int(vec![1; n])).collect();
+    let names = Val::Str((0..lens.len()).map(|i| Some(format!("c{i}"))).collect());
+    let list = Val::List(
+        cols,
+        vec![
+            ("names".into(), names),
+            ("class".into(), Val::Str(vec![Some("data.frame".into())])),
+            ("row.names".into(), Val::Int(vec![i32::MIN, -rows])),
+        ],
+    );
+    encode(&list, false)
+}
+
+fn factor(codes: &[i32], nlevels: usize) -> Vec<u8> {
+    let levels = Val::Str((0..nlevels).map(|i| Some(format!("l{i}"))).collect());
+    let f = Val::Attr(
+        Box::new(Val::Int(codes.to_vec())),
+        vec![
+            ("levels".into(), levels),
+            ("class".into(), Val::Str(vec![Some("factor".into())])),
+        ],
+    );
+    encode(&f, false)
+}
+
+fn compact_intseq(n: f64) -> Vec<u8> {
+    let mut e = v3_body();
+    e.int(238);
+    for name in ["compact_intseq", "base"] {
+        e.int(2);
+        e.int(1);
+        e.chars(name);
+    }
+    e.int(2);
+    e.int(13);
+    e.int(1);
+    e.int(13);
+    e.int(254);
+    e.int(14);
+    e.int(3);
+    e.dbl(n);
+    e.dbl(1.0);
+    e.dbl(1.0);
+    e.int(254);
+    e.out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_classed_streams_never_panic_with_rules_on(
+        idx in 0..WITH_CLASSES.len(),
+        mutations in vec(mutation(), 1..6),
+    ) {
+        let bytes = WITH_CLASSES[idx];
+        prop_assert_eq!(timed_with(bytes, &CheckLimits::default()), Ok(()));
+        let mut bytes = bytes.to_vec();
+        for m in &mutations {
+            apply(&mut bytes, m);
+        }
+        let _ = timed_with(&bytes, &CheckLimits::default());
+    }
+
+    #[test]
+    fn time_zones_cross_exactly_when_they_are_names(
+        zone in prop_oneof![
+            "[A-Za-z0-9/_+.,:<>-]{0,70}",
+            "(\\.\\./)*[A-Za-z/.]{0,20}",
+            "[:/]?[A-Za-z]{1,8}(/[A-Za-z_]{1,12}){0,2}",
+            any::<String>(),
+        ],
+    ) {
+        let result = check_with(&posixct_with_zone(&zone), &CheckLimits::default());
+        if zone_ok(&zone) {
+            prop_assert_eq!(result, Ok(()));
+        } else {
+            prop_assert!(
+                matches!(result, Err(ValueError::Invalid { .. }) | Err(ValueError::BadString { .. })),
+                "{:?}: {:?}", zone, result
+            );
+        }
+    }
+
+    #[test]
+    fn data_frames_cross_exactly_when_columns_match_the_rows(
+        lens in vec(0usize..6, 0..5),
+        rows in 0i32..6,
+    ) {
+        let result = check_with(&data_frame(&lens, rows), &CheckLimits::default());
+        if lens.iter().all(|&n| n == rows as usize) {
+            prop_assert_eq!(result, Ok(()));
+        } else {
+            prop_assert!(matches!(result, Err(ValueError::Invalid { .. })), "{:?}", result);
+        }
+    }
+
+    #[test]
+    fn factors_cross_exactly_when_codes_index_levels(
+        codes in vec(prop_oneof![Just(i32::MIN), -2i32..8], 0..8),
+        nlevels in 0usize..6,
+    ) {
+        let result = check_with(&factor(&codes, nlevels), &CheckLimits::default());
+        let ok = codes.iter().all(|&c| c == i32::MIN || (c >= 1 && c as usize <= nlevels));
+        if ok {
+            prop_assert_eq!(result, Ok(()));
+        } else {
+            prop_assert!(matches!(result, Err(ValueError::Invalid { .. })), "{:?}", result);
+        }
+    }
+
+    #[test]
+    fn compact_sequences_cross_exactly_when_they_fit_expanded(
+        n in prop_oneof![0u64..5000, 0u64..(1u64 << 31) - 2],
+        max_bytes in 200usize..20_000,
+    ) {
+        let bytes = compact_intseq(n as f64);
+        let limits = CheckLimits { max_bytes, ..CheckLimits::default() };
+        let result = check_with(&bytes, &limits);
+        if n * 4 <= max_bytes as u64 {
+            prop_assert_eq!(result, Ok(()));
+        } else {
+            prop_assert!(matches!(result, Err(ValueError::Expands { .. })), "{:?}", result);
+        }
+    }
+
+    #[test]
+    fn strings_cross_exactly_when_r_can_hold_them(
+        text in prop_oneof![vec(any::<u8>(), 0..12), "[a-zé😀]{0,6}".prop_map(String::into_bytes)],
+    ) {
+        let mut e = v3_body();
+        e.int(16);
+        e.int(1);
+        raw_chars(&mut e, &text);
+        let result = check_with(&e.out, &CheckLimits::default());
+        let ok = !text.contains(&0) && std::str::from_utf8(&text).is_ok();
+        if ok {
+            prop_assert_eq!(result, Ok(()));
+        } else {
+            prop_assert!(matches!(result, Err(ValueError::BadString { .. })), "{:?}", result);
+        }
+        // Into the sandbox only the NUL rule holds.
+        let into = check_with(&e.out, &any_class());
+        prop_assert_eq!(into.is_ok(), !text.contains(&0));
     }
 }
