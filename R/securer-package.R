@@ -5,7 +5,7 @@
 "_PACKAGE"
 
 # S7 properties read with `@` (R < 4.3 parses them as variables).
-utils::globalVariables(c("name", "description"))
+utils::globalVariables(c("name", "description", "fn", "args"))
 
 # Package state: warnings already given, warm zygotes.
 the <- new.env(parent = emptyenv())

@@ -1,9 +1,9 @@
 # The R test suite against the installed package, ending with one line of
 # totals; exits non-zero on any failure. A test file that leaves a process,
 # an fd, a connection or a temporary file behind fails
-# (tests/leak-reporter.R).
+# (tests/testthat/leak-reporter.R).
 library(testthat)
-source("tests/leak-reporter.R")
+source("tests/testthat/leak-reporter.R")
 reporter <- LeakReporter(ProgressReporter)$new(show_praise = FALSE)
 res <- test_dir(
   "tests/testthat",

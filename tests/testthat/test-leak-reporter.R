@@ -1,7 +1,7 @@
 # The reporter that fails test files which leave processes, fds,
-# connections or temporary files behind (tests/leak-reporter.R).
+# connections or temporary files behind (tests/testthat/leak-reporter.R).
 
-source(test_path("..", "leak-reporter.R"), local = TRUE)
+source(test_path("leak-reporter.R"), local = TRUE)
 
 # Runs the test file made of `code` under a LeakReporter; returns the
 # reporter (its `found` field lists what each file left behind).

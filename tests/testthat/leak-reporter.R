@@ -11,7 +11,8 @@
 # they are stopped at the end of each file, before the check, so that
 # their forked sessions count as leaks when they are not closed.
 #
-# Used by tools/run-tests.R and tests/testthat.R; tested by
+# Not a test file itself (testthat runs test-*.R only). Used by
+# tools/run-tests.R and tests/testthat.R; tested by
 # tests/testthat/test-leak-reporter.R.
 
 leak_snapshot <- function() {
