@@ -63,7 +63,7 @@ log_event <- function(logger, event, msg = NULL, ...) {
     line <- jsonlite::toJSON(record, auto_unbox = TRUE, null = "null", digits = NA, force = TRUE)
     err <- rs_audit_append(logger$path, line)
     if (!is.null(err)) {
-      securer_abort(c("Cannot write the audit log.", x = "{err}"),
+      securer_abort(c("Cannot write the audit log.", x = "{err$message}"),
         class = "securer_audit_error"
       )
     }

@@ -1,10 +1,7 @@
 # Starting, talking to and stopping one child R process. Internal: the
-# session and pool classes are thin layers over these functions.
-
-kinds <- c(
-  exec = 2L, result = 3L, error = 4L, tool_call = 5L, tool_result = 6L,
-  tool_error = 7L, setup = 10L, shutdown = 11L
-)
+# session and pool classes are thin layers over these functions. Messages
+# go by kind name ("exec", "tool_result", ...); the protocol's constants
+# live in Rust (rs_protocol()).
 
 now <- function() proc.time()[[3L]]
 
@@ -117,7 +114,7 @@ child_setup <- function(child, opts) {
     tools = tool_specs(opts$tools), max_frame = opts$max_frame,
     classes = classes
   )
-  child_send(child, kinds[["setup"]], setup, opts$start_timeout)
+  child_send(child, "setup", setup, opts$start_timeout)
   ready <- TRUE
   child
 }
@@ -225,6 +222,14 @@ allowed_classes <- function() {
   union(rs_default_allowed_classes(), extra)
 }
 
+# Bytes of output one execution stores; later output is dropped behind one
+# marker line.
+output_limit <- function() {
+  limit <- getOption("securer.max_output_bytes", rs_protocol()$max_output_bytes)
+  check_number(limit, arg = "options(securer.max_output_bytes)", allow_inf = TRUE)
+  limit
+}
+
 child_send <- function(child, kind, value, timeout) {
   bytes <- serialize(value, NULL, xdr = FALSE)
   err <- rs_send(child$handle, kind, bytes, timeout * 1000)
@@ -239,6 +244,38 @@ child_send <- function(child, kind, value, timeout) {
 
 child_alive <- function(child) {
   !is.null(child) && rs_alive(child$handle)
+}
+
+# After a failure on the host while the child works on a request (an error
+# in a handler, a tool or the host's own code): interrupts the child and
+# drains its events until it is idle again, answering its tool calls with
+# an error. TRUE when the child is back in step within `grace` seconds;
+# FALSE when it must be replaced.
+child_resync <- function(child, grace = 2) {
+  if (is.null(child)) {
+    return(FALSE)
+  }
+  handle <- child$handle
+  if (identical(rs_state(handle), "idle")) {
+    return(TRUE)
+  }
+  rs_signal(handle, 2L)
+  deadline <- now() + grace
+  while (now() < deadline) {
+    state <- rs_state(handle)
+    if (state == "idle") {
+      return(TRUE)
+    }
+    if (state == "tool_call") {
+      rs_send(handle, "tool_error", serialize("interrupted", NULL, xdr = FALSE), 1000)
+    }
+    ev <- rs_next_event(handle, 100)
+    if (inherits(ev, "securer_rs_error") ||
+      (is.list(ev) && ev$type %in% c("exited", "protocol_error"))) {
+      return(FALSE)
+    }
+  }
+  identical(rs_state(handle), "idle")
 }
 
 child_stop <- function(child) {

@@ -58,7 +58,7 @@ SecureSession <- R6::R6Class(
         sandbox = as_sandbox_config(sandbox),
         limits = resolve_limits(limits),
         strict = sandbox_strict,
-        max_frame = getOption("securer.max_message_size", 8 * 1024^2),
+        max_frame = rs_frame_limit(getOption("securer.max_message_size")),
         start_timeout = getOption("securer.start_timeout", 30)
       )
       if (zygote_wanted(private$opts)) {
@@ -226,6 +226,13 @@ session_execute <- function(self, private, code, timeout, validate,
     interrupt = function(e) {
       interrupt_execution(private, run)
       list(type = "interrupted")
+    },
+    error = function(e) {
+      # A failure on the host (an output handler, a tool reply that cannot
+      # be sent) leaves the child mid-request: back in step, or replaced,
+      # before the error is reported.
+      interrupt_execution(private, run)
+      stop(e)
     }
   )
   execution_end(private, run, outcome)
@@ -291,7 +298,10 @@ execution_begin <- function(private, code, timeout, validate, output_handler,
       class = "securer_blocked_error"
     )
   }
-  if (is.null(private$child) || !rs_alive(private$child$handle)) {
+  # A child still on an earlier request (its run was abandoned on the host
+  # side) is brought back in step first, or replaced.
+  if (is.null(private$child) || !rs_alive(private$child$handle) ||
+    !child_resync(private$child)) {
     private$replace_child()
   }
   # Until the code is sent, any error (say, an audit log that cannot be
@@ -303,7 +313,8 @@ execution_begin <- function(private, code, timeout, validate, output_handler,
   run <- new_run(timeout, output_handler, max_tool_calls, max_output_lines)
   logger <- private$logger
   if (logger$on) log_event(logger, "execute_start", NULL, code = code)
-  child_send(private$child, kinds[["exec"]], code, min(timeout, 30))
+  rs_set_output_limit(private$child$handle, output_limit())
+  child_send(private$child, "exec", code, min(timeout, 30))
   sent <- TRUE
   run
 }
@@ -390,6 +401,11 @@ execution_step <- function(private, run, wait_ms) {
   # may have been busy elsewhere, e.g. with another pool session); only
   # a child with nothing to say has timed out.
   ev <- rs_next_event(private$child$handle, if (left > 0) min(wait_ms, left * 1000) else 0)
+  if (inherits(ev, "securer_rs_error")) {
+    securer_abort(c("Lost the child R process.", x = "{ev$message}"),
+      class = "securer_ipc_error"
+    )
+  }
   late <- left <= 0
   if (is.null(ev)) {
     return(if (late) list(type = "timeout"))
@@ -427,7 +443,7 @@ pump_execution <- function(private, run) {
 }
 
 reply_tool_error <- function(private, run, message) {
-  child_send(private$child, kinds[["tool_error"]], message, max(1, run$deadline - now()))
+  child_send(private$child, "tool_error", message, max(1, run$deadline - now()))
 }
 
 serve_tool_call <- function(private, run, payload) {
@@ -489,10 +505,10 @@ serve_tool_call <- function(private, run, payload) {
   refused <- rs_check_value(bytes, private$opts$max_frame, NULL)
   if (!is.null(refused)) {
     return(reply_tool_error(private, run, sprintf(
-      "Tool '%s' returned a value that cannot be sent into the sandbox: %s", name, refused
+      "Tool '%s' returned a value that cannot be sent into the sandbox: %s", name, refused$message
     )))
   }
-  err <- rs_send(private$child$handle, kinds[["tool_result"]], bytes, max(1, run$deadline - now()) * 1000)
+  err <- rs_send(private$child$handle, "tool_result", bytes, max(1, run$deadline - now()) * 1000)
   if (!is.null(err)) {
     securer_abort(c("Cannot send the tool result to the child.", x = "{err$message}"),
       class = "securer_ipc_error"
@@ -501,30 +517,13 @@ serve_tool_call <- function(private, run, payload) {
   invisible()
 }
 
-# Ctrl-C on the host: interrupt the child's evaluation, wait briefly for
-# it to report back, and replace it if it does not.
+# Ctrl-C on the host (or a failure there): interrupt the child's
+# evaluation, wait briefly for it to report back, and replace it if it
+# does not.
 interrupt_execution <- function(private, run) {
-  child <- private$child
-  if (is.null(child)) {
-    return(invisible())
+  if (!is.null(private$child) && !child_resync(private$child)) {
+    private$replace_child()
   }
-  rs_signal(child$handle, 2L)
-  grace <- now() + 2
-  repeat {
-    if (now() > grace) break
-    ev <- rs_next_event(child$handle, 100)
-    if (is.null(ev)) next
-    if (ev$type == "output") next
-    if (ev$type == "tool_call") {
-      reply_tool_error(private, run, "interrupted")
-      next
-    }
-    if (ev$type %in% c("result", "error", "refused")) {
-      return(invisible())
-    }
-    break
-  }
-  private$replace_child()
   invisible()
 }
 
