@@ -84,7 +84,8 @@ rs_poll_fds <- function(ptr) .Call(wrap__rs_poll_fds, ptr)
 #' @noRd
 rs_check_value <- function(bytes, max_bytes, classes) .Call(wrap__rs_check_value, bytes, max_bytes, classes)
 
-#' Sets the S3 classes accepted in values from this child.
+#' Sets the S3 classes accepted in values from this child. NULL, or an
+#' error object.
 #' @noRd
 rs_set_allowed_classes <- function(ptr, classes) .Call(wrap__rs_set_allowed_classes, ptr, classes)
 

@@ -144,6 +144,12 @@ impl From<crate::frame::FrameError> for Error {
     }
 }
 
+impl From<crate::rvalue::ValueError> for Error {
+    fn from(e: crate::rvalue::ValueError) -> Error {
+        Error::new(ErrorKind::Value, e.to_string())
+    }
+}
+
 impl From<crate::audit::AuditError> for Error {
     fn from(e: crate::audit::AuditError) -> Error {
         Error::caused_by(ErrorKind::Audit, &e)
@@ -180,7 +186,10 @@ mod tests {
 
     #[test]
     fn launch_failures_keep_their_layer() {
-        let e: Error = crate::sys::failure("landlock", "not supported", Some(libc::ENOSYS)).into();
+        let failure: crate::policy::LaunchFailure =
+            serde_json::from_str(r#"{"layer":"landlock","message":"not supported","errno":38}"#)
+                .expect("a launch failure");
+        let e: Error = failure.into();
         assert_eq!(e.kind, ErrorKind::Launch);
         assert_eq!(e.layer.as_deref(), Some("landlock"));
         assert_eq!(e.errno, Some(libc::ENOSYS));

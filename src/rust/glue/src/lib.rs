@@ -2,8 +2,9 @@
 //! arguments, calls the core, and returns plain R values. A function that
 //! can fail returns its value or one error object, made in one place
 //! (`r_error`): a list of class `securer_rs_error` with `kind`, `layer`,
-//! `message`, `errno` and `pid` (NA where unknown). Nothing here unwinds
-//! through R.
+//! `message`, `errno` and `pid` (NA where unknown). Every string from the
+//! child is cleaned (`text`) before it becomes an R string, which also keeps
+//! NUL out (R refuses it). Nothing here unwinds through R.
 
 use extendr_api::prelude::*;
 use securer_core::child::ChildIo;
@@ -22,10 +23,10 @@ fn r_error(e: Error) -> Robj {
     let values: Vec<Robj> = vec![
         e.kind.as_str().into(),
         match e.layer {
-            Some(layer) => clean_string(layer.as_bytes()).into(),
+            Some(layer) => text::clean(layer.as_bytes()).into(),
             None => Robj::from(Rstr::na()),
         },
-        clean_string(e.message.as_bytes()).into(),
+        text::clean(e.message.as_bytes()).into(),
         Rint::from(e.errno).into(),
         Rint::from(e.pid.and_then(|p| i32::try_from(p).ok())).into(),
     ];
@@ -52,11 +53,6 @@ fn value_or_error<T: Into<Robj>>(r: Result<T, Error>) -> Robj {
 /// `NULL`, or the error object.
 fn unit_or_error(r: Result<(), Error>) -> Robj {
     value_or_error(r.map(|()| Robj::from(())))
-}
-
-/// Untrusted text made safe for R (and free of NUL, which R refuses).
-fn clean_string(bytes: &[u8]) -> String {
-    text::clean(bytes)
 }
 
 /// An event list: `type` first, then the fields. (`type` is a Rust keyword,
@@ -158,13 +154,13 @@ fn event_to_robj(ev: Event) -> Robj {
             let layers: Vec<String> = report
                 .layers
                 .iter()
-                .map(|l| clean_string(l.layer.to_string().as_bytes()))
+                .map(|l| text::clean(l.layer.to_string().as_bytes()))
                 .collect();
             let active: Vec<bool> = report.layers.iter().map(|l| l.active).collect();
             let detail: Vec<String> = report
                 .layers
                 .iter()
-                .map(|l| clean_string(l.detail.as_bytes()))
+                .map(|l| text::clean(l.detail.as_bytes()))
                 .collect();
             event(
                 "ready",
@@ -174,7 +170,7 @@ fn event_to_robj(ev: Event) -> Robj {
         Event::LaunchFailed { failure } => event(
             "launch_failed",
             list!(
-                layer = clean_string(failure.layer.to_string().as_bytes()),
+                layer = text::clean(failure.layer.to_string().as_bytes()),
                 message = failure.message,
                 errno = Rint::from(failure.errno)
             ),
@@ -289,7 +285,11 @@ fn rs_pid(ptr: Robj) -> Robj {
 #[extendr]
 fn rs_launch_report(ptr: Robj) -> String {
     with_child(ptr, |c| {
-        serde_json::to_string(c.launch_report()).unwrap_or_default()
+        let mut report = c.launch_report().clone();
+        for l in report.layers.iter_mut() {
+            l.detail = text::clean(l.detail.as_bytes());
+        }
+        serde_json::to_string(&report).unwrap_or_default()
     })
     .unwrap_or_default()
 }
@@ -360,18 +360,16 @@ fn rs_check_value(bytes: Raw, max_bytes: f64, classes: Nullable<Strings>) -> Rob
         },
         ..rvalue::CheckLimits::default()
     };
-    unit_or_error(
-        rvalue::check_with(bytes.as_slice(), &limits)
-            .map_err(|e| Error::new(ErrorKind::Value, e.to_string())),
-    )
+    unit_or_error(rvalue::check_with(bytes.as_slice(), &limits).map_err(Error::from))
 }
 
-/// Sets the S3 classes accepted in values from this child.
+/// Sets the S3 classes accepted in values from this child. NULL, or an
+/// error object.
 /// @noRd
 #[extendr]
-fn rs_set_allowed_classes(ptr: Robj, classes: Strings) {
+fn rs_set_allowed_classes(ptr: Robj, classes: Strings) -> Robj {
     let classes: Vec<String> = classes.iter().map(|s| String::from(&**s)).collect();
-    let _ = with_child(ptr, |c| c.set_allowed_classes(classes));
+    unit_or_error(with_child(ptr, |c| c.set_allowed_classes(classes)))
 }
 
 /// The S3 classes accepted by default in values from the sandbox.

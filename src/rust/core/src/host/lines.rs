@@ -111,10 +111,6 @@ impl OutputBudget {
         *self = OutputBudget::new(max);
     }
 
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
     /// Cleans the raw lines that fit the budget into `out`. The first line
     /// that does not fit is replaced by a marker; later ones are dropped
     /// without being looked at.

@@ -22,7 +22,6 @@ mod session;
 mod tests;
 
 pub use lines::{LineBuf, OutputBudget, DEFAULT_MAX_OUTPUT_BYTES};
-pub use process::KILL_WAIT;
 pub use pump::wait_any;
 pub use send::random_bytes;
 pub use session::{Phase, Session, Stamp, Step};
@@ -209,10 +208,6 @@ impl HostChild {
         self.process.pid()
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.session.is_running()
-    }
-
     /// The conversation's phase (`Phase::name()` is what R sees).
     pub fn phase(&self) -> Phase {
         self.session.phase()
@@ -273,10 +268,5 @@ impl HostChild {
             p.fd = None;
         }
         self.session.close();
-    }
-
-    /// Exit code and signal once the child has exited.
-    pub fn exit_status(&mut self) -> Option<(Option<i32>, Option<i32>)> {
-        self.process.collect(self.session.exit_report())
     }
 }

@@ -13,10 +13,12 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long `kill` waits for the process to die before moving on.
-pub const KILL_WAIT: Duration = Duration::from_millis(100);
+/// How long `kill` waits for the process to die before moving on. A killed
+/// process is usually gone within milliseconds (the wait is event-driven);
+/// only one stuck in the kernel (uninterruptible I/O) takes the whole wait.
+pub const KILL_WAIT: Duration = Duration::from_secs(1);
 
 /// Exit code and terminating signal.
 pub type Status = (Option<i32>, Option<i32>);
@@ -244,7 +246,16 @@ impl Process {
         }
         self.signal_group(libc::SIGKILL);
         if let Some(fd) = &self.pidfd {
-            sys::poll_one(fd.as_raw_fd(), libc::POLLIN, KILL_WAIT.as_millis() as i32);
+            // Waits again after a signal interrupted the wait.
+            let deadline = Instant::now() + KILL_WAIT;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if sys::poll_one(fd.as_raw_fd(), libc::POLLIN, left.as_millis() as i32) != 0
+                    || left.is_zero()
+                {
+                    break;
+                }
+            }
         }
         if self.reap(reported).is_some() {
             return;
@@ -286,7 +297,6 @@ fn host_pid_of(pidfd: &OwnedFd) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     fn own(cmd: &mut Command) -> Process {
         Process::spawned(cmd.process_group(0).spawn().expect("spawn"))
