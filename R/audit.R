@@ -47,12 +47,7 @@ audit_log_path <- function(path) {
   }
   path <- file.path(normalizePath(dir, mustWork = TRUE), basename(path))
   # Fails now, without waiting, for a FIFO, a device or a folder.
-  err <- rs_audit_check(path)
-  if (!is.null(err)) {
-    securer_abort(c("Cannot use {.path {path}} as audit log.", x = "{err}"),
-      class = "securer_audit_error"
-    )
-  }
+  rs_check(rs_audit_check(path), "Cannot use {.path {path}} as audit log.")
   path
 }
 
@@ -75,12 +70,7 @@ log_event <- function(logger, event, msg = NULL, ...) {
       list(...)
     )
     line <- jsonlite::toJSON(record, auto_unbox = TRUE, null = "null", digits = NA, force = TRUE)
-    err <- rs_audit_append(logger$path, line)
-    if (!is.null(err)) {
-      securer_abort(c("Cannot write the audit log.", x = "{err}"),
-        class = "securer_audit_error"
-      )
-    }
+    rs_check(rs_audit_append(logger$path, line), "Cannot write the audit log.")
   }
   invisible()
 }

@@ -1,10 +1,7 @@
 # Starting, talking to and stopping one child R process. Internal: the
-# session and pool classes are thin layers over these functions.
-
-kinds <- c(
-  exec = 2L, result = 3L, error = 4L, tool_call = 5L, tool_result = 6L,
-  tool_error = 7L, setup = 10L, shutdown = 11L
-)
+# session and pool classes are thin layers over these functions. Messages
+# go by kind name ("exec", "tool_result", ...); the protocol's constants
+# live in Rust (rs_protocol()).
 
 now <- function() proc.time()[[3L]]
 
@@ -114,13 +111,13 @@ child_setup <- function(child, opts) {
   child_wait_ready(child, opts$start_timeout, opts$strict)
   classes <- allowed_classes()
   if (!is.null(getOption("securer.allowed_classes"))) {
-    rs_set_allowed_classes(child$handle, classes)
+    rs_check(rs_set_allowed_classes(child$handle, classes), "Cannot set the classes allowed from the child.")
   }
   setup <- list(
     tools = tool_specs(opts$tools), max_frame = opts$max_frame,
     classes = classes
   )
-  child_send(child, kinds[["setup"]], setup, opts$start_timeout)
+  child_send(child, "setup", setup, opts$start_timeout)
   child$ready <- TRUE
   invisible(child)
 }
@@ -138,18 +135,13 @@ new_child <- function(handle, dir) {
 # A cold start through the launcher. With `zygote = TRUE` the child becomes
 # a warm zygote: it says hello, then waits for fork requests.
 child_launch <- function(opts, zygote = FALSE) {
-  token <- rs_random_token()
+  token <- rs_check(rs_random_token(), "Cannot make a session token.")
   dir <- tempfile("securer-")
   dir.create(dir, mode = "0700")
   json <- launch_spec_json(opts, token, dir, zygote)
   handle <- rs_spawn(launcher_path(), json, token, opts$max_frame)
-  if (is.list(handle)) {
-    unlink(dir, recursive = TRUE)
-    securer_abort(
-      c("Cannot start the child R process.", x = "{handle$message}"),
-      class = "securer_child_error"
-    )
-  }
+  if (inherits(handle, "securer_rs_error")) unlink(dir, recursive = TRUE)
+  rs_check(handle, "Cannot start the child R process.")
   new_child(handle, dir)
 }
 
@@ -167,7 +159,7 @@ child_wait_ready <- function(child, timeout, strict = FALSE) {
         class = "securer_child_error"
       )
     }
-    ev <- rs_next_event(child$handle, min(100, left * 1000))
+    ev <- rs_check(rs_next_event(child$handle, min(100, left * 1000)), "Lost the child R process while it started.")
     if (is.null(ev)) next
     switch(ev$type,
       output = lines <- utils::tail(c(lines, ev$lines), 20L),
@@ -229,20 +221,47 @@ allowed_classes <- function() {
   union(rs_default_allowed_classes(), extra)
 }
 
+# Bytes of output one execution stores; later output is dropped behind one
+# marker line.
+output_limit <- function() {
+  limit <- getOption("securer.max_output_bytes", rs_protocol()$max_output_bytes)
+  check_number(limit, arg = "options(securer.max_output_bytes)", allow_inf = TRUE)
+  limit
+}
+
 child_send <- function(child, kind, value, timeout) {
   bytes <- serialize(value, NULL, xdr = FALSE)
-  err <- rs_send(child$handle, kind, bytes, timeout * 1000)
-  if (!is.null(err)) {
-    securer_abort(
-      c("Cannot send to the child R process.", x = "{err$message}"),
-      class = "securer_ipc_error"
-    )
-  }
+  rs_check(rs_send(child$handle, kind, bytes, timeout * 1000), "Cannot send to the child R process.")
   invisible()
 }
 
 child_alive <- function(child) {
   !is.null(child) && rs_alive(child$handle)
+}
+
+# After a failure on the host while the child works on a request (an error
+# in a handler, a tool or the host's own code, an interrupt): interrupts the
+# child and drains its events until it is idle again, answering its tool
+# calls with the error `why`. TRUE when the child is back in step within
+# `grace` seconds; FALSE when it must be replaced. The signal is repeated:
+# one that reaches the child before it has read the request is dropped by
+# the child runtime as stale.
+child_resync <- function(child, why = "interrupted", grace = 2) {
+  if (is.null(child)) {
+    return(FALSE)
+  }
+  handle <- child$handle
+  working <- c("busy", "tool_call")
+  deadline <- now() + grace
+  while (rs_state(handle) %in% working && now() < deadline) {
+    if (identical(rs_state(handle), "tool_call")) {
+      rs_send(handle, "tool_error", serialize(why, NULL, xdr = FALSE), 1000)
+    }
+    rs_signal(handle, 2L)
+    # Output and the abandoned request's reply are dropped.
+    rs_next_event(handle, 200)
+  }
+  identical(rs_state(handle), "idle")
 }
 
 child_stop <- function(child) {
@@ -254,9 +273,10 @@ child_stop <- function(child) {
   invisible()
 }
 
-# The largest message accepted from the child, in bytes.
+# The largest message accepted from the child, in bytes: the option,
+# clamped by the one rule in Rust (unset: the default).
 max_frame_option <- function() {
-  max <- getOption("securer.max_message_size", 8 * 1024^2)
-  check_number(max, arg = "options(securer.max_message_size)", min = 1023)
-  max
+  max <- getOption("securer.max_message_size")
+  if (!is.null(max)) check_number(max, arg = "options(securer.max_message_size)")
+  rs_frame_limit(max)
 }

@@ -76,38 +76,16 @@ plain_message <- function(e) {
 }
 
 # Text that came from the child (an error message, a call), made safe to
-# show: terminal control sequences and control characters other than
-# newline and tab removed, invalid UTF-8 replaced, and at most `max_chars`
-# characters kept, with a marker saying how many were cut. Linear time.
+# show: the Rust cleaner (securer_core::text, the only one) removes terminal
+# control sequences and control characters other than newline and tab,
+# replaces invalid UTF-8, and keeps at most `max_chars` characters, with a
+# marker saying how many were cut. Linear time.
 untrusted_text <- function(x, max_chars = getOption("securer.max_message_chars", 20000)) {
-  if (!is.character(x) || length(x) == 0L || is.na(x[[1L]])) {
+  if (!is.character(x) || length(x) == 0L) {
     return(NA_character_)
   }
-  x <- x[[1L]]
-  if (Encoding(x) == "bytes" || !validUTF8(x)) {
-    x <- iconv(x, "UTF-8", "UTF-8", sub = "\ufffd")
-    if (is.na(x)) x <- "<unreadable text>"
-  }
-  x <- gsub(control_sequences, "", enc2utf8(x), perl = TRUE)
-  n <- nchar(x, type = "chars")
-  if (n > max_chars) {
-    x <- paste0(
-      substr(x, 1L, max_chars),
-      sprintf("\n[securer: text truncated, %d more characters]", n - max_chars)
-    )
-  }
-  x
+  rs_clean_text(x[[1L]], max_chars)
 }
-
-# ESC-introduced strings (OSC, DCS, SOS, PM, APC) up to their terminator,
-# CSI sequences, other escape sequences, then single control characters
-# (C0 but newline and tab, DEL, C1).
-control_sequences <- paste0(
-  "\\x{1b}[\\]PX^_][^\\x{07}\\x{1b}]*(?:\\x{07}|\\x{1b}\\\\)?",
-  "|\\x{1b}\\[[\\x{30}-\\x{3f}]*[\\x{20}-\\x{2f}]*[\\x{40}-\\x{7e}]?",
-  "|\\x{1b}[\\x{20}-\\x{2f}]*[\\x{30}-\\x{7e}]?",
-  "|[\\x{00}-\\x{08}\\x{0b}-\\x{1f}\\x{7f}-\\x{9f}]"
-)
 
 # Class names from the child: at most 20, each cleaned and short.
 untrusted_classes <- function(x) {
@@ -170,4 +148,30 @@ check_count <- function(x, arg = deparse(substitute(x)), allow_null = FALSE, min
     )
   }
   invisible(x)
+}
+
+# The one place where an error object from the Rust core (class
+# "securer_rs_error": kind, layer, message, errno, pid) becomes a classed
+# condition. `x` is returned unchanged when it is not one; `context` (a cli
+# message, interpolated in the caller's frame) says what was being done.
+rs_check <- function(x, context, .envir = parent.frame()) {
+  if (!inherits(x, "securer_rs_error")) {
+    return(x)
+  }
+  class <- switch(x$kind,
+    input = "securer_input_error",
+    spawn = ,
+    zygote = "securer_child_error",
+    launch = "securer_sandbox_error",
+    value = c("securer_value_error", "securer_ipc_error"),
+    audit = "securer_audit_error",
+    random = NULL,
+    "securer_ipc_error"
+  )
+  securer_abort(
+    c(context, x = cli_escape(x$message)),
+    class = class,
+    kind = x$kind, layer = x$layer, errno = x$errno, pid = x$pid,
+    .envir = .envir
+  )
 }

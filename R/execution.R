@@ -89,9 +89,17 @@ execution_begin <- function(private, code, timeout, validate, output_handler,
   if (private$state == "starting" || !child_alive(private$child)) {
     session_await_child(private)
   }
+  # A child still on an earlier request (left behind by a failure the
+  # session could not settle) is brought back in step first, or replaced.
+  if (!identical(rs_state(private$child$handle), "idle") &&
+    !child_resync(private$child, "the host abandoned the request")) {
+    session_replace_child(private, "out of step")
+    session_await_child(private)
+  }
   run <- new_run(timeout, output_handler, max_tool_calls, max_output_lines)
   if (private$logger$on) log_event(private$logger, "execute_start", NULL, code = code)
-  child_send(private$child, kinds[["exec"]], code, min(timeout, 30))
+  rs_check(rs_set_output_limit(private$child$handle, output_limit()), "Cannot set the output limit.")
+  child_send(private$child, "exec", code, min(timeout, 30))
   # From here on the child is working for this run.
   session_set_state(private, "busy")
   private$executions <- private$executions + 1L
@@ -108,7 +116,6 @@ new_run <- function(timeout, output_handler, max_tool_calls, max_output_lines) {
   run$max_tool_calls <- max_tool_calls
   run$max_lines <- max_output_lines
   run$tool_calls <- 0L
-  run$tool_pending <- FALSE
   run$output <- new_line_buffer()
   run$truncated <- FALSE
   # The final event, once it is known.
@@ -182,7 +189,10 @@ execution_step <- function(private, wait_ms) {
   # Past the deadline, what already arrived still counts (the host thread
   # may have been busy elsewhere, e.g. with another pool session); only a
   # child with nothing to say has timed out.
-  ev <- rs_next_event(private$child$handle, if (left > 0) min(wait_ms, left * 1000) else 0)
+  ev <- rs_check(
+    rs_next_event(private$child$handle, if (left > 0) min(wait_ms, left * 1000) else 0),
+    "Lost the child R process."
+  )
   late <- left <= 0
   if (is.null(ev)) {
     if (!late) {
@@ -269,33 +279,11 @@ execution_abandon <- function(private) {
   invisible()
 }
 
-# Stops the child's evaluation (SIGINT) and drains its events until it
-# answers: "resynchronised". A child that does not answer within 2 s (or
-# cannot be reached) is replaced: "replaced". The signal is repeated: one
-# that arrives before the child has read the code is dropped as stale (see
-# the child runtime), and late ones are harmless.
+# Brings the child back in step after a host-side failure or an interrupt
+# (see child_resync()): "resynchronised", or "replaced" when it did not
+# answer in time.
 execution_resync <- function(private, run, why) {
-  child <- private$child
-  ok <- tryCatch(
-    {
-      if (isTRUE(run$tool_pending)) reply_tool_error(private, run, why)
-      grace <- now() + 2
-      answered <- FALSE
-      while (!answered && now() < grace) {
-        rs_signal(child$handle, 2L)
-        ev <- rs_next_event(child$handle, 200)
-        if (is.null(ev) || ev$type == "output") next
-        if (ev$type == "tool_call" || (ev$type == "refused" && ev$kind == "tool_call")) {
-          reply_tool_error(private, run, why)
-          next
-        }
-        answered <- ev$type %in% c("result", "error", "refused")
-        if (!answered) break
-      }
-      answered
-    },
-    error = function(e) FALSE
-  )
+  ok <- tryCatch(child_resync(private$child, why), error = function(e) FALSE)
   if (ok) {
     return("resynchronised")
   }

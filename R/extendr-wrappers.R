@@ -11,27 +11,51 @@
 NULL
 
 #' Starts a child through the launcher. Returns an external pointer, or an
-#' error list.
+#' error object.
 #' @noRd
 rs_spawn <- function(launcher, spec_json, token, max_frame) .Call(wrap__rs_spawn, launcher, spec_json, token, max_frame)
 
-#' Next event of a child, waiting at most `timeout_ms`; NULL on timeout.
+#' Next event of a child, waiting at most `timeout_ms`: an event list
+#' (`type` = "output", "ready", "launch_failed", "result", "error",
+#' "tool_call", "refused", "protocol_error" or "exited"), NULL when nothing
+#' happened in time, or an error object when the handle was released.
 #' @noRd
 rs_next_event <- function(ptr, timeout_ms) .Call(wrap__rs_next_event, ptr, timeout_ms)
 
-#' Sends a frame; NULL on success or an error list.
+#' Sends a request: `kind` is a message kind's name ("exec", "tool_result",
+#' "tool_error", "setup", "shutdown"); the core stamps its id. NULL, or an
+#' error object (kind "state" when the request does not fit the session's
+#' state, e.g. an exec while the previous one is unanswered).
 #' @noRd
 rs_send <- function(ptr, kind, payload, timeout_ms) .Call(wrap__rs_send, ptr, kind, payload, timeout_ms)
 
-#' Signals the child's process group; TRUE if delivered.
+#' The session's state: "starting", "idle", "busy" (a request awaits its
+#' reply), "tool_call" (the child waits for a tool's reply) or "closed".
+#' @noRd
+rs_state <- function(ptr) .Call(wrap__rs_state, ptr)
+
+#' How many frames from the child were discarded because they answered no
+#' outstanding request.
+#' @noRd
+rs_discarded <- function(ptr) .Call(wrap__rs_discarded, ptr)
+
+#' Sets how many bytes of output each execution stores (from the next
+#' exec on); later output is dropped behind one marker line. NULL, or an
+#' error object.
+#' @noRd
+rs_set_output_limit <- function(ptr, bytes) .Call(wrap__rs_set_output_limit, ptr, bytes)
+
+#' Signals the child (a cold child's process group; a forked session's
+#' supervisor, which forwards it to R); TRUE if delivered.
 #' @noRd
 rs_signal <- function(ptr, signal) .Call(wrap__rs_signal, ptr, signal)
 
-#' Kills and reaps the child, releasing its fds. Idempotent.
+#' Kills the child (waiting at most a moment) and releases its fds.
+#' Idempotent.
 #' @noRd
 rs_kill <- function(ptr) .Call(wrap__rs_kill, ptr)
 
-#' pid of the child (the launcher), or NA.
+#' pid of the child (the launcher, or a forked session's supervisor), or NA.
 #' @noRd
 rs_pid <- function(ptr) .Call(wrap__rs_pid, ptr)
 
@@ -55,13 +79,14 @@ rs_wait_fds <- function(fds, timeout_ms) .Call(wrap__rs_wait_fds, fds, timeout_m
 #' @noRd
 rs_poll_fds <- function(ptr) .Call(wrap__rs_poll_fds, ptr)
 
-#' Checks serialized bytes against the value allowlist: NULL or a message.
-#' `classes`: the S3 classes accepted, or NULL to accept any (values going
-#' into the sandbox).
+#' Checks serialized bytes against the value allowlist: NULL, or an error
+#' object of kind "value" whose message says why. `classes`: the S3 classes
+#' accepted, or NULL to accept any (values going into the sandbox).
 #' @noRd
 rs_check_value <- function(bytes, max_bytes, classes) .Call(wrap__rs_check_value, bytes, max_bytes, classes)
 
-#' Sets the S3 classes accepted in values from this child.
+#' Sets the S3 classes accepted in values from this child. NULL, or an
+#' error object.
 #' @noRd
 rs_set_allowed_classes <- function(ptr, classes) .Call(wrap__rs_set_allowed_classes, ptr, classes)
 
@@ -69,41 +94,74 @@ rs_set_allowed_classes <- function(ptr, classes) .Call(wrap__rs_set_allowed_clas
 #' @noRd
 rs_default_allowed_classes <- function() .Call(wrap__rs_default_allowed_classes)
 
-#' Random session token (32 bytes from the kernel).
+#' Random session token (32 bytes from the kernel), or an error object.
 #' @noRd
 rs_random_token <- function() .Call(wrap__rs_random_token)
 
-#' Appends one line to an audit log: NULL or an error message.
+#' Appends one line to an audit log: NULL, or an error object.
 #' @noRd
 rs_audit_append <- function(path, line) .Call(wrap__rs_audit_append, path, line)
 
-#' Opens (creating it) an audit log to check it can be written: NULL or
-#' an error message.
+#' Opens (creating it) an audit log to check that it can be written: NULL,
+#' or an error object.
 #' @noRd
 rs_audit_check <- function(path) .Call(wrap__rs_audit_check, path)
 
+#' The wire protocol's constants: `version`, `kinds` (named integer codes),
+#' `header_bytes`, `ids_bytes`, `max_frame` (`default`, `min`, `max`), `max_line_bytes`
+#' and `max_output_bytes` (the default per-execution budget).
+#' @noRd
+rs_protocol <- function() .Call(wrap__rs_protocol)
+
+#' The frame-size cap for a requested size (NA: the default), in bytes:
+#' the one rule every part of securer applies.
+#' @noRd
+rs_frame_limit <- function(requested) .Call(wrap__rs_frame_limit, requested)
+
+#' The argument types a tool may declare.
+#' @noRd
+rs_tool_types <- function() .Call(wrap__rs_tool_types)
+
+#' Does `value` pass the tool argument type `type`? Mirrors R's
+#' `is.numeric()`, `is.integer()`, `is.matrix()`, ... (see
+#' `securer_core::tool_types`). FALSE for an unknown or NA type.
+#' @noRd
+rs_tool_type_ok <- function(value, type) .Call(wrap__rs_tool_type_ok, value, type)
+
+#' Cleans strings that came from the child (error messages, calls, class
+#' names): control sequences removed, invalid UTF-8 replaced, each cut to
+#' `max_chars` characters (Inf: no limit) with a marker. NA stays NA; the
+#' result is a plain character vector. An error object when `x` is not a
+#' character vector.
+#' @noRd
+rs_clean_text <- function(x, max_chars) .Call(wrap__rs_clean_text, x, max_chars)
+
 #' Asks a warm zygote (a child started with a zygote policy) to fork a
-#' session. Returns the session's external pointer, or an error list.
+#' session. Returns the session's external pointer, or an error object.
 #' @noRd
 rs_zygote_fork <- function(zygote, request_json, token, max_frame, timeout_ms) .Call(wrap__rs_zygote_fork, zygote, request_json, token, max_frame, timeout_ms)
 
 #' Zygote runtime: serves fork requests. Returns `list(token = )` in each
-#' forked session, or a message when the host is gone.
+#' forked session, or an error object (kind "closed") when the host is gone.
 #' @noRd
 rs_zygote_serve <- function(max_frame) .Call(wrap__rs_zygote_serve, max_frame)
 
-#' Child runtime: adopts the inherited IPC socket and says hello.
+#' Child runtime: adopts the inherited IPC socket and says hello. NULL, or
+#' an error object.
 #' @noRd
 rs_child_connect <- function(fd, token, max_frame) .Call(wrap__rs_child_connect, fd, token, max_frame)
 
-#' Child runtime: sends a frame. NULL or an error message.
+#' Child runtime: sends a frame ("result", "error" or "tool_call"); the
+#' ids are stamped here. NULL, or an error object.
 #' @noRd
 rs_child_send <- function(kind, payload) .Call(wrap__rs_child_send, kind, payload)
 
-#' Child runtime: blocks for the next frame: list(kind, payload), or a
-#' string when the host is gone.
+#' Child runtime: waits at most `timeout_ms` (negative: no limit) for the
+#' next frame meant for the runtime: `list(kind = <name>, payload = <raw>)`,
+#' NULL when the time ran out or a signal arrived (R then takes a pending
+#' interrupt), or an error object (kind "closed" when the host is gone).
 #' @noRd
-rs_child_recv <- function() .Call(wrap__rs_child_recv)
+rs_child_recv <- function(timeout_ms) .Call(wrap__rs_child_recv, timeout_ms)
 
 
 

@@ -3,9 +3,6 @@
 # function runs on the host, and its value or error goes back to the child.
 
 serve_tool_event <- function(private, run, ev) {
-  # Until it is answered, the child waits for this reply (see
-  # execution_resync()).
-  run$tool_pending <- TRUE
   if (ev$type == "refused") {
     reply_tool_error(private, run, paste0("The tool call was refused: ", ev$message))
   } else {
@@ -14,8 +11,7 @@ serve_tool_event <- function(private, run, ev) {
 }
 
 reply_tool_error <- function(private, run, message) {
-  run$tool_pending <- FALSE
-  child_send(private$child, kinds[["tool_error"]], message, max(1, run$deadline - now()))
+  child_send(private$child, "tool_error", message, max(1, run$deadline - now()))
 }
 
 serve_tool_call <- function(private, run, payload) {
@@ -62,16 +58,13 @@ serve_tool_call <- function(private, run, payload) {
   refused <- rs_check_value(bytes, private$opts$max_frame, NULL)
   if (!is.null(refused)) {
     return(reply_tool_error(private, run, sprintf(
-      "Tool '%s' returned a value that cannot be sent into the sandbox: %s", name, refused
+      "Tool '%s' returned a value that cannot be sent into the sandbox: %s", name, refused$message
     )))
   }
-  run$tool_pending <- FALSE
-  err <- rs_send(private$child$handle, kinds[["tool_result"]], bytes, max(1, run$deadline - now()) * 1000)
-  if (!is.null(err)) {
-    securer_abort(c("Cannot send the tool result to the child.", x = "{err$message}"),
-      class = "securer_ipc_error"
-    )
-  }
+  rs_check(
+    rs_send(private$child$handle, "tool_result", bytes, max(1, run$deadline - now()) * 1000),
+    "Cannot send the tool result to the child."
+  )
   invisible()
 }
 

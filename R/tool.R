@@ -1,26 +1,8 @@
-# Argument types a tool may declare, with the check applied on both sides
-# of the boundary (the child runtime has the same table).
-tool_types <- c(
-  "numeric", "integer", "character", "logical", "list", "data.frame",
-  "matrix", "complex", "raw", "any"
-)
+# Argument types a tool may declare, and their check: defined once in Rust
+# (securer_core::tool_types), which the child runtime calls too.
+tool_types <- function() rs_tool_types()
 
-tool_type_ok <- function(value, type) {
-  switch(type,
-    numeric = is.numeric(value),
-    integer = is.integer(value) ||
-      (is.numeric(value) && all(is.na(value) | value == round(value))),
-    character = is.character(value),
-    logical = is.logical(value),
-    list = is.list(value),
-    data.frame = is.data.frame(value),
-    matrix = is.matrix(value),
-    complex = is.complex(value),
-    raw = is.raw(value),
-    any = TRUE,
-    FALSE
-  )
-}
+tool_type_ok <- function(value, type) rs_tool_type_ok(value, type)
 
 #' @rdname securer_tool
 #' @export
@@ -111,11 +93,11 @@ securer_tool <- function(name, description, fn, args = list()) {
         class = "securer_tool_error"
       )
     }
-    if (!type %in% tool_types) {
+    if (!type %in% tool_types()) {
       securer_abort(
         c(
           "Unknown type {.val {type}} for argument {.arg {a}} of tool {.val {name}}.",
-          i = "Valid types: {.val {tool_types}}."
+          i = "Valid types: {.val {tool_types()}}."
         ),
         class = "securer_tool_error"
       )

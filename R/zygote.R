@@ -70,13 +70,13 @@ zygote_fork <- function(opts) {
     if (is.null(z)) {
       return(NULL)
     }
-    token <- rs_random_token()
+    token <- rs_check(rs_random_token(), "Cannot make a session token.")
     json <- paste0(
       opts$zygote_request %||% zygote_request_json(opts),
       paste(as.character(token), collapse = ""), '"}'
     )
     handle <- rs_zygote_fork(z$handle, json, token, opts$max_frame, opts$start_timeout * 1000)
-    if (!is.list(handle)) {
+    if (!inherits(handle, "securer_rs_error")) {
       return(new_child(handle, character()))
     }
     # A dead zygote is replaced once; anything else falls back to a cold

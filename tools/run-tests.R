@@ -3,6 +3,8 @@
 # an fd, a connection or a temporary file behind fails
 # (tests/testthat/leak-reporter.R).
 library(testthat)
+# Every failure is reported, not only the first ten.
+set_max_fails(Inf)
 source("tests/testthat/leak-reporter.R")
 reporter <- LeakReporter(ProgressReporter)$new(show_praise = FALSE)
 res <- test_dir(

@@ -12,16 +12,13 @@ local({
   rt$send_sym <- sym("wrap__rs_child_send")
   rt$recv_sym <- sym("wrap__rs_child_recv")
   rt$check_sym <- sym("wrap__rs_check_value")
+  rt$type_ok_sym <- sym("wrap__rs_tool_type_ok")
   rt$max_frame <- as.numeric(env[["SECURER_MAX_FRAME"]])
   hex <- env[["SECURER_TOKEN"]]
   token <- as.raw(strtoi(substring(hex, seq(1, nchar(hex), 2), seq(2, nchar(hex), 2)), 16L))
 
-  # Frame kinds: keep in sync with src/rust/core/src/frame.rs.
-  rt$K <- c(
-    exec = 2L, result = 3L, error = 4L, tool_call = 5L, tool_result = 6L,
-    tool_error = 7L, setup = 10L, shutdown = 11L
-  )
-
+  # Messages go by kind name ("result", "tool_call", ...); the Rust side
+  # frames them and stamps the ids that tie each reply to its request.
   evalq(envir = rt, {
     send <- function(kind, value) {
       bytes <- serialize(value, NULL, xdr = FALSE)
@@ -35,31 +32,35 @@ local({
       if (!is.null(err)) quit(save = "no", status = 70L)
     }
 
-    recv <- function() {
-      msg <- .Call(recv_sym)
-      # The host is gone: nothing left to do.
-      if (is.character(msg)) quit(save = "no", status = 0L)
-      msg
+    # Interrupts (SIGINT from the host, which stops an evaluation) are
+    # suspended in the runtime's own code and taken only here and while
+    # the user's code runs, so none can strike between two steps of the
+    # runtime and end the process.
+    take_interrupt <- function() allowInterrupts(Sys.sleep(0))
+
+    # The next message for the runtime: list(kind, payload). Rust waits at
+    # most `wait_ms` at a time (-1: until something arrives or a signal
+    # does); between waits a pending interrupt is taken, so it stops an
+    # evaluation even while that waits for a tool.
+    recv <- function(wait_ms = -1) {
+      repeat {
+        msg <- .Call(recv_sym, wait_ms)
+        if (is.null(msg)) {
+          take_interrupt()
+          next
+        }
+        if (inherits(msg, "securer_rs_error")) {
+          # The host is gone: nothing left to do.
+          quit(save = "no", status = if (identical(msg$kind, "closed")) 0L else 70L)
+        }
+        return(msg)
+      }
     }
 
     tool_calls <- 0L
     classes <- character()
 
-    type_ok <- function(value, type) {
-      switch(type,
-        numeric = is.numeric(value),
-        integer = is.integer(value) || (is.numeric(value) && all(is.na(value) | value == round(value))),
-        character = is.character(value),
-        logical = is.logical(value),
-        list = is.list(value),
-        data.frame = is.data.frame(value),
-        matrix = is.matrix(value),
-        complex = is.complex(value),
-        raw = is.raw(value),
-        any = TRUE,
-        FALSE
-      )
-    }
+    type_ok <- function(value, type) .Call(type_ok_sym, value, type)
 
     tool_error <- function(message, call = NULL) {
       structure(
@@ -78,16 +79,17 @@ local({
         }
       }
       tool_calls <<- tool_calls + 1L
-      send(K[["tool_call"]], list(id = tool_calls, name = name, args = args))
-      repeat {
-        msg <- recv()
-        if (msg$kind == K[["tool_result"]]) {
-          return(unserialize(msg$payload))
-        }
-        if (msg$kind == K[["tool_error"]]) {
-          stop(tool_error(unserialize(msg$payload), call))
-        }
-      }
+      # What was printed before the call reaches the host before the call.
+      flush(stdout())
+      flush(stderr())
+      send("tool_call", list(id = tool_calls, name = name, args = args))
+      # Only the reply to this call (or a shutdown) comes back.
+      msg <- recv(100)
+      switch(msg$kind,
+        tool_result = unserialize(msg$payload),
+        tool_error = stop(tool_error(unserialize(msg$payload), call)),
+        quit(save = "no", status = 0L)
+      )
     }
 
     make_tool <- function(name, types) {
@@ -157,16 +159,15 @@ local({
       flush(stdout())
       flush(stderr())
       tryCatch(send(kind, value), error = function(e) {
-        send(K[["error"]], condition_data(e))
+        send("error", condition_data(e))
       })
     }
 
     run <- function(code) {
       tool_calls <<- 0L
-      drop_interrupt()
       result <- tryCatch(
-        withCallingHandlers(
-          allowInterrupts({
+        allowInterrupts(withCallingHandlers(
+          {
             exprs <- parse(text = code, keep.source = FALSE)
             value <- NULL
             n <- length(exprs)
@@ -185,9 +186,9 @@ local({
               value <- NULL
             }
             list(ok = TRUE, value = list(value = value, visible = visible))
-          }),
+          },
           warning = warn
-        ),
+        )),
         error = function(e) list(ok = FALSE, value = condition_data(e)),
         interrupt = function(e) {
           list(ok = FALSE, value = list(
@@ -196,33 +197,25 @@ local({
           ))
         }
       )
-      if (result$ok) {
-        finish(K[["result"]], result$value)
-      } else {
-        finish(K[["error"]], result$value)
-      }
+      finish(if (result$ok) "result" else "error", result$value)
     }
 
-    # The host interrupts an execution with SIGINT, possibly just after it
-    # answered: such a late interrupt reaches an idle runtime. Interrupts
-    # are therefore suspended except while the user's code runs, and one
-    # left pending from before is taken (Sys.sleep() checks for it) and
-    # dropped just before new code runs.
-    drop_interrupt <- function() {
-      allowInterrupts(tryCatch(Sys.sleep(0), interrupt = function(e) NULL))
-    }
+    # An interrupt taken outside an evaluation was meant for one that is
+    # over (the host interrupts only while it waits for a reply): dropped.
+    drop_interrupt <- function(e) NULL
 
     main <- function() {
       suspendInterrupts(repeat {
-        msg <- recv()
-        kind <- msg$kind
-        if (kind == K[["exec"]]) {
-          run(unserialize(msg$payload))
-        } else if (kind == K[["setup"]]) {
-          setup(unserialize(msg$payload))
-        } else if (kind == K[["shutdown"]]) {
-          quit(save = "no", status = 0L)
-        }
+        msg <- tryCatch(recv(), interrupt = drop_interrupt)
+        if (is.null(msg)) next
+        switch(msg$kind,
+          exec = {
+            tryCatch(take_interrupt(), interrupt = drop_interrupt)
+            run(unserialize(msg$payload))
+          },
+          setup = setup(unserialize(msg$payload)),
+          shutdown = quit(save = "no", status = 0L)
+        )
       })
     }
   })
@@ -234,7 +227,7 @@ local({
     # confined session that returns here with its own socket as fd 3.
     Sys.unsetenv("SECURER_ZYGOTE")
     start <- .Call(sym("wrap__rs_zygote_serve"), rt$max_frame)
-    if (is.character(start)) quit(save = "no", status = 0L)
+    if (inherits(start, "securer_rs_error")) quit(save = "no", status = 0L)
     tempdir(check = TRUE)
     hex <- start$token
     token <- as.raw(strtoi(substring(hex, seq(1, nchar(hex), 2), seq(2, nchar(hex), 2)), 16L))

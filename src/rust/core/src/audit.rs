@@ -20,7 +20,9 @@ pub enum AuditError {
     Write { path: String, message: String },
     #[error("the path contains a NUL byte")]
     Nul,
-    #[error("{0} is not a regular file (a FIFO, device or folder); audit logs must be regular files")]
+    #[error(
+        "{0} is not a regular file (a FIFO, device or folder); audit logs must be regular files"
+    )]
     NotRegular(String),
 }
 

@@ -1,25 +1,28 @@
-//! Child side of the IPC socket: blocking frame I/O for the child runtime.
+//! Child side of the IPC socket: frame I/O for the child runtime, with the
+//! child's half of the id protocol (see `frame`). Replies name the host
+//! request being answered; a tool call carries an id of its own, and only a
+//! tool reply naming it is taken as its answer. Anything that answers
+//! nothing the child is waiting for is dropped and counted.
+//!
+//! `recv` waits with a timeout and returns on a signal, so that R, between
+//! calls, can take a pending interrupt (SIGINT from the host stops an
+//! evaluation even while it waits for a tool).
 
-use crate::frame::{self, Decoder, Frame, FrameError, Kind};
+use crate::error::{Error, ErrorKind};
+use crate::frame::{self, Decoder, Frame, Kind};
 use std::os::fd::RawFd;
-use thiserror::Error;
-
-#[derive(Debug, Error)]
-pub enum ChildIoError {
-    #[error("the host closed the connection")]
-    Closed,
-    #[error("IPC read failed: {0}")]
-    Read(std::io::Error),
-    #[error("IPC write failed: {0}")]
-    Write(std::io::Error),
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-}
+use std::time::Duration;
 
 /// Blocking endpoint over an inherited socket fd.
 pub struct ChildIo {
     fd: RawFd,
     decoder: Decoder,
+    /// The id of the host request being answered (0 before the first).
+    answering: u64,
+    /// The id of the tool call waiting for its reply.
+    awaiting: Option<u64>,
+    last_call: u64,
+    discarded: u64,
 }
 
 impl ChildIo {
@@ -27,59 +30,191 @@ impl ChildIo {
         ChildIo {
             fd,
             decoder: Decoder::new(max_frame),
+            answering: 0,
+            awaiting: None,
+            last_call: 0,
+            discarded: 0,
         }
     }
 
-    pub fn send(&mut self, kind: Kind, payload: &[u8]) -> Result<(), ChildIoError> {
-        let bytes = frame::encode(kind, payload)?;
-        crate::sys::send_all(self.fd, &bytes).map_err(ChildIoError::Write)
+    /// Frames dropped because they answered nothing the child waited for.
+    pub fn discarded(&self) -> u64 {
+        self.discarded
     }
 
-    pub fn recv(&mut self) -> Result<Frame, ChildIoError> {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            if let Some(f) = self.decoder.next_frame()? {
-                return Ok(f);
+    /// Sends one frame, stamped: a result or error names the request being
+    /// answered; a tool call too, with an id of its own that its reply must
+    /// name.
+    pub fn send(&mut self, kind: Kind, payload: &[u8]) -> Result<(), Error> {
+        let (id, re) = match kind {
+            Kind::Hello => (0, 0),
+            Kind::ToolCall => {
+                self.last_call += 1;
+                (self.last_call, self.answering)
             }
-            let want = self.decoder.wanted()?.clamp(1, buf.len());
+            _ => (0, self.answering),
+        };
+        let bytes = frame::encode_message(kind, id, re, payload)?;
+        crate::sys::send_all(self.fd, &bytes).map_err(|e| Error::caused_by(ErrorKind::Io, &e))?;
+        match kind {
+            Kind::ToolCall => self.awaiting = Some(id),
+            // The evaluation ended (perhaps interrupted while its tool call
+            // waited): a late reply to that call is no longer wanted.
+            Kind::Result | Kind::Error => self.awaiting = None,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The next frame for the runtime, waiting at most `timeout` (`None`:
+    /// no limit). While a tool call waits, that is its reply (or a
+    /// shutdown); otherwise an exec, a set-up or a shutdown. `Ok(None)` when
+    /// the time ran out or a signal arrived.
+    pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Option<Frame>, Error> {
+        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+        let mut waited = false;
+        loop {
+            while let Some(f) = self.decoder.next_frame()? {
+                if let Some(f) = self.accept(f) {
+                    return Ok(Some(f));
+                }
+            }
+            if waited {
+                return Ok(None);
+            }
+            let mut p = libc::pollfd {
+                fd: self.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: `p` is one valid pollfd for the duration of the call.
+            // poll() is never restarted after a signal handler: EINTR comes
+            // back to R, which takes the interrupt.
+            let n = unsafe { libc::poll(&mut p, 1, ms) };
+            if n <= 0 {
+                return Ok(None);
+            }
+            waited = ms >= 0;
+            self.read_some()?;
+        }
+    }
+
+    fn read_some(&mut self) -> Result<(), Error> {
+        let mut buf = vec![0u8; 65536];
+        let want = self.decoder.wanted()?.clamp(1, buf.len());
+        loop {
             // SAFETY: buf is a live, writable buffer of at least `want` bytes.
             let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), want) };
+            if n > 0 {
+                self.decoder.push(&buf[..n as usize]);
+                return Ok(());
+            }
             if n == 0 {
-                return Err(ChildIoError::Closed);
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    "the host closed the connection",
+                ));
             }
-            if n < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(ChildIoError::Read(err));
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::caused_by(ErrorKind::Io, &err));
             }
-            self.decoder.push(&buf[..n as usize]);
         }
+    }
+
+    /// Whether the runtime should see `f` now; updates the ids.
+    fn accept(&mut self, f: Frame) -> Option<Frame> {
+        let wanted = match (self.awaiting, f.kind) {
+            (_, Kind::Shutdown) => true,
+            (Some(call), Kind::ToolResult | Kind::ToolError) => f.re == call,
+            (None, Kind::Exec | Kind::Setup) => true,
+            _ => false,
+        };
+        if !wanted {
+            self.discarded += 1;
+            return None;
+        }
+        if matches!(f.kind, Kind::Exec | Kind::ToolResult | Kind::ToolError) {
+            self.answering = f.id;
+            self.awaiting = None;
+        }
+        Some(f)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn pair() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+        crate::sys::socketpair().expect("socketpair")
+    }
+
+    fn write(fd: RawFd, kind: Kind, id: u64, re: u64, payload: &[u8]) {
+        let bytes = frame::encode_message(kind, id, re, payload).unwrap();
+        crate::sys::send_all(fd, &bytes).unwrap();
+    }
+
+    fn read(d: &mut Decoder, fd: RawFd) -> Frame {
+        loop {
+            if let Some(f) = d.next_frame().unwrap() {
+                return f;
+            }
+            let mut buf = [0u8; 4096];
+            // SAFETY: reading into a live buffer.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            assert!(n > 0);
+            d.push(&buf[..n as usize]);
+        }
+    }
 
     #[test]
-    fn send_and_receive_over_a_socketpair() {
-        let mut fds = [0; 2];
-        // SAFETY: fds is a valid two-int array.
+    fn replies_name_the_request_and_tool_replies_must_name_the_call() {
+        let (host, child) = pair();
+        let h = host.as_raw_fd();
+        let mut io = ChildIo::new(child.as_raw_fd(), 1024);
+        let mut d = Decoder::new(1024);
+        write(h, Kind::Exec, 900, 0, b"code");
+        let f = io.recv(None).unwrap().unwrap();
+        assert_eq!((f.kind, f.id), (Kind::Exec, 900));
+        io.send(Kind::ToolCall, b"call").unwrap();
+        let call = read(&mut d, h);
+        assert_eq!((call.kind, call.re), (Kind::ToolCall, 900));
+        // A stale reply (another call's), then the right one.
+        write(h, Kind::ToolResult, 901, call.id + 7, b"stale");
+        write(h, Kind::Exec, 902, 0, b"not now");
+        write(h, Kind::ToolResult, 903, call.id, b"value");
+        let f = io.recv(None).unwrap().unwrap();
         assert_eq!(
-            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) },
-            0
+            (f.kind, f.payload.as_slice()),
+            (Kind::ToolResult, &b"value"[..])
         );
-        let mut a = ChildIo::new(fds[0], 1024);
-        let mut b = ChildIo::new(fds[1], 1024);
-        a.send(Kind::Result, b"abc").unwrap();
-        let f = b.recv().unwrap();
-        assert_eq!((f.kind, f.payload.as_slice()), (Kind::Result, &b"abc"[..]));
-        // SAFETY: closing fds this test opened.
-        unsafe { libc::close(fds[0]) };
-        assert!(matches!(b.recv(), Err(ChildIoError::Closed)));
-        // SAFETY: as above.
-        unsafe { libc::close(fds[1]) };
+        assert_eq!(io.discarded(), 2);
+        io.send(Kind::Result, b"done").unwrap();
+        let r = read(&mut d, h);
+        assert_eq!((r.kind, r.re), (Kind::Result, 903));
+    }
+
+    #[test]
+    fn recv_times_out_and_a_late_tool_reply_is_dropped() {
+        let (host, child) = pair();
+        let h = host.as_raw_fd();
+        let mut io = ChildIo::new(child.as_raw_fd(), 1024);
+        let mut d = Decoder::new(1024);
+        write(h, Kind::Exec, 5, 0, b"");
+        io.recv(None).unwrap().unwrap();
+        io.send(Kind::ToolCall, b"").unwrap();
+        let call = read(&mut d, h);
+        assert!(io.recv(Some(Duration::from_millis(1))).unwrap().is_none());
+        // Interrupted while waiting: the evaluation ends with an error.
+        io.send(Kind::Error, b"interrupted").unwrap();
+        assert_eq!(read(&mut d, h).re, 5);
+        write(h, Kind::ToolError, 6, call.id, b"late");
+        write(h, Kind::Exec, 7, 0, b"next");
+        let f = io.recv(None).unwrap().unwrap();
+        assert_eq!((f.kind, f.id), (Kind::Exec, 7));
+        drop(host);
+        assert_eq!(io.recv(None).unwrap_err().kind, ErrorKind::Closed);
     }
 }

@@ -1,19 +1,51 @@
 //! Wire framing: `u32` little-endian payload length, `u8` kind, payload.
 //!
+//! The payload of a message of the conversation between host and child
+//! (exec, result, error, tool call, tool result, tool error) starts with two
+//! `u64` little-endian ids: `id` names a message that expects an answer,
+//! `re` names the message this one answers. Control frames (launch report,
+//! hello, set-up, exit, fork, ...) carry no ids and are unchanged. Which ids
+//! are acceptable is the business of the session state machines
+//! (`host::session` on the host, `child` in the child); the framing only
+//! carries them.
+//!
 //! The decoder is fed whatever bytes arrived and yields whole frames. It
-//! checks the announced length against the cap before buffering the payload,
-//! so a hostile peer cannot make the host allocate more than the cap.
+//! checks the header before buffering the payload, so a hostile peer cannot
+//! make the host allocate more than the cap.
 
 use thiserror::Error;
 
 /// Bytes in a frame header (length + kind).
 pub const HEADER_LEN: usize = 5;
 
+/// Bytes of ids at the start of a message's payload.
+pub const IDS_LEN: usize = 16;
+
 /// Protocol version carried in the child's hello frame.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Default cap on one frame's payload (8 MiB).
 pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
+
+/// Smallest cap accepted: the session set-up (tool definitions, the class
+/// allowlist) must fit in one frame.
+pub const MIN_MAX_FRAME: usize = 64 * 1024;
+
+/// Largest cap accepted: the length field's range.
+pub const MAX_MAX_FRAME: usize = u32::MAX as usize;
+
+/// The frame-size cap for a requested value (R's
+/// `options(securer.max_message_size)`, passed as a double): NA, NaN or
+/// a missing value mean the default; anything else is rounded down and
+/// clamped to `MIN_MAX_FRAME..=MAX_MAX_FRAME`. Every place that needs the
+/// cap (host, child, zygote, value checker) goes through this one rule.
+pub fn frame_limit(requested: f64) -> usize {
+    if requested.is_nan() {
+        return DEFAULT_MAX_FRAME;
+    }
+    // `as` saturates: -inf -> 0, +inf -> usize::MAX.
+    (requested.floor() as usize).clamp(MIN_MAX_FRAME, MAX_MAX_FRAME)
+}
 
 /// Frame kinds. Child-to-host payloads are R-serialized values that the host
 /// checks (see `rvalue`) before unserializing; host-to-child payloads are
@@ -54,6 +86,41 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in wire order.
+    pub const ALL: [Kind; 14] = [
+        Kind::Hello,
+        Kind::Exec,
+        Kind::Result,
+        Kind::Error,
+        Kind::ToolCall,
+        Kind::ToolResult,
+        Kind::ToolError,
+        Kind::LaunchReport,
+        Kind::LaunchError,
+        Kind::Setup,
+        Kind::Shutdown,
+        Kind::Fork,
+        Kind::Forked,
+        Kind::Exit,
+    ];
+
+    /// Whether the payload starts with the ids (see the module doc).
+    pub fn carries_ids(self) -> bool {
+        matches!(
+            self,
+            Kind::Exec
+                | Kind::Result
+                | Kind::Error
+                | Kind::ToolCall
+                | Kind::ToolResult
+                | Kind::ToolError
+        )
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     pub fn from_u8(b: u8) -> Option<Kind> {
         Some(match b {
             1 => Kind::Hello,
@@ -97,26 +164,54 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub kind: Kind,
+    /// This message's id, when it expects an answer; else 0.
+    pub id: u64,
+    /// The id of the message this one answers; else 0.
+    pub re: u64,
+    /// The payload after the ids.
     pub payload: Vec<u8>,
 }
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum FrameError {
     #[error("message of {size} bytes exceeds the limit of {max} bytes")]
     TooLarge { size: usize, max: usize },
     #[error("unknown message kind {0}")]
     UnknownKind(u8),
+    #[error("a '{kind}' message of {size} bytes is too short to carry its ids")]
+    NoIds { kind: &'static str, size: usize },
+    #[error("a '{0}' message carries no ids")]
+    IdsNotCarried(&'static str),
 }
 
-/// Encodes one frame. Fails only when the payload is larger than `u32`.
+/// Encodes one frame; a message kind gets ids 0 (see `encode_message`).
+/// Fails only when the payload is larger than `u32`.
 pub fn encode(kind: Kind, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
-        size: payload.len(),
+    encode_message(kind, 0, 0, payload)
+}
+
+/// Encodes one frame with its id and the id it answers; a kind that carries
+/// no ids takes none.
+pub fn encode_message(kind: Kind, id: u64, re: u64, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+    let ids = if kind.carries_ids() {
+        IDS_LEN
+    } else if id == 0 && re == 0 {
+        0
+    } else {
+        return Err(FrameError::IdsNotCarried(kind.name()));
+    };
+    let size = ids + payload.len();
+    let len = u32::try_from(size).map_err(|_| FrameError::TooLarge {
+        size,
         max: u32::MAX as usize,
     })?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    let mut out = Vec::with_capacity(HEADER_LEN + size);
     out.extend_from_slice(&len.to_le_bytes());
     out.push(kind as u8);
+    if ids > 0 {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&re.to_le_bytes());
+    }
     out.extend_from_slice(payload);
     Ok(out)
 }
@@ -157,20 +252,32 @@ impl Decoder {
         if self.buf.len() < HEADER_LEN {
             return Ok(HEADER_LEN - self.buf.len());
         }
-        let (len, kind) = self.header()?;
-        let _ = kind;
+        let (len, _) = self.header()?;
         Ok((HEADER_LEN + len).saturating_sub(self.buf.len()))
     }
 
+    /// Length and kind, checked. The cap applies to what follows the ids,
+    /// so a value of exactly the cap can be sent.
     fn header(&self) -> Result<(usize, Kind), FrameError> {
         let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
-        if len > self.max {
+        let kind = Kind::from_u8(self.buf[4]);
+        let ids = match kind {
+            Some(k) if k.carries_ids() => IDS_LEN,
+            _ => 0,
+        };
+        if len.saturating_sub(ids) > self.max {
             return Err(FrameError::TooLarge {
-                size: len,
+                size: len - ids,
                 max: self.max,
             });
         }
-        let kind = Kind::from_u8(self.buf[4]).ok_or(FrameError::UnknownKind(self.buf[4]))?;
+        let kind = kind.ok_or(FrameError::UnknownKind(self.buf[4]))?;
+        if len < ids {
+            return Err(FrameError::NoIds {
+                kind: kind.name(),
+                size: len,
+            });
+        }
         Ok((len, kind))
     }
 
@@ -182,10 +289,30 @@ impl Decoder {
         if self.buf.len() < HEADER_LEN + len {
             return Ok(None);
         }
-        let payload = self.buf[HEADER_LEN..HEADER_LEN + len].to_vec();
+        let (id, re, body) = if kind.carries_ids() {
+            (
+                u64_at(&self.buf, HEADER_LEN),
+                u64_at(&self.buf, HEADER_LEN + 8),
+                HEADER_LEN + IDS_LEN,
+            )
+        } else {
+            (0, 0, HEADER_LEN)
+        };
+        let payload = self.buf[body..HEADER_LEN + len].to_vec();
         self.buf.drain(..HEADER_LEN + len);
-        Ok(Some(Frame { kind, payload }))
+        Ok(Some(Frame {
+            kind,
+            id,
+            re,
+            payload,
+        }))
     }
+}
+
+fn u64_at(buf: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&buf[at..at + 8]);
+    u64::from_le_bytes(b)
 }
 
 /// Hello payload: protocol version then token.
@@ -214,14 +341,14 @@ mod tests {
 
     #[test]
     fn round_trip_in_pieces() {
-        let mut bytes = encode(Kind::Exec, b"1 + 1").unwrap();
+        let mut bytes = encode_message(Kind::Exec, 9, 0, b"1 + 1").unwrap();
         bytes.extend(encode(Kind::Shutdown, b"").unwrap());
         let mut d = Decoder::new(64);
         for b in &bytes {
             d.push(std::slice::from_ref(b));
         }
         let f = d.next_frame().unwrap().unwrap();
-        assert_eq!(f.kind, Kind::Exec);
+        assert_eq!((f.kind, f.id), (Kind::Exec, 9));
         assert_eq!(f.payload, b"1 + 1");
         assert_eq!(d.next_frame().unwrap().unwrap().kind, Kind::Shutdown);
         assert_eq!(d.next_frame().unwrap(), None);
@@ -231,7 +358,7 @@ mod tests {
     fn oversized_is_refused_from_header() {
         let mut d = Decoder::new(10);
         d.push(&100u32.to_le_bytes());
-        d.push(&[3]);
+        d.push(&[Kind::LaunchReport as u8]);
         assert_eq!(d.wanted(), Err(FrameError::TooLarge { size: 100, max: 10 }));
         assert!(d.next_frame().is_err());
     }
@@ -241,6 +368,62 @@ mod tests {
         let mut d = Decoder::new(10);
         d.push(&[0, 0, 0, 0, 200]);
         assert_eq!(d.next_frame(), Err(FrameError::UnknownKind(200)));
+    }
+
+    #[test]
+    fn messages_carry_ids_and_control_frames_do_not() {
+        let bytes = encode_message(Kind::ToolCall, u64::MAX, 7, b"x").unwrap();
+        assert_eq!(bytes.len(), HEADER_LEN + IDS_LEN + 1);
+        let mut d = Decoder::new(64);
+        d.push(&bytes);
+        let f = d.next_frame().unwrap().unwrap();
+        assert_eq!(
+            (f.kind, f.id, f.re, f.payload.as_slice()),
+            (Kind::ToolCall, u64::MAX, 7, &b"x"[..])
+        );
+        let control = encode(Kind::Exit, b"{}").unwrap();
+        assert_eq!(control.len(), HEADER_LEN + 2);
+        d.push(&control);
+        let f = d.next_frame().unwrap().unwrap();
+        assert_eq!((f.id, f.re, f.payload.as_slice()), (0, 0, &b"{}"[..]));
+        assert_eq!(
+            encode_message(Kind::Hello, 1, 0, b""),
+            Err(FrameError::IdsNotCarried("hello"))
+        );
+    }
+
+    #[test]
+    fn a_message_too_short_for_its_ids_is_refused_from_the_header() {
+        let mut d = Decoder::new(64);
+        d.push(&15u32.to_le_bytes());
+        d.push(&[Kind::Result as u8]);
+        assert_eq!(
+            d.wanted(),
+            Err(FrameError::NoIds {
+                kind: "result",
+                size: 15
+            })
+        );
+        assert!(d.next_frame().is_err());
+    }
+
+    #[test]
+    fn frame_limit_is_one_rule() {
+        assert_eq!(frame_limit(f64::NAN), DEFAULT_MAX_FRAME);
+        assert_eq!(frame_limit(-1.0), MIN_MAX_FRAME);
+        assert_eq!(frame_limit(0.0), MIN_MAX_FRAME);
+        assert_eq!(frame_limit(1e6 + 0.7), 1_000_000);
+        assert_eq!(frame_limit(f64::INFINITY), MAX_MAX_FRAME);
+        assert_eq!(frame_limit(1e300), MAX_MAX_FRAME);
+    }
+
+    #[test]
+    fn kinds_by_name() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_name(k.name()), Some(k));
+            assert_eq!(Kind::from_u8(k as u8), Some(k));
+        }
+        assert_eq!(Kind::from_name("nope"), None);
     }
 
     #[test]

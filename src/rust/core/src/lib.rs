@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod child;
+pub mod error;
 pub mod fdpass;
 pub mod frame;
 pub mod host;
@@ -10,5 +11,9 @@ pub mod policy;
 pub mod rvalue;
 pub mod sandbox;
 pub(crate) mod sys;
+pub mod text;
+pub mod tool_types;
 #[cfg(target_os = "linux")]
 pub mod zygote;
+
+pub use error::{Error, ErrorKind};

@@ -2,10 +2,37 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use securer_core::frame::{encode, Decoder, Frame, FrameError, Kind, HEADER_LEN};
+use securer_core::frame::{
+    encode, encode_message, Decoder, Frame, FrameError, Kind, HEADER_LEN, IDS_LEN,
+};
 
 fn kind() -> impl Strategy<Value = Kind> {
-    (1u8..=11).prop_map(|b| Kind::from_u8(b).expect("kinds 1..=11 exist"))
+    prop::sample::select(Kind::ALL.to_vec())
+}
+
+/// A frame to encode: kind, id, re (zero for kinds without ids), payload.
+fn message(max_payload: usize) -> impl Strategy<Value = (Kind, u64, u64, Vec<u8>)> {
+    (
+        kind(),
+        any::<u64>(),
+        any::<u64>(),
+        vec(any::<u8>(), 0..max_payload),
+    )
+        .prop_map(|(k, id, re, p)| {
+            if k.carries_ids() {
+                (k, id, re, p)
+            } else {
+                (k, 0, 0, p)
+            }
+        })
+}
+
+/// Bytes of ids in a frame of kind byte `k`.
+fn ids_len(k: u8) -> usize {
+    match Kind::from_u8(k) {
+        Some(kind) if kind.carries_ids() => IDS_LEN,
+        _ => 0,
+    }
 }
 
 /// Splits `bytes` into consecutive chunks whose sizes cycle through
@@ -81,13 +108,13 @@ proptest! {
 
     #[test]
     fn encode_decode_round_trip_in_any_chunking(
-        frames in vec((kind(), vec(any::<u8>(), 0..300)), 0..12),
+        frames in vec(message(300), 0..12),
         sizes in vec(1usize..40, 1..16),
     ) {
         let mut bytes = Vec::new();
-        for (k, payload) in &frames {
-            let enc = encode(*k, payload).expect("small payloads encode");
-            prop_assert_eq!(enc.len(), HEADER_LEN + payload.len());
+        for (k, id, re, payload) in &frames {
+            let enc = encode_message(*k, *id, *re, payload).expect("small payloads encode");
+            prop_assert_eq!(enc.len(), HEADER_LEN + ids_len(*k as u8) + payload.len());
             bytes.extend_from_slice(&enc);
         }
         let mut d = Decoder::new(300);
@@ -97,18 +124,42 @@ proptest! {
         prop_assert_eq!(d.next_frame(), Ok(None));
         let want: Vec<Frame> = frames
             .into_iter()
-            .map(|(kind, payload)| Frame { kind, payload })
+            .map(|(kind, id, re, payload)| Frame { kind, id, re, payload })
             .collect();
         prop_assert_eq!(got, want);
     }
 
     #[test]
-    fn partial_frames_wait_for_exactly_the_missing_bytes(
+    fn encode_gives_messages_zero_ids_and_control_frames_none(
         k in kind(),
-        payload in vec(any::<u8>(), 0..200),
-        cut in any::<prop::sample::Index>(),
+        payload in vec(any::<u8>(), 0..50),
     ) {
         let bytes = encode(k, &payload).expect("small payloads encode");
+        prop_assert_eq!(bytes.len(), HEADER_LEN + ids_len(k as u8) + payload.len());
+        let mut d = Decoder::new(50);
+        d.push(&bytes);
+        prop_assert_eq!(d.next_frame(), Ok(Some(Frame { kind: k, id: 0, re: 0, payload })));
+    }
+
+    #[test]
+    fn messages_too_short_for_their_ids_are_refused_from_the_header(
+        k in prop::sample::select(Kind::ALL.iter().copied().filter(|k| k.carries_ids()).collect::<Vec<_>>()),
+        len in 0u32..(IDS_LEN as u32),
+    ) {
+        let mut d = Decoder::new(100);
+        d.push(&len.to_le_bytes());
+        d.push(&[k as u8]);
+        let err = FrameError::NoIds { kind: k.name(), size: len as usize };
+        prop_assert_eq!(d.wanted(), Err(err.clone()));
+        prop_assert_eq!(d.next_frame(), Err(err));
+    }
+
+    #[test]
+    fn partial_frames_wait_for_exactly_the_missing_bytes(
+        (k, id, re, payload) in message(200),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let bytes = encode_message(k, id, re, &payload).expect("small payloads encode");
         let cut = cut.index(bytes.len());
         let mut d = Decoder::new(200);
         d.push(&bytes[..cut]);
@@ -119,7 +170,7 @@ proptest! {
         prop_assert_eq!(d.next_frame(), Ok(None));
         d.push(&bytes[cut..]);
         prop_assert_eq!(d.wanted(), Ok(0));
-        prop_assert_eq!(d.next_frame(), Ok(Some(Frame { kind: k, payload })));
+        prop_assert_eq!(d.next_frame(), Ok(Some(Frame { kind: k, id, re, payload })));
         prop_assert_eq!(d.wanted(), Ok(HEADER_LEN));
         prop_assert_eq!(d.pending(), 0);
     }
@@ -130,17 +181,22 @@ proptest! {
         excess in 1u64..=u64::from(u32::MAX),
         k in 0u8..=255,
         sizes in vec(1usize..5, 1..4),
-        prefix in vec((kind(), vec(any::<u8>(), 0..50)), 0..4),
+        prefix in vec(message(50), 0..4),
     ) {
-        let size = (max as u64).saturating_add(excess).min(u64::from(u32::MAX)) as usize;
-        prop_assume!(size > max);
+        // The cap is on what follows the ids.
+        let ids = ids_len(k);
+        let size = (max as u64)
+            .saturating_add(ids as u64)
+            .saturating_add(excess)
+            .min(u64::from(u32::MAX)) as usize;
+        prop_assume!(size - ids > max);
         // Valid frames first, then only the header of the oversized one.
         let mut bytes = Vec::new();
         let mut want = Vec::new();
-        for (kind, payload) in prefix {
+        for (kind, id, re, payload) in prefix {
             if payload.len() <= max {
-                bytes.extend(encode(kind, &payload).expect("small payloads encode"));
-                want.push(Frame { kind, payload });
+                bytes.extend(encode_message(kind, id, re, &payload).expect("small payloads encode"));
+                want.push(Frame { kind, id, re, payload });
             }
         }
         bytes.extend_from_slice(&(size as u32).to_le_bytes());
@@ -148,7 +204,7 @@ proptest! {
         let mut d = Decoder::new(max);
         let (got, err) = feed(&mut d, &bytes, &sizes);
         prop_assert_eq!(got, want);
-        let too_large = || FrameError::TooLarge { size, max };
+        let too_large = || FrameError::TooLarge { size: size - ids, max };
         prop_assert_eq!(err, Some(too_large()));
         prop_assert_eq!(d.wanted(), Err(too_large()));
         // Only the header was buffered: nothing of the payload.
@@ -161,15 +217,16 @@ proptest! {
         max in 0usize..1000,
         extra in 1usize..1000,
     ) {
-        // The length alone exceeds the cap; the kind byte is still needed
-        // before the decoder reports anything.
-        let size = max + extra;
+        // The length alone exceeds the cap; the kind byte (which says
+        // whether ids come first) is still needed before the decoder
+        // reports anything.
+        let size = max + IDS_LEN + extra;
         let mut d = Decoder::new(max);
         d.push(&(size as u32).to_le_bytes());
         prop_assert_eq!(d.wanted(), Ok(1));
         prop_assert_eq!(d.next_frame(), Ok(None));
         d.push(&[Kind::Result as u8]);
-        prop_assert_eq!(d.wanted(), Err(FrameError::TooLarge { size, max }));
+        prop_assert_eq!(d.wanted(), Err(FrameError::TooLarge { size: size - IDS_LEN, max }));
     }
 
     #[test]

@@ -1,26 +1,58 @@
 //! R bindings for securer-core. Thin on purpose: every function converts
-//! arguments, calls the core, and returns plain R values. Errors come back
-//! as `list(error = <kind>, message = ..., errno = ...)` so the R side can
-//! raise classed conditions; nothing here unwinds through R.
+//! arguments, calls the core, and returns plain R values. A function that
+//! can fail returns its value or one error object, made in one place
+//! (`r_error`): a list of class `securer_rs_error` with `kind`, `layer`,
+//! `message`, `errno` and `pid` (NA where unknown). Every string from the
+//! child is cleaned (`text`) before it becomes an R string, which also keeps
+//! NUL out (R refuses it). Nothing here unwinds through R.
 
 use extendr_api::prelude::*;
-use securer_core::child::{ChildIo, ChildIoError};
-use securer_core::frame::Kind;
+use securer_core::child::ChildIo;
+use securer_core::frame::{self, Kind};
 use securer_core::host::{self, Event, HostChild};
 use securer_core::policy::LaunchSpec;
-use securer_core::rvalue;
+use securer_core::tool_types::{self, BaseType, Shape};
+use securer_core::{rvalue, text, Error, ErrorKind};
 use std::cell::RefCell;
 use std::os::fd::RawFd;
 use std::path::Path;
 use std::time::Duration;
 
-fn error_list(kind: &str, message: String, errno: Option<i32>) -> Robj {
-    list!(
-        error = kind,
-        message = message,
-        errno = errno.map(|e| e as f64).unwrap_or(f64::NAN)
-    )
-    .into()
+/// The one conversion of a core error into an R value.
+fn r_error(e: Error) -> Robj {
+    let values: Vec<Robj> = vec![
+        e.kind.as_str().into(),
+        match e.layer {
+            Some(layer) => text::clean(layer.as_bytes()).into(),
+            None => Robj::from(Rstr::na()),
+        },
+        text::clean(e.message.as_bytes()).into(),
+        Rint::from(e.errno).into(),
+        Rint::from(e.pid.and_then(|p| i32::try_from(p).ok())).into(),
+    ];
+    let names = ["kind", "layer", "message", "errno", "pid"];
+    match List::from_names_and_values(names, values) {
+        Ok(list) => {
+            let mut robj = Robj::from(list);
+            // Setting a class on a fresh list cannot fail.
+            let _ = robj.set_class(["securer_rs_error"]);
+            robj
+        }
+        Err(_) => Robj::from(()),
+    }
+}
+
+/// A value, or the error object.
+fn value_or_error<T: Into<Robj>>(r: Result<T, Error>) -> Robj {
+    match r {
+        Ok(v) => v.into(),
+        Err(e) => r_error(e),
+    }
+}
+
+/// `NULL`, or the error object.
+fn unit_or_error(r: Result<(), Error>) -> Robj {
+    value_or_error(r.map(|()| Robj::from(())))
 }
 
 /// An event list: `type` first, then the fields. (`type` is a Rust keyword,
@@ -37,10 +69,6 @@ fn event(kind: &str, fields: List) -> Robj {
         .unwrap_or_else(|_| Robj::from(()))
 }
 
-fn kind_from_i32(kind: i32) -> Option<Kind> {
-    u8::try_from(kind).ok().and_then(Kind::from_u8)
-}
-
 fn ms(timeout_ms: f64) -> Duration {
     if timeout_ms.is_finite() && timeout_ms > 0.0 {
         Duration::from_micros((timeout_ms * 1000.0) as u64)
@@ -49,30 +77,52 @@ fn ms(timeout_ms: f64) -> Duration {
     }
 }
 
-/// Starts a child through the launcher. Returns an external pointer, or an
-/// error list.
-/// @noRd
-#[extendr]
-fn rs_spawn(launcher: &str, spec_json: &str, token: Raw, max_frame: f64) -> Robj {
-    let spec: LaunchSpec = match serde_json::from_str(spec_json) {
-        Ok(s) => s,
-        Err(e) => return error_list("spec", format!("invalid launch spec: {e}"), None),
-    };
-    let max = if max_frame.is_finite() && max_frame >= 1024.0 {
-        max_frame as usize
-    } else {
-        securer_core::frame::DEFAULT_MAX_FRAME
-    };
-    match HostChild::spawn(Path::new(launcher), &spec, token.as_slice(), max) {
-        Ok(child) => ExternalPtr::new(RefCell::new(Some(child))).into(),
-        Err(e) => error_list("spawn", e.to_string(), e.errno()),
-    }
+fn kind_named(name: &str) -> Result<Kind, Error> {
+    Kind::from_name(name)
+        .ok_or_else(|| Error::new(ErrorKind::Input, format!("unknown message kind '{name}'")))
 }
 
 type Handle = ExternalPtr<RefCell<Option<HostChild>>>;
 
+fn new_handle(child: HostChild) -> Robj {
+    ExternalPtr::new(RefCell::new(Some(child))).into()
+}
+
+/// Runs `f` on the child behind `ptr`; an error when the handle was
+/// released (`rs_kill`) or is not a child handle.
+fn with_child<T>(ptr: Robj, f: impl FnOnce(&mut HostChild) -> T) -> Result<T, Error> {
+    let gone = || {
+        Error::new(
+            ErrorKind::NotRunning,
+            "the child process is not running (its handle was released)",
+        )
+    };
+    let handle: Handle = ptr.try_into().map_err(|_| gone())?;
+    let cell: &RefCell<Option<HostChild>> = &handle;
+    let mut guard = cell.try_borrow_mut().map_err(|_| gone())?;
+    guard.as_mut().map(f).ok_or_else(gone)
+}
+
+/// Starts a child through the launcher. Returns an external pointer, or an
+/// error object.
+/// @noRd
+#[extendr]
+fn rs_spawn(launcher: &str, spec_json: &str, token: Raw, max_frame: f64) -> Robj {
+    let spec: Result<LaunchSpec, Error> = serde_json::from_str(spec_json)
+        .map_err(|e| Error::new(ErrorKind::Input, format!("invalid launch spec: {e}")));
+    value_or_error(spec.and_then(|spec| {
+        HostChild::spawn(
+            Path::new(launcher),
+            &spec,
+            token.as_slice(),
+            frame::frame_limit(max_frame),
+        )
+        .map(new_handle)
+    }))
+}
+
 /// Asks a warm zygote (a child started with a zygote policy) to fork a
-/// session. Returns the session's external pointer, or an error list.
+/// session. Returns the session's external pointer, or an error object.
 /// @noRd
 #[extendr]
 fn rs_zygote_fork(
@@ -82,31 +132,17 @@ fn rs_zygote_fork(
     max_frame: f64,
     timeout_ms: f64,
 ) -> Robj {
-    let max = if max_frame.is_finite() && max_frame >= 1024.0 {
-        max_frame as usize
-    } else {
-        securer_core::frame::DEFAULT_MAX_FRAME
-    };
-    let res = with_child(zygote, |z| {
-        z.fork_session(
-            request_json.as_bytes(),
-            token.as_slice(),
-            max,
-            ms(timeout_ms),
-        )
-    });
-    match res {
-        Some(Ok(child)) => ExternalPtr::new(RefCell::new(Some(child))).into(),
-        Some(Err(e)) => error_list("zygote", e.to_string(), e.errno()),
-        None => error_list("zygote", "the zygote is not running".into(), None),
-    }
-}
-
-fn with_child<T>(ptr: Robj, f: impl FnOnce(&mut HostChild) -> T) -> Option<T> {
-    let handle: Handle = ptr.try_into().ok()?;
-    let cell: &RefCell<Option<HostChild>> = &handle;
-    let mut guard = cell.try_borrow_mut().ok()?;
-    guard.as_mut().map(f)
+    value_or_error(
+        with_child(zygote, |z| {
+            z.fork_session(
+                request_json.as_bytes(),
+                token.as_slice(),
+                frame::frame_limit(max_frame),
+                ms(timeout_ms),
+            )
+        })
+        .and_then(|r| r.map(new_handle)),
+    )
 }
 
 fn event_to_robj(ev: Event) -> Robj {
@@ -115,20 +151,28 @@ fn event_to_robj(ev: Event) -> Robj {
             event("output", list!(stream = stream.name(), lines = lines))
         }
         Event::Ready { report } => {
-            let layers: Vec<&str> = report.layers.iter().map(|l| l.layer.as_str()).collect();
+            let layers: Vec<String> = report
+                .layers
+                .iter()
+                .map(|l| text::clean(l.layer.to_string().as_bytes()))
+                .collect();
             let active: Vec<bool> = report.layers.iter().map(|l| l.active).collect();
-            let detail: Vec<&str> = report.layers.iter().map(|l| l.detail.as_str()).collect();
+            let detail: Vec<String> = report
+                .layers
+                .iter()
+                .map(|l| text::clean(l.detail.as_bytes()))
+                .collect();
             event(
                 "ready",
-                list!(layers = data_frame_like(layers, active, detail)),
+                list!(layers = list!(layer = layers, active = active, detail = detail)),
             )
         }
         Event::LaunchFailed { failure } => event(
             "launch_failed",
             list!(
-                layer = failure.layer,
+                layer = text::clean(failure.layer.to_string().as_bytes()),
                 message = failure.message,
-                errno = failure.errno.map(|e| e as f64).unwrap_or(f64::NAN)
+                errno = Rint::from(failure.errno)
             ),
         ),
         Event::Message { kind, payload } => {
@@ -140,70 +184,98 @@ fn event_to_robj(ev: Event) -> Robj {
         Event::ProtocolError { message } => event("protocol_error", list!(message = message)),
         Event::Exited { code, signal } => event(
             "exited",
-            list!(
-                code = code.map(|c| c as f64).unwrap_or(f64::NAN),
-                signal = signal.map(|s| s as f64).unwrap_or(f64::NAN)
-            ),
+            list!(code = Rint::from(code), signal = Rint::from(signal)),
         ),
     }
 }
 
-fn data_frame_like(layer: Vec<&str>, active: Vec<bool>, detail: Vec<&str>) -> Robj {
-    list!(layer = layer, active = active, detail = detail).into()
-}
-
-/// Next event of a child, waiting at most `timeout_ms`; NULL on timeout.
+/// Next event of a child, waiting at most `timeout_ms`: an event list
+/// (`type` = "output", "ready", "launch_failed", "result", "error",
+/// "tool_call", "refused", "protocol_error" or "exited"), NULL when nothing
+/// happened in time, or an error object when the handle was released.
 /// @noRd
 #[extendr]
 fn rs_next_event(ptr: Robj, timeout_ms: f64) -> Robj {
     match with_child(ptr, |c| c.next_event(ms(timeout_ms))) {
-        Some(Some(ev)) => event_to_robj(ev),
-        Some(None) => ().into(),
-        None => event("exited", list!(code = f64::NAN, signal = f64::NAN)),
+        Ok(Some(ev)) => event_to_robj(ev),
+        Ok(None) => ().into(),
+        Err(e) => r_error(e),
     }
 }
 
-/// Sends a frame; NULL on success or an error list.
+/// Sends a request: `kind` is a message kind's name ("exec", "tool_result",
+/// "tool_error", "setup", "shutdown"); the core stamps its id. NULL, or an
+/// error object (kind "state" when the request does not fit the session's
+/// state, e.g. an exec while the previous one is unanswered).
 /// @noRd
 #[extendr]
-fn rs_send(ptr: Robj, kind: i32, payload: Raw, timeout_ms: f64) -> Robj {
-    let Some(kind) = kind_from_i32(kind) else {
-        return error_list("protocol", format!("unknown message kind {kind}"), None);
-    };
-    match with_child(ptr, |c| c.send(kind, payload.as_slice(), ms(timeout_ms))) {
-        Some(Ok(())) => ().into(),
-        Some(Err(e)) => error_list("ipc", e.to_string(), e.errno()),
-        None => error_list("ipc", "the child process is not running".into(), None),
-    }
+fn rs_send(ptr: Robj, kind: &str, payload: Raw, timeout_ms: f64) -> Robj {
+    unit_or_error(kind_named(kind).and_then(|kind| {
+        with_child(ptr, |c| c.send(kind, payload.as_slice(), ms(timeout_ms))).and_then(|r| r)
+    }))
 }
 
-/// Signals the child's process group; TRUE if delivered.
+/// The session's state: "starting", "idle", "busy" (a request awaits its
+/// reply), "tool_call" (the child waits for a tool's reply) or "closed".
+/// @noRd
+#[extendr]
+fn rs_state(ptr: Robj) -> &'static str {
+    with_child(ptr, |c| c.phase().name()).unwrap_or("closed")
+}
+
+/// How many frames from the child were discarded because they answered no
+/// outstanding request.
+/// @noRd
+#[extendr]
+fn rs_discarded(ptr: Robj) -> f64 {
+    with_child(ptr, |c| c.discarded() as f64).unwrap_or(0.0)
+}
+
+/// Sets how many bytes of output each execution stores (from the next
+/// exec on); later output is dropped behind one marker line. NULL, or an
+/// error object.
+/// @noRd
+#[extendr]
+fn rs_set_output_limit(ptr: Robj, bytes: f64) -> Robj {
+    if bytes.is_nan() || bytes < 0.0 {
+        return r_error(Error::new(
+            ErrorKind::Input,
+            "the output limit must be a number of bytes, 0 or more",
+        ));
+    }
+    unit_or_error(with_child(ptr, |c| c.set_output_limit(bytes as usize)))
+}
+
+/// Signals the child (a cold child's process group; a forked session's
+/// supervisor, which forwards it to R); TRUE if delivered.
 /// @noRd
 #[extendr]
 fn rs_signal(ptr: Robj, signal: i32) -> bool {
     with_child(ptr, |c| c.signal(signal)).unwrap_or(false)
 }
 
-/// Kills and reaps the child, releasing its fds. Idempotent.
+/// Kills the child (waiting at most a moment) and releases its fds.
+/// Idempotent.
 /// @noRd
 #[extendr]
 fn rs_kill(ptr: Robj) {
     if let Ok(handle) = Handle::try_from(ptr) {
         let cell: &RefCell<Option<HostChild>> = &handle;
         if let Ok(mut guard) = cell.try_borrow_mut() {
-            // Dropping kills the process group and reaps the child.
-            guard.take();
+            if let Some(mut child) = guard.take() {
+                child.kill();
+            }
         }
     }
 }
 
-/// pid of the child (the launcher), or NA.
+/// pid of the child (the launcher, or a forked session's supervisor), or NA.
 /// @noRd
 #[extendr]
 fn rs_pid(ptr: Robj) -> Robj {
     match with_child(ptr, |c| c.pid()) {
-        Some(pid) => Robj::from(pid as f64),
-        None => Robj::from(f64::NAN),
+        Ok(pid) if pid > 0 => Robj::from(pid as f64),
+        _ => Robj::from(Rfloat::na()),
     }
 }
 
@@ -213,7 +285,11 @@ fn rs_pid(ptr: Robj) -> Robj {
 #[extendr]
 fn rs_launch_report(ptr: Robj) -> String {
     with_child(ptr, |c| {
-        serde_json::to_string(c.launch_report()).unwrap_or_default()
+        let mut report = c.launch_report().clone();
+        for l in report.layers.iter_mut() {
+            l.detail = text::clean(l.detail.as_bytes());
+        }
+        serde_json::to_string(&report).unwrap_or_default()
     })
     .unwrap_or_default()
 }
@@ -252,36 +328,30 @@ fn rs_wait_fds(fds: Vec<i32>, timeout_ms: f64) -> Vec<i32> {
         .collect()
 }
 
-/// Checks serialized bytes against the value allowlist: NULL or a message.
-/// `classes`: the S3 classes accepted, or NULL to accept any (values going
-/// into the sandbox).
+/// Checks serialized bytes against the value allowlist: NULL, or an error
+/// object of kind "value" whose message says why. `classes`: the S3 classes
+/// accepted, or NULL to accept any (values going into the sandbox).
 /// @noRd
 #[extendr]
 fn rs_check_value(bytes: Raw, max_bytes: f64, classes: Nullable<Strings>) -> Robj {
     let limits = rvalue::CheckLimits {
-        max_bytes: if max_bytes.is_finite() && max_bytes > 0.0 {
-            max_bytes as usize
-        } else {
-            securer_core::frame::DEFAULT_MAX_FRAME
-        },
+        max_bytes: frame::frame_limit(max_bytes),
         allowed_classes: match classes {
             Nullable::NotNull(c) => Some(c.iter().map(|s| String::from(&**s)).collect()),
             Nullable::Null => None,
         },
         ..rvalue::CheckLimits::default()
     };
-    match rvalue::check_with(bytes.as_slice(), &limits) {
-        Ok(()) => ().into(),
-        Err(e) => Robj::from(e.to_string()),
-    }
+    unit_or_error(rvalue::check_with(bytes.as_slice(), &limits).map_err(Error::from))
 }
 
-/// Sets the S3 classes accepted in values from this child.
+/// Sets the S3 classes accepted in values from this child. NULL, or an
+/// error object.
 /// @noRd
 #[extendr]
-fn rs_set_allowed_classes(ptr: Robj, classes: Strings) {
+fn rs_set_allowed_classes(ptr: Robj, classes: Strings) -> Robj {
     let classes: Vec<String> = classes.iter().map(|s| String::from(&**s)).collect();
-    with_child(ptr, |c| c.set_allowed_classes(classes));
+    unit_or_error(with_child(ptr, |c| c.set_allowed_classes(classes)))
 }
 
 /// The S3 classes accepted by default in values from the sandbox.
@@ -294,42 +364,202 @@ fn rs_default_allowed_classes() -> Vec<String> {
         .collect()
 }
 
-/// Random session token (32 bytes from the kernel).
+/// Random session token (32 bytes from the kernel), or an error object.
 /// @noRd
 #[extendr]
 fn rs_random_token() -> Robj {
     let mut buf = [0u8; 32];
-    let mut got = 0;
-    while got < buf.len() {
-        // SAFETY: writes at most the remaining length into the live buffer.
-        let n = unsafe { libc::getrandom(buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
-        if n <= 0 {
-            return error_list("random", "getrandom failed".into(), None);
-        }
-        got += n as usize;
-    }
-    Raw::from_bytes(&buf).into()
+    value_or_error(host::random_bytes(&mut buf).map(|()| Raw::from_bytes(&buf)))
 }
 
-/// Appends one line to an audit log: NULL or an error message.
+/// Appends one line to an audit log: NULL, or an error object.
 /// @noRd
 #[extendr]
 fn rs_audit_append(path: &str, line: &str) -> Robj {
-    match securer_core::audit::append_line(Path::new(path), line) {
-        Ok(()) => ().into(),
-        Err(e) => Robj::from(e.to_string()),
-    }
+    unit_or_error(securer_core::audit::append_line(Path::new(path), line).map_err(Error::from))
 }
 
-/// Opens (creating it) an audit log to check it can be written: NULL or
-/// an error message.
+/// Opens (creating it) an audit log to check that it can be written: NULL,
+/// or an error object.
 /// @noRd
 #[extendr]
 fn rs_audit_check(path: &str) -> Robj {
-    match securer_core::audit::open_log(Path::new(path)) {
-        Ok(_) => ().into(),
-        Err(e) => Robj::from(e.to_string()),
+    unit_or_error(
+        securer_core::audit::open_log(Path::new(path))
+            .map(drop)
+            .map_err(Error::from),
+    )
+}
+
+/// The wire protocol's constants: `version`, `kinds` (named integer codes),
+/// `header_bytes`, `ids_bytes`, `max_frame` (`default`, `min`, `max`), `max_line_bytes`
+/// and `max_output_bytes` (the default per-execution budget).
+/// @noRd
+#[extendr]
+fn rs_protocol() -> Robj {
+    let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+    let codes: Vec<i32> = Kind::ALL.iter().map(|k| *k as i32).collect();
+    let mut kinds = Robj::from(codes);
+    let _ = kinds.set_names(names);
+    list!(
+        version = frame::PROTOCOL_VERSION as i32,
+        kinds = kinds,
+        header_bytes = frame::HEADER_LEN as i32,
+        ids_bytes = frame::IDS_LEN as i32,
+        max_frame = list!(
+            default = frame::DEFAULT_MAX_FRAME as f64,
+            min = frame::MIN_MAX_FRAME as f64,
+            max = frame::MAX_MAX_FRAME as f64
+        ),
+        max_line_bytes = text::MAX_LINE_BYTES as f64,
+        max_output_bytes = host::DEFAULT_MAX_OUTPUT_BYTES as f64
+    )
+    .into()
+}
+
+/// The frame-size cap for a requested size (NA: the default), in bytes:
+/// the one rule every part of securer applies.
+/// @noRd
+#[extendr]
+fn rs_frame_limit(requested: Robj) -> f64 {
+    let requested = requested
+        .as_real()
+        .or_else(|| requested.as_integer().map(f64::from))
+        .unwrap_or(f64::NAN);
+    frame::frame_limit(requested) as f64
+}
+
+/// The argument types a tool may declare.
+/// @noRd
+#[extendr]
+fn rs_tool_types() -> Vec<&'static str> {
+    tool_types::TOOL_TYPES.to_vec()
+}
+
+/// The bytes of a CHARSXP and whether they are Latin-1.
+///
+/// # Safety
+/// `charsxp` must be a live CHARSXP.
+unsafe fn char_bytes<'a>(charsxp: extendr_api::SEXP) -> (&'a [u8], bool) {
+    let len = usize::try_from(extendr_ffi::Rf_xlength(charsxp)).unwrap_or(0);
+    let ptr = extendr_ffi::R_CHAR(charsxp).cast::<u8>();
+    let latin1 = Rf_getCharCE(charsxp.cast()) == extendr_ffi::cetype_t::CE_LATIN1;
+    (std::slice::from_raw_parts(ptr, len), latin1)
+}
+
+extern "C" {
+    // R's API; extendr-ffi does not bind it. The CHARSXP is passed as an
+    // opaque pointer.
+    fn Rf_getCharCE(x: *mut std::ffi::c_void) -> extendr_ffi::cetype_t;
+}
+
+/// The strings of a character vector as raw bytes (Latin-1 ones decoded),
+/// `None` for NA.
+fn strings_of(x: &Robj) -> Vec<Option<String>> {
+    if x.rtype() != Rtype::Strings {
+        return Vec::new();
     }
+    // SAFETY: `x` is a live STRSXP; its elements are live CHARSXPs for as
+    // long as `x` is, and the bytes are copied before returning.
+    unsafe {
+        let sexp = x.get();
+        let n = extendr_ffi::Rf_xlength(sexp);
+        (0..n)
+            .map(|i| {
+                let c = extendr_ffi::STRING_ELT(sexp, i);
+                if c == extendr_ffi::R_NaString {
+                    return None;
+                }
+                let (bytes, latin1) = char_bytes(c);
+                Some(if latin1 {
+                    bytes.iter().map(|b| char::from(*b)).collect()
+                } else {
+                    String::from_utf8_lossy(bytes).into_owned()
+                })
+            })
+            .collect()
+    }
+}
+
+/// Cleans strings that came from the child (error messages, calls, class
+/// names): control sequences removed, invalid UTF-8 replaced, each cut to
+/// `max_chars` characters (Inf: no limit) with a marker. NA stays NA; the
+/// result is a plain character vector. An error object when `x` is not a
+/// character vector.
+/// @noRd
+#[extendr]
+fn rs_clean_text(x: Robj, max_chars: f64) -> Robj {
+    if x.rtype() != Rtype::Strings && !x.is_null() {
+        return r_error(Error::new(
+            ErrorKind::Input,
+            "rs_clean_text() takes a character vector",
+        ));
+    }
+    let max = if max_chars.is_nan() || max_chars >= usize::MAX as f64 {
+        usize::MAX
+    } else {
+        max_chars.max(0.0) as usize
+    };
+    let cleaned: Vec<Option<String>> = strings_of(&x)
+        .into_iter()
+        .map(|s| s.map(|s| text::truncate_chars(text::strip_controls(&s), max)))
+        .collect();
+    Strings::from_values(cleaned.into_iter().map(|s| match s {
+        Some(s) => Rstr::from(s),
+        None => Rstr::na(),
+    }))
+    .into()
+}
+
+/// The base type, classes and dim of a value, for the tool type check.
+fn shape_of(value: &Robj) -> (BaseType, Vec<String>, Option<usize>) {
+    let base = match value.rtype() {
+        Rtype::Null => BaseType::Null,
+        Rtype::Logicals => BaseType::Logical,
+        Rtype::Integers => BaseType::Integer,
+        Rtype::Doubles => BaseType::Double,
+        Rtype::Complexes => BaseType::Complex,
+        Rtype::Strings => BaseType::Character,
+        Rtype::Raw => BaseType::Raw,
+        Rtype::List => BaseType::List,
+        Rtype::Pairlist => BaseType::Pairlist,
+        Rtype::Expressions => BaseType::Expression,
+        _ => BaseType::Other,
+    };
+    let classes = value
+        .get_attrib(class_symbol())
+        .map(|c| strings_of(&c).into_iter().flatten().collect())
+        .unwrap_or_default();
+    let dim_len = value
+        .get_attrib(dim_symbol())
+        .filter(|d| d.rtype() == Rtype::Integers)
+        .map(|d| d.len());
+    (base, classes, dim_len)
+}
+
+/// Does `value` pass the tool argument type `type`? Mirrors R's
+/// `is.numeric()`, `is.integer()`, `is.matrix()`, ... (see
+/// `securer_core::tool_types`). FALSE for an unknown or NA type.
+/// @noRd
+#[extendr]
+fn rs_tool_type_ok(value: Robj, r#type: Robj) -> bool {
+    let Some(type_name) = r#type
+        .as_str()
+        .filter(|_| r#type.len() == 1 && !r#type.is_na())
+    else {
+        return false;
+    };
+    let (base, classes, dim_len) = shape_of(&value);
+    let classes: Vec<&str> = classes.iter().map(String::as_str).collect();
+    let shape = Shape {
+        base,
+        classes: &classes,
+        dim_len,
+    };
+    tool_types::type_ok(type_name, &shape, || match value.as_real_slice() {
+        Some(xs) => tool_types::all_integer_valued(xs.iter().copied()),
+        None => false,
+    })
 }
 
 thread_local! {
@@ -337,61 +567,65 @@ thread_local! {
 }
 
 /// Zygote runtime: serves fork requests. Returns `list(token = )` in each
-/// forked session, or a message when the host is gone.
+/// forked session, or an error object (kind "closed") when the host is gone.
 /// @noRd
 #[extendr]
 fn rs_zygote_serve(max_frame: f64) -> Robj {
-    match securer_core::zygote::serve(
-        securer_core::launch::CHILD_IPC_FD,
-        max_frame.max(1024.0) as usize,
-    ) {
-        Ok(start) => list!(token = start.token).into(),
-        Err(e) => Robj::from(e.to_string()),
-    }
+    value_or_error(
+        securer_core::zygote::serve(
+            securer_core::launch::CHILD_IPC_FD,
+            frame::frame_limit(max_frame),
+        )
+        .map(|start| Robj::from(list!(token = start.token)))
+        .map_err(Error::from),
+    )
 }
 
-/// Child runtime: adopts the inherited IPC socket and says hello.
+/// Child runtime: adopts the inherited IPC socket and says hello. NULL, or
+/// an error object.
 /// @noRd
 #[extendr]
 fn rs_child_connect(fd: i32, token: Raw, max_frame: f64) -> Robj {
-    let mut io = ChildIo::new(fd as RawFd, max_frame.max(1024.0) as usize);
-    let hello = securer_core::frame::hello_payload(token.as_slice());
-    if let Err(e) = io.send(Kind::Hello, &hello) {
-        return Robj::from(e.to_string());
+    let mut io = ChildIo::new(fd as RawFd, frame::frame_limit(max_frame));
+    let hello = frame::hello_payload(token.as_slice());
+    unit_or_error(io.send(Kind::Hello, &hello).map(|()| {
+        CHILD_IO.with(|c| *c.borrow_mut() = Some(io));
+    }))
+}
+
+fn with_child_io<T>(f: impl FnOnce(&mut ChildIo) -> Result<T, Error>) -> Result<T, Error> {
+    CHILD_IO.with(|c| match c.borrow_mut().as_mut() {
+        Some(io) => f(io),
+        None => Err(Error::new(
+            ErrorKind::NotRunning,
+            "the child runtime is not connected",
+        )),
+    })
+}
+
+/// Child runtime: sends a frame ("result", "error" or "tool_call"); the
+/// ids are stamped here. NULL, or an error object.
+/// @noRd
+#[extendr]
+fn rs_child_send(kind: &str, payload: Raw) -> Robj {
+    unit_or_error(
+        kind_named(kind).and_then(|kind| with_child_io(|io| io.send(kind, payload.as_slice()))),
+    )
+}
+
+/// Child runtime: waits at most `timeout_ms` (negative: no limit) for the
+/// next frame meant for the runtime: `list(kind = <name>, payload = <raw>)`,
+/// NULL when the time ran out or a signal arrived (R then takes a pending
+/// interrupt), or an error object (kind "closed" when the host is gone).
+/// @noRd
+#[extendr]
+fn rs_child_recv(timeout_ms: f64) -> Robj {
+    let timeout = (timeout_ms >= 0.0).then(|| ms(timeout_ms));
+    match with_child_io(|io| io.recv(timeout)) {
+        Ok(Some(f)) => list!(kind = f.kind.name(), payload = Raw::from_bytes(&f.payload)).into(),
+        Ok(None) => ().into(),
+        Err(e) => r_error(e),
     }
-    CHILD_IO.with(|c| *c.borrow_mut() = Some(io));
-    ().into()
-}
-
-/// Child runtime: sends a frame. NULL or an error message.
-/// @noRd
-#[extendr]
-fn rs_child_send(kind: i32, payload: Raw) -> Robj {
-    let Some(kind) = kind_from_i32(kind) else {
-        return Robj::from(format!("unknown message kind {kind}"));
-    };
-    CHILD_IO.with(|c| match c.borrow_mut().as_mut() {
-        Some(io) => match io.send(kind, payload.as_slice()) {
-            Ok(()) => ().into(),
-            Err(e) => Robj::from(e.to_string()),
-        },
-        None => Robj::from("not connected"),
-    })
-}
-
-/// Child runtime: blocks for the next frame: list(kind, payload), or a
-/// string when the host is gone.
-/// @noRd
-#[extendr]
-fn rs_child_recv() -> Robj {
-    CHILD_IO.with(|c| match c.borrow_mut().as_mut() {
-        Some(io) => match io.recv() {
-            Ok(f) => list!(kind = f.kind as i32, payload = Raw::from_bytes(&f.payload)).into(),
-            Err(ChildIoError::Closed) => Robj::from("closed"),
-            Err(e) => Robj::from(e.to_string()),
-        },
-        None => Robj::from("not connected"),
-    })
 }
 
 extendr_module! {
@@ -399,6 +633,9 @@ extendr_module! {
     fn rs_spawn;
     fn rs_next_event;
     fn rs_send;
+    fn rs_state;
+    fn rs_discarded;
+    fn rs_set_output_limit;
     fn rs_signal;
     fn rs_kill;
     fn rs_pid;
@@ -412,6 +649,11 @@ extendr_module! {
     fn rs_random_token;
     fn rs_audit_append;
     fn rs_audit_check;
+    fn rs_protocol;
+    fn rs_frame_limit;
+    fn rs_tool_types;
+    fn rs_tool_type_ok;
+    fn rs_clean_text;
     fn rs_zygote_fork;
     fn rs_zygote_serve;
     fn rs_child_connect;

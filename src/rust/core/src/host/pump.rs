@@ -1,0 +1,285 @@
+//! The event pump: waits on a child's socket, pipes and pidfd, reads what
+//! arrived, and turns it into `Event`s through the line buffers and the
+//! session state machine.
+
+use super::{Event, HostChild, Phase, Step};
+use crate::rvalue;
+use crate::text;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// How long a child whose socket closed may take to exit before it is
+/// killed.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// Most bytes read from one fd per pump: the rest waits for the next one,
+/// so one flooding stream cannot starve the others.
+const READ_CHUNK: usize = 1 << 20;
+
+/// Longest message (from the checker or the protocol) passed on to R.
+const MAX_MESSAGE_CHARS: usize = 4096;
+
+/// What one read of an fd found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Everything available was read.
+    Drained,
+    /// `READ_CHUNK` bytes were read; more may be waiting.
+    More,
+    /// End of file (or an error, which ends the stream too).
+    End,
+}
+
+/// Reads what is available from a non-blocking fd, at most `READ_CHUNK`.
+fn read_available(fd: RawFd, out: &mut Vec<u8>) -> Read {
+    let mut buf = [0u8; 65536];
+    loop {
+        // SAFETY: buf is a live, writable buffer of the given length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            out.extend_from_slice(&buf[..n as usize]);
+            if out.len() >= READ_CHUNK {
+                return Read::More;
+            }
+            continue;
+        }
+        if n == 0 {
+            return Read::End;
+        }
+        match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::Interrupted => continue,
+            std::io::ErrorKind::WouldBlock => return Read::Drained,
+            _ => return Read::End,
+        }
+    }
+}
+
+/// Untrusted text for an event: cleaned and bounded.
+fn shown(message: String) -> String {
+    text::clean_chars(message.as_bytes(), MAX_MESSAGE_CHARS)
+}
+
+impl HostChild {
+    /// fds the pump waits on (for callers polling many children at once):
+    /// the socket, the pipes and the pidfd.
+    pub fn poll_fds(&self) -> Vec<RawFd> {
+        let mut v = Vec::new();
+        if let Some(s) = &self.sock {
+            v.push(s.as_raw_fd());
+        }
+        for p in &self.pipes {
+            if let Some(fd) = &p.fd {
+                v.push(fd.as_raw_fd());
+            }
+        }
+        if self.session.phase() != Phase::Closed {
+            v.extend(self.process.exit_fd());
+        }
+        v
+    }
+
+    /// The next event, waiting at most `timeout`. `None` when nothing
+    /// happened in time, and after the `Exited` event.
+    pub fn next_event(&mut self, timeout: Duration) -> Option<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                return Some(ev);
+            }
+            if self.session.phase() == Phase::Closed {
+                return None;
+            }
+            let now = Instant::now();
+            let mut until = deadline;
+            if let Some(end) = self.closing {
+                until = until.min(end);
+            }
+            self.wait(until.saturating_duration_since(now));
+            self.pump_pipes(false);
+            self.pump_socket();
+            self.check_exit();
+            if self.queue.is_empty() && Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// Waits until one of our fds is ready or `wait` passes.
+    fn wait(&self, wait: Duration) {
+        let fds = self.poll_fds();
+        let ms = wait.as_millis().min(i32::MAX as u128) as i32;
+        let mut pfds: Vec<libc::pollfd> = fds
+            .iter()
+            .map(|fd| libc::pollfd {
+                fd: *fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: pfds is a live array of pollfd of the given length (an
+        // empty array with a timeout is a plain sleep of at most `wait`).
+        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    }
+
+    /// Reads both pipes into lines. `flush`: an unfinished line counts as a
+    /// line (before a reply, so output precedes what it preceded).
+    pub(super) fn pump_pipes(&mut self, flush: bool) {
+        for i in 0..2 {
+            let Some(fd) = self.pipes[i].fd.as_ref().map(|f| f.as_raw_fd()) else {
+                continue;
+            };
+            let mut bytes = Vec::new();
+            let eof = read_available(fd, &mut bytes) == Read::End;
+            let pipe = &mut self.pipes[i];
+            let mut raw = Vec::new();
+            pipe.lines.push(&bytes, &mut raw);
+            if flush || eof {
+                pipe.lines.flush(&mut raw);
+            }
+            if eof {
+                pipe.fd = None;
+            }
+            let mut lines = Vec::new();
+            self.budget.admit(raw, &mut lines);
+            if !lines.is_empty() {
+                self.queue.push_back(Event::Output {
+                    stream: pipe.stream,
+                    lines,
+                });
+            }
+        }
+    }
+
+    /// Reads the socket and handles the frames that arrived. True when more
+    /// bytes may be waiting.
+    fn pump_socket(&mut self) -> bool {
+        let Some(fd) = self.sock.as_ref().map(|s| s.as_raw_fd()) else {
+            return false;
+        };
+        let mut bytes = Vec::new();
+        let read = read_available(fd, &mut bytes);
+        self.decoder.push(&bytes);
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(f)) => {
+                    let step = self.session.on_frame(f);
+                    self.on_step(step);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.protocol_error(format!("invalid message from the child: {e}"));
+                    return false;
+                }
+            }
+            if self.session.phase() == Phase::Closed {
+                return false;
+            }
+        }
+        if read == Read::End {
+            self.sock = None;
+            self.closing = Some(Instant::now() + EXIT_GRACE);
+        }
+        read == Read::More
+    }
+
+    fn on_step(&mut self, step: Step) {
+        match step {
+            Step::Nothing | Step::Discarded => {}
+            Step::Ready(report) => self.queue.push_back(Event::Ready { report }),
+            Step::LaunchFailed(mut failure) => {
+                failure.message = shown(failure.message);
+                self.queue.push_back(Event::LaunchFailed { failure });
+            }
+            Step::Reply { kind, payload } => {
+                // Output printed before the reply was sent is in the pipes
+                // already: deliver it first, including unfinished lines.
+                self.pump_pipes(true);
+                let ev = match rvalue::check_with(&payload, &self.check) {
+                    Ok(()) => Event::Message { kind, payload },
+                    Err(e) => Event::Refused {
+                        kind,
+                        message: shown(e.to_string()),
+                    },
+                };
+                self.queue.push_back(ev);
+            }
+            Step::Violation(message) => self.protocol_error(message),
+        }
+    }
+
+    /// The child broke the protocol: report it and stop the child.
+    fn protocol_error(&mut self, message: String) {
+        self.queue.push_back(Event::ProtocolError {
+            message: shown(message),
+        });
+        self.process.kill(self.session.exit_report());
+        self.finish();
+    }
+
+    /// Finishes once the process exited, or its grace period after closing
+    /// the socket ran out.
+    fn check_exit(&mut self) {
+        if self.session.phase() == Phase::Closed {
+            return;
+        }
+        if self.process.has_exited() {
+            // What it sent before exiting is in the socket by now: up to one
+            // largest frame of it is read (a process that inherited the
+            // socket could keep writing forever).
+            let mut budget = self.decoder.max_payload() / READ_CHUNK + 2;
+            while budget > 0 && self.pump_socket() {
+                budget -= 1;
+            }
+            self.finish();
+        } else if self.closing.is_some_and(|end| Instant::now() >= end) {
+            self.process.kill(self.session.exit_report());
+            self.finish();
+        }
+    }
+
+    /// The child is gone: delivers its remaining output and the exit event.
+    fn finish(&mut self) {
+        if self.session.phase() == Phase::Closed {
+            return;
+        }
+        let reported = self.session.exit_report();
+        let (code, signal) = self.process.collect(reported).unwrap_or_else(|| {
+            self.process.kill(reported);
+            self.process
+                .collect(reported)
+                .unwrap_or((None, Some(libc::SIGKILL)))
+        });
+        self.sock = None;
+        self.pump_pipes(true);
+        for p in self.pipes.iter_mut() {
+            p.fd = None;
+        }
+        self.session.close();
+        self.closing = None;
+        self.queue.push_back(Event::Exited { code, signal });
+    }
+}
+
+/// Waits until any of `fds` is readable or `timeout` passes; returns the
+/// indices of readable fds. For pumping many children from one thread.
+pub fn wait_any(fds: &[RawFd], timeout: Duration) -> Vec<usize> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: *fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: pfds is a live array of pollfd of the given length.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    pfds.iter()
+        .enumerate()
+        .filter(|(_, p)| p.revents != 0)
+        .map(|(i, _)| i)
+        .collect()
+}
