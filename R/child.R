@@ -246,6 +246,6 @@ child_stop <- function(child) {
     return(invisible())
   }
   rs_kill(child$handle)
-  if (length(child$dir)) unlink(child$dir, recursive = TRUE, force = TRUE)
+  if (length(child$dir)) rs_remove_tree(child$dir)
   invisible()
 }

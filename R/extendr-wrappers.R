@@ -99,6 +99,17 @@ rs_child_send <- function(kind, payload) .Call(wrap__rs_child_send, kind, payloa
 #' @noRd
 rs_child_recv <- function() .Call(wrap__rs_child_recv)
 
+#' Removes a session's folder (a file, a link or a whole tree) without
+#' following any link the sandboxed code may have planted in it: NULL, or
+#' a message saying what was left.
+#' @noRd
+rs_remove_tree <- function(path) .Call(wrap__rs_remove_tree, path)
+
+#' The session limit ("memory", "nproc" or "tmp_size") whose passing made
+#' the session's supervisor stop it, or NULL.
+#' @noRd
+rs_exit_limit <- function(ptr) .Call(wrap__rs_exit_limit, ptr)
+
 
 
 # nolint end

@@ -577,6 +577,7 @@ finish_execution <- function(private, run, ev, timeout) {
     )
   }
   if (type == "exited") {
+    ev$limit <- child_exit_limit(private$child)
     private$replace_child()
     raise_child_exit(private, run, ev)
   }
@@ -634,14 +635,14 @@ raise_child_error <- function(private, run, cond) {
 
 raise_child_exit <- function(private, run, ev) {
   sig <- ev$signal
-  limits <- private$opts$limits
-  lim <- if (isTRUE(sig == 24)) "cpu" else if (isTRUE(sig == 25)) "fsize" else NULL
+  lim <- ev$limit %||% if (isTRUE(sig == 24)) "cpu" else if (isTRUE(sig == 25)) "fsize" else NULL
   if (!is.null(lim)) {
-    hit <- if (!is.null(limits[[lim]])) describe_limit(lim, limits[[lim]]) else lim
+    hit <- describe_session_limit(lim, private$opts)
+    setting <- limit_setting(lim)
     securer_abort(
       c(
         "The sandboxed code hit the {hit} limit and was stopped.",
-        i = "The child was replaced; raise the limit with {.code limits = list({lim} = ...)} if needed."
+        i = "The child was replaced; raise the limit with {.code {setting}} if needed."
       ),
       class = c("securer_limit_error", "securer_child_error"), limit = lim,
       output = run$output

@@ -280,7 +280,7 @@ test_that("sandbox_info() of a forked session shows every layer and the zygote",
   )
   expect_true(all(info$active))
   expect_match(info$detail[info$layer == "namespaces"], "zygote")
-  expect_match(info$detail[info$layer == "namespaces"], "own pid, mount and ipc namespaces")
+  expect_match(info$detail[info$layer == "namespaces"], "own pid, mount, ipc and network")
   expect_match(info$detail[info$layer == "root"], "private /tmp")
   expect_match(info$detail[info$layer == "root"], "own /proc")
 })

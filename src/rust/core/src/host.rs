@@ -5,7 +5,7 @@
 //! above it can honour interrupts between waits.
 
 use crate::frame::{self, Decoder, Frame, FrameError, Kind};
-use crate::launch::CHILD_IPC_FD;
+use crate::policy::CHILD_IPC_FD;
 use crate::policy::{ExitReport, LaunchFailure, LaunchReport, LaunchSpec};
 use crate::rvalue;
 use crate::sys::{self, set_nonblocking, socketpair};
@@ -453,7 +453,7 @@ impl HostChild {
                 let failure =
                     serde_json::from_slice::<LaunchFailure>(&f.payload).unwrap_or_else(|e| {
                         LaunchFailure {
-                            layer: "launcher".into(),
+                            layer: crate::policy::Layer::Launcher,
                             message: format!("unreadable failure report: {e}"),
                             errno: None,
                         }
@@ -698,6 +698,12 @@ impl HostChild {
             queue: VecDeque::new(),
             exit: None,
         })
+    }
+
+    /// How the session ended as its supervisor reported it (which session
+    /// limit stopped it), if it did.
+    pub fn exit_report(&self) -> Option<ExitReport> {
+        self.reported_exit
     }
 
     /// Exit code and signal once the child has exited.

@@ -126,7 +126,7 @@ fn event_to_robj(ev: Event) -> Robj {
         Event::LaunchFailed { failure } => event(
             "launch_failed",
             list!(
-                layer = failure.layer,
+                layer = failure.layer.to_string(),
                 message = failure.message,
                 errno = failure.errno.map(|e| e as f64).unwrap_or(f64::NAN)
             ),
@@ -350,7 +350,7 @@ thread_local! {
 #[extendr]
 fn rs_zygote_serve(max_frame: f64) -> Robj {
     match securer_core::zygote::serve(
-        securer_core::launch::CHILD_IPC_FD,
+        securer_core::policy::CHILD_IPC_FD,
         max_frame.max(1024.0) as usize,
     ) {
         Ok(start) => list!(token = start.token).into(),
@@ -402,6 +402,29 @@ fn rs_child_recv() -> Robj {
     })
 }
 
+/// Removes a session's folder (a file, a link or a whole tree) without
+/// following any link the sandboxed code may have planted in it: NULL, or
+/// a message saying what was left.
+/// @noRd
+#[extendr]
+fn rs_remove_tree(path: &str) -> Robj {
+    match securer_core::tree::remove(Path::new(path)) {
+        Ok(()) => ().into(),
+        Err(e) => Robj::from(e.to_string()),
+    }
+}
+
+/// The session limit ("memory", "nproc" or "tmp_size") whose passing made
+/// the session's supervisor stop it, or NULL.
+/// @noRd
+#[extendr]
+fn rs_exit_limit(ptr: Robj) -> Robj {
+    match with_child(ptr, |c| c.exit_report().and_then(|r| r.limit)) {
+        Some(Some(limit)) => Robj::from(limit.as_str()),
+        _ => ().into(),
+    }
+}
+
 extendr_module! {
     mod securer;
     fn rs_spawn;
@@ -424,4 +447,6 @@ extendr_module! {
     fn rs_child_connect;
     fn rs_child_send;
     fn rs_child_recv;
+    fn rs_remove_tree;
+    fn rs_exit_limit;
 }
