@@ -273,7 +273,7 @@ describe_session_limit <- function(lim, opts) {
 # The setting that raises limit `lim`, for messages.
 limit_setting <- function(lim) {
   if (identical(lim, "tmp_size")) {
-    return("build_sandbox_config(tmp_size = ...)")
+    return("build_sandbox_fallback(tmp_size = ...)")
   }
   paste0("limits = list(", lim, " = ...)")
 }

@@ -1,5 +1,43 @@
-# Shared helpers for the tests that run real sandboxed sessions: escape
-# attempts (test-sandbox.R) and resource limits (test-limits.R).
+# Shared helpers of the sandbox tests: configuration checks (the
+# test-sandbox*.R files) and real sandboxed sessions (escape attempts in
+# test-sandbox-escapes.R, test-sandbox-fallback.R, test-sandbox-kernel.R;
+# resource limits in test-limits.R).
+
+# An input error (securer_input_error, a securer_error) whose message holds
+# each of `pattern`.
+expect_input_error <- function(expr, pattern = character()) {
+  err <- expect_error(expr, class = "securer_input_error")
+  expect_s3_class(err, "securer_error")
+  for (p in pattern) {
+    expect_match(conditionMessage(err), p, fixed = TRUE)
+  }
+  invisible(err)
+}
+
+to_json <- function(x) {
+  as.character(jsonlite::toJSON(x, auto_unbox = TRUE, null = "null", digits = NA))
+}
+
+# Is `path` visible through one of `paths` (equal to or inside one)?
+exposes <- function(paths, path) {
+  any(path_is_within(path, paths))
+}
+
+# The lines of one multi-line SBPL rule, from "(head" to its closing ")".
+sbpl_block <- function(profile, head) {
+  lines <- strsplit(profile, "\n", fixed = TRUE)[[1]]
+  start <- which(lines == paste0("(", head))
+  if (length(start) != 1L) {
+    return(character())
+  }
+  end <- start + which(endsWith(lines[-seq_len(start)], "))"))[[1]]
+  lines[(start + 1L):end]
+}
+
+local_dir <- function(name = "dir", env = parent.frame()) {
+  dir <- withr::local_tempdir(pattern = name, .local_envir = env)
+  normalizePath(dir, winslash = "/")
+}
 
 # Can this machine run the full native sandbox? Probed once per test run by
 # starting (and closing) one strict session.

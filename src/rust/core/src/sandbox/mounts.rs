@@ -168,6 +168,86 @@ fn move_mount(tree: &OwnedFd, to: &Path) -> Result<(), i32> {
     Ok(())
 }
 
+/// A policy path under the zygote's /tmp, taken along into a forked
+/// session's own /tmp (which hides the zygote's).
+pub(crate) struct Carried {
+    path: PathBuf,
+    what: CarriedKind,
+}
+
+enum CarriedKind {
+    Tree { tree: OwnedFd, is_dir: bool },
+    Link(PathBuf),
+}
+
+/// Clones what the zygote's root shows at each of `paths` under /tmp
+/// (binds keep their read-only and other attributes); `place_carried`
+/// puts them back once the session's /tmp is mounted.
+pub(crate) fn carry_from_tmp<'a>(
+    paths: impl IntoIterator<Item = &'a PathBuf>,
+) -> Result<Vec<Carried>, LaunchFailure> {
+    let mut out = Vec::new();
+    for path in paths {
+        if !path.starts_with("/tmp") || path == Path::new("/tmp") {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        let what = if meta.file_type().is_symlink() {
+            match std::fs::read_link(path) {
+                Ok(target) => CarriedKind::Link(target),
+                Err(_) => continue,
+            }
+        } else {
+            let tree = open_tree(path, true).map_err(|e| {
+                LaunchFailure::os(Layer::Root, format!("cannot clone {}", path.display()), e)
+            })?;
+            CarriedKind::Tree {
+                tree,
+                is_dir: meta.is_dir(),
+            }
+        };
+        out.push(Carried {
+            path: path.clone(),
+            what,
+        });
+    }
+    // Parents before children.
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Puts the carried paths back under the session's new /tmp.
+pub(crate) fn place_carried(carried: Vec<Carried>) -> Result<(), LaunchFailure> {
+    for c in carried {
+        let fail = |e: i32| {
+            LaunchFailure::os(
+                Layer::Root,
+                format!("cannot carry {} into the session's /tmp", c.path.display()),
+                e,
+            )
+        };
+        if let Some(parent) = c.path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail(e.raw_os_error().unwrap_or(0)))?;
+        }
+        match &c.what {
+            CarriedKind::Link(target) => std::os::unix::fs::symlink(target, &c.path)
+                .map_err(|e| fail(e.raw_os_error().unwrap_or(0)))?,
+            CarriedKind::Tree { tree, is_dir } => {
+                let point = if *is_dir {
+                    std::fs::create_dir_all(&c.path)
+                } else {
+                    std::fs::File::create(&c.path).map(drop)
+                };
+                point.map_err(|e| fail(e.raw_os_error().unwrap_or(0)))?;
+                move_mount(tree, &c.path).map_err(fail)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Places the sandbox's own mounts live.
 fn reserved(p: &Path) -> bool {
     p == Path::new("/tmp") || p.starts_with("/proc") || p.starts_with("/dev")

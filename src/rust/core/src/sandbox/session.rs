@@ -17,7 +17,7 @@
 
 use super::plan::{root_rules, DEV_NODES};
 use super::supervisor::{self, Budget, Post};
-use super::{caps, landlock, seccomp};
+use super::{caps, landlock, mounts, seccomp};
 use crate::policy::{ExitReport, LaunchFailure, Layer, LayerState, Limits, SandboxPolicy};
 use crate::report;
 use crate::sys::{self, mount};
@@ -70,6 +70,10 @@ pub fn confine(
         None,
     )
     .map_err(|e| LaunchFailure::os(Layer::Root, "making mounts private", e))?;
+    // Granted paths under /tmp (a library in a temporary folder) would
+    // vanish under the session's own /tmp: take them along.
+    let carried = mounts::carry_from_tmp(policy.read_only.iter().chain(&policy.writable))?;
+    let carried_count = carried.len();
     let size = policy.tmp_size.max(4096);
     mount(
         "tmpfs",
@@ -82,6 +86,7 @@ pub fn confine(
         )),
     )
     .map_err(|e| LaunchFailure::os(Layer::Root, "mounting the private /tmp", e))?;
+    mounts::place_carried(carried)?;
     let proc_mounted = mount(
         "proc",
         Path::new("/proc"),
@@ -180,7 +185,12 @@ pub fn confine(
             Layer::Root,
             true,
             format!(
-                "the zygote's read-only root; private /tmp (tmpfs, {size} bytes){}",
+                "the zygote's read-only root; private /tmp (tmpfs, {size} bytes){}{}",
+                if carried_count > 0 {
+                    format!(" holding the {carried_count} granted paths under /tmp")
+                } else {
+                    String::new()
+                },
                 if proc_mounted {
                     ", own /proc"
                 } else {

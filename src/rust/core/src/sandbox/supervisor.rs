@@ -330,30 +330,39 @@ fn unlinked_open_bytes(dir: RawFd) -> u64 {
 }
 
 /// Kills every descendant of this process, until none is left (they may be
-/// forking while we kill).
-fn kill_descendants() {
+/// forking while we kill). Returns `r_pid`'s wait status if it was reaped
+/// on the way.
+fn kill_descendants(r_pid: libc::pid_t) -> Option<libc::c_int> {
     // SAFETY: getpid cannot fail.
     let me = unsafe { libc::getpid() };
+    let mut r_status = None;
     for _ in 0..10_000 {
         let left = descendants(&scan(), me);
-        if left.is_empty() {
-            return;
-        }
         for p in &left {
             sys::kill(p.pid, libc::SIGKILL);
         }
-        sys::reaped().for_each(drop);
+        for (pid, status) in sys::reaped() {
+            if pid == r_pid {
+                r_status = Some(status);
+            }
+        }
+        if left.is_empty() {
+            break;
+        }
     }
+    r_status
 }
 
 /// Ends the session: in a pid namespace of its own, one signal reaches all
-/// of it; otherwise its processes are hunted down.
-fn stop(own_pid_ns: bool) {
+/// of it (init reaps them as they go); otherwise its processes are hunted
+/// down and reaped, R's wait status returned if it was among them.
+fn stop(own_pid_ns: bool, r_pid: libc::pid_t) -> Option<libc::c_int> {
     if own_pid_ns {
         // From the namespace's init, -1 means every other process in it.
         sys::kill(-1, libc::SIGKILL);
+        None
     } else {
-        kill_descendants();
+        kill_descendants(r_pid)
     }
 }
 
@@ -391,24 +400,21 @@ pub(crate) fn run(
     sys::set_dumpable(false);
     let mut sup = Supervisor::new(budget);
     let mut passed = None;
-    loop {
-        match sys::wait_signal(set, sup.wait()) {
+    let mut r_status = None;
+    while r_status.is_none() {
+        // Once a limit is passed, only R's end is awaited.
+        let wait = if passed.is_some() { None } else { sup.wait() };
+        match sys::wait_signal(set, wait) {
             None => {
-                if passed.is_none() {
-                    passed = sup.check();
-                    if passed.is_some() {
-                        stop(post.own_pid_ns);
-                    }
+                passed = sup.check();
+                if passed.is_some() {
+                    r_status = stop(post.own_pid_ns, post.r_pid);
                 }
             }
             Some(libc::SIGCHLD) => {
                 for (pid, status) in sys::reaped() {
                     if pid == post.r_pid {
-                        stop(post.own_pid_ns);
-                        let cgroup = post.cgroup.take();
-                        report(status, passed.or_else(|| cgroup.as_ref()?.passed()));
-                        drop(cgroup);
-                        sys::mirror(status)
+                        r_status = Some(status);
                     }
                 }
             }
@@ -419,6 +425,13 @@ pub(crate) fn run(
             }
         }
     }
+    let status = r_status.unwrap_or(0);
+    // What R left behind goes with it.
+    stop(post.own_pid_ns, post.r_pid);
+    let cgroup = post.cgroup.take();
+    report(status, passed.or_else(|| cgroup.as_ref()?.passed()));
+    drop(cgroup);
+    sys::mirror(status)
 }
 
 /// Outside a pid namespace: forks the session's supervisor, which stays in
