@@ -377,9 +377,8 @@ test_that("the process limit stops forking too many workers inside the sandbox",
 })
 
 test_that("the process limit stops forking too many workers without the sandbox", {
-  # The kernel does not apply RLIMIT_NPROC to root; inside the sandbox root
-  # is mapped to nobody, so the sandboxed test above always runs.
-  skip_if(identical(ps::ps_uids()[["real"]], 0L), "RLIMIT_NPROC does not bind root")
+  # The kernel does not apply RLIMIT_NPROC to root, but the session's
+  # supervisor counts its processes whoever runs it.
   s <- new_session(limits = list(nproc = 16))
   err <- expect_error(
     s$execute("jobs <- lapply(1:400, function(i) parallel::mcparallel(Sys.sleep(2)))", timeout = 20),
@@ -499,3 +498,72 @@ test_that("filling /tmp stops at its cap and the session goes on", {
   expect_true(any(grepl("No space left on device", out)))
   expect_identical(run_in(s, quote(1 + 1)), 2)
 })
+
+# Limits on the whole session ----------------------------------------------
+#
+# memory and nproc bind all of a session's processes together: a cgroup
+# where the host delegates one, else the session's supervisor, which stops
+# the session when it passes one. Each tier is tried with eight R processes
+# (the session's R and seven forked workers) that together hold more than
+# the limit, and a control without the limit shows they do.
+
+# Code that makes eight processes each hold about 128 MB for `hold`
+# seconds; it returns the memory R says they used (bytes), summed. (R's
+# own count: forked workers of the fallback tier cannot read /proc/self.)
+eight_workers <- function(hold = 3) {
+  bquote({
+    got <- parallel::mclapply(1:8, function(i) {
+      x <- runif(16e6)
+      used <- sum(gc()[, 2]) * 1024^2
+      Sys.sleep(.(hold))
+      used + 0 * x[[1]]
+    }, mc.cores = 8)
+    sum(unlist(got))
+  })
+}
+
+session_of_tier <- function(tier, limits, .env = parent.frame()) {
+  if (tier == "plain") {
+    return(new_session(limits = limits, .env = .env))
+  }
+  tier_session(tier, limits = limits, .env = .env)
+}
+
+for (tier in c(sandbox_tiers, "plain")) {
+  test_that(paste0("the memory limit binds all of a session's processes together (", tier, ")"), {
+    if (tier != "plain") skip_if_no_sandbox()
+    s <- session_of_tier(tier, list(memory = 512 * 1024^2))
+    err <- expect_error(run_in(s, eight_workers(), timeout = 60), class = "securer_limit_error")
+    expect_s3_class(err, "securer_child_error")
+    expect_identical(err$limit, "memory")
+    expect_match(conditionMessage(err), "memory (512 MiB)", fixed = TRUE)
+    # The session was replaced and answers.
+    expect_identical(run_in(s, quote(1 + 1)), 2)
+    # Control: without a memory limit the same code holds more than 512 MiB.
+    free <- session_of_tier(tier, list(memory = Inf))
+    expect_gt(run_in(free, eight_workers(hold = 0), timeout = 60), 512 * 1024^2)
+  })
+
+  test_that(paste0("the process limit binds all of a session's processes together (", tier, ")"), {
+    if (tier != "plain") skip_if_no_sandbox()
+    start <- quote({
+      for (i in 1:40) system("sleep 30 &")
+      Sys.sleep(1)
+      "started"
+    })
+    s <- session_of_tier(tier, list(nproc = 16))
+    # Either the forks beyond the limit fail (RLIMIT_NPROC, the cgroup) or
+    # the supervisor stops the session: never more than 16 processes.
+    got <- tryCatch(run_in(s, start, timeout = 60), securer_limit_error = function(e) e)
+    if (inherits(got, "securer_limit_error")) {
+      expect_identical(got$limit, "nproc")
+    } else {
+      expect_identical(got, "started")
+      expect_lte(length(process_tree(s$pid())), 16L + 2L)
+    }
+    # Control: without the limit all 40 run.
+    free <- session_of_tier(tier, list(nproc = Inf))
+    expect_identical(run_in(free, start, timeout = 60), "started")
+    expect_gte(length(process_tree(free$pid())), 40L)
+  })
+}

@@ -185,3 +185,117 @@ test_that("the fallback tier warns once per R session and set of missing layers"
   withr::defer(s2$close())
   expect_identical(run_in(s2, quote(1 + 1)), 2)
 })
+
+# The folder quota -----------------------------------------------------------
+
+test_that("the fallback tier's folder is capped: many files, and files deleted while open", {
+  skip_if_no_sandbox()
+  many <- quote({
+    for (i in 1:8) writeBin(raw(4 * 1024^2), file.path(tempdir(), paste0("f", i)))
+    Sys.sleep(3)
+    "kept"
+  })
+  hidden <- quote({
+    cons <- lapply(1:6, function(i) {
+      f <- file.path(tempdir(), paste0("h", i))
+      con <- file(f, "wb")
+      writeBin(raw(4 * 1024^2), con)
+      flush(con)
+      unlink(f)
+      con
+    })
+    Sys.sleep(3)
+    "kept"
+  })
+  limits <- list(fsize = 8 * 1024^2)
+  s <- fallback_session(sandbox = build_sandbox_fallback(tmp_size = 16 * 1024^2), limits = limits)
+  info <- s$sandbox_info()
+  expect_match(info$detail[info$layer == "limits"], "temporary folder 16777216 bytes", fixed = TRUE)
+  for (code in list(many, hidden)) {
+    err <- expect_error(run_in(s, code), class = "securer_limit_error")
+    expect_s3_class(err, "securer_child_error")
+    expect_identical(err$limit, "tmp_size")
+    expect_match(conditionMessage(err), "temporary folder (16 MiB)", fixed = TRUE)
+    # The session answers again, with a new, empty folder.
+    expect_identical(run_in(s, quote(list.files(tempdir()))), character())
+  }
+  # Control: with room for it, the same code runs through.
+  roomy <- fallback_session(sandbox = build_sandbox_fallback(tmp_size = 64 * 1024^2), limits = limits)
+  expect_identical(run_in(roomy, many), "kept")
+  expect_identical(run_in(roomy, hidden), "kept")
+})
+
+# Clean-up of the host folder ----------------------------------------------
+
+# Host files and folders a session's code may point links at: a file of
+# mode 0600, a folder of mode 0700 holding a file, a folder of mode 0000.
+local_link_targets <- function(.env = parent.frame()) {
+  dir <- withr::local_tempdir(.local_envir = .env)
+  t <- list(
+    file = file.path(dir, "secret.txt"),
+    dir = file.path(dir, "private"),
+    locked = file.path(dir, "locked")
+  )
+  writeLines("keep me", t$file)
+  Sys.chmod(t$file, "0600")
+  dir.create(t$dir)
+  writeLines("inside", file.path(t$dir, "inner.txt"))
+  Sys.chmod(t$dir, "0700")
+  dir.create(t$locked)
+  Sys.chmod(t$locked, "0000")
+  withr::defer(Sys.chmod(t$locked, "0700"), envir = .env)
+  t
+}
+
+link_target_state <- function(t) {
+  list(
+    modes = format(file.mode(unlist(t))),
+    content = readLines(t$file),
+    inner = readLines(file.path(t$dir, "inner.txt"))
+  )
+}
+
+# Code that plants links to `t` in the session's folder, links that loop,
+# a folder of mode 0000 and (`deep`) a chain of folders deeper than a path
+# can name.
+plant_links <- function(t, deep = TRUE) {
+  bquote({
+    home <- Sys.getenv("HOME")
+    file.symlink(.(t$file), file.path(home, "to-file"))
+    file.symlink(.(t$dir), file.path(home, "to-dir"))
+    file.symlink(.(t$locked), file.path(home, "to-locked"))
+    file.symlink("loop", file.path(home, "loop"))
+    dir.create(file.path(home, "sub"))
+    file.symlink(.(t$file), file.path(home, "sub", "again"))
+    dir.create(file.path(home, "closed"), mode = "0000")
+    if (.(deep)) {
+      # A shell's cd keeps going where a path could not (PATH_MAX).
+      system(paste(
+        "cd", shQuote(home), "&& for i in $(seq 2500); do mkdir d && cd d || exit 1; done",
+        "&& echo deep > bottom"
+      ))
+    }
+    home
+  })
+}
+
+test_that("closing a session never follows the links its code planted in its folder", {
+  skip_if_no_sandbox()
+  t <- local_link_targets()
+  before <- link_target_state(t)
+  for (tier in c("fallback", "plain")) {
+    s <- if (tier == "fallback") fallback_session() else new_session()
+    folder <- run_in(s, plant_links(t), timeout = 60)
+    expect_true(file.exists(file.path(folder, "to-file")), info = tier)
+    s$close()
+    expect_false(basename(folder) %in% list.files(dirname(folder), all.files = TRUE), info = tier)
+    expect_identical(link_target_state(t), before, info = tier)
+  }
+  # Control: base R's forced unlink() of the same tree follows the links
+  # and opens the targets up (mode 0777).
+  victims <- local_link_targets()
+  scratch <- withr::local_tempdir()
+  withr::with_envvar(c(HOME = scratch), eval(plant_links(victims, deep = FALSE)))
+  unlink(scratch, recursive = TRUE, force = TRUE)
+  expect_false(identical(link_target_state(victims)$modes, before$modes))
+})

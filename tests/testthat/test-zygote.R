@@ -283,6 +283,28 @@ test_that("sandbox_info() of a forked session shows every layer and the zygote",
   expect_match(info$detail[info$layer == "root"], "own /proc")
 })
 
+test_that("a granted folder and a library under /tmp work in a forked session", {
+  skip_if_no_zygote()
+  dir <- normalizePath(withr::local_tempdir(tmpdir = "/tmp"))
+  writeLines("data", file.path(dir, "data.txt"))
+  lib <- normalizePath(withr::local_tempdir(tmpdir = "/tmp"))
+  withr::local_libpaths(lib, action = "prefix")
+  cfg <- build_sandbox_config(read_only = dir)
+  expect_true(securer:::zygote_wanted(list(sandbox = cfg)))
+  local_zygote_cleanup(zygote_key_for(cfg))
+  s <- sandboxed_session(sandbox = cfg)
+  expect_true(forked(s))
+  expect_identical(read_in(s, file.path(dir, "data.txt")), "data")
+  expect_true(lib %in% run_in(s, quote(.libPaths())))
+  # Still read-only there, and the session's /tmp is still its own.
+  expect_false(run_in(s, bquote(file.create(file.path(.(dir), "new.txt")))))
+  marker <- withr::local_tempfile(tmpdir = "/tmp")
+  writeLines("host", marker)
+  expect_false(run_in(s, bquote(file.exists(.(marker)))))
+  info <- s$sandbox_info()
+  expect_match(info$detail[info$layer == "root"], "granted paths under /tmp", fixed = TRUE)
+})
+
 test_that("without the zygote a sandboxed session starts cold", {
   skip_if_no_zygote()
   withr::local_options(securer.zygote = FALSE)
