@@ -131,6 +131,40 @@ test_that("no tier can read or write a host process's /proc files", {
   expect_identical(readLines(adj), "500")
 })
 
+test_that("no process of a session outlives its close, even in a new session", {
+  skip_without_python()
+  daemon <- paste(
+    "import os, time",
+    "if os.fork() == 0:",
+    "    try: os.setsid()",
+    "    except OSError: pass",
+    "    time.sleep(300)",
+    sep = "\n"
+  )
+  start <- bquote({
+    f <- tempfile(fileext = ".py")
+    writeLines(.(daemon), f)
+    system2("/usr/bin/python3", f, wait = FALSE, stdout = FALSE, stderr = FALSE)
+    Sys.sleep(1)
+  })
+  for (tier in sandbox_tiers) {
+    s <- tier_session(tier)
+    run_in(s, start)
+    tree <- process_tree(s$pid())
+    expect_gte(length(tree), 3L)
+    s$close()
+    expect_true(wait_handles_gone(tree), info = tier)
+  }
+  # Control: without the sandbox the daemon outlives the session.
+  s <- new_session()
+  run_in(s, start)
+  tree <- process_tree(s$pid())
+  s$close()
+  survivors <- Filter(handle_running, tree)
+  withr::defer(for (h in survivors) try(ps::ps_kill(h), silent = TRUE))
+  expect_gte(length(survivors), 1L)
+})
+
 # File metadata ------------------------------------------------------------
 
 test_that("no tier can chmod, chown or touch a host file outside its grants", {

@@ -37,6 +37,8 @@ mod caps;
 #[cfg(target_os = "linux")]
 mod cgroup;
 #[cfg(target_os = "linux")]
+mod coverage;
+#[cfg(target_os = "linux")]
 mod landlock;
 pub mod limits;
 #[cfg(target_os = "linux")]
@@ -58,6 +60,7 @@ pub use linux::*;
 #[cfg(target_os = "linux")]
 mod linux {
     use super::cgroup::{Cgroup, Found};
+    use super::coverage::{annotate, Tier as Coverage};
     use super::plan::{FsRule, Plan};
     use super::seccomp::Tier;
     use super::supervisor::{self, Budget, Quota};
@@ -145,7 +148,11 @@ mod linux {
         match outcome {
             Ok(inside) => Ok(Isolation {
                 plan,
-                layers: inside.layers,
+                layers: inside
+                    .layers
+                    .into_iter()
+                    .map(|l| annotate(l, Coverage::Cold))
+                    .collect(),
                 root_rules: Some(inside.rules),
             }),
             Err(reason) if policy.zygote => Err(LaunchFailure::new(
@@ -165,7 +172,10 @@ mod linux {
                             false,
                             format!("not applied (needs the namespaces): {why}"),
                         ),
-                    ],
+                    ]
+                    .into_iter()
+                    .map(|l| annotate(l, Coverage::Fallback))
+                    .collect(),
                     root_rules: None,
                 })
             }
@@ -247,19 +257,26 @@ mod linux {
             }
             return Ok(layers);
         }
-        let (rules, tier) = match root_rules {
-            Some(rules) => (rules, Tier::Namespaced),
+        let (rules, tier, coverage) = match root_rules {
+            Some(rules) => (rules, Tier::Namespaced, Coverage::Cold),
             None => (
                 plan.fallback_rules(),
                 Tier::Fallback {
                     pid: std::process::id(),
+                    // SAFETY: getpgrp cannot fail.
+                    pgid: unsafe { libc::getpgrp() } as u32,
                     signals_scoped: super::landlock::signals_scoped(),
                 },
+                Coverage::Fallback,
             ),
         };
-        layers.push(super::caps::drop_all(plan.strict)?);
-        layers.push(super::landlock::apply(&rules, plan.strict)?);
-        layers.push(super::seccomp::apply(plan.strict, tier)?);
+        for l in [
+            super::caps::drop_all(plan.strict)?,
+            super::landlock::apply(&rules, plan.strict)?,
+            super::seccomp::apply(plan.strict, tier)?,
+        ] {
+            layers.push(annotate(l, coverage));
+        }
         Ok(layers)
     }
 

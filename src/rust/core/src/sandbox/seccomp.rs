@@ -30,7 +30,10 @@
 //!   socket's path, e.g. /var/run/docker.sock), datagram sockets (which
 //!   send to a path without connecting), bind() (abstract names the host's
 //!   programs would use could be taken over);
-//! * O_TMPFILE opens and openat2 (files outside the folder quota's sight).
+//! * O_TMPFILE opens and openat2 (files outside the folder quota's sight);
+//! * setsid(), and setpgid() to any group but the session's: the host
+//!   stops a session by killing its process group, which no process of the
+//!   session may leave (processx ignores a failed setsid()).
 //!
 //! Syscalls of another ABI (i386 on x86_64) kill the process; x32 calls
 //! get ENOSYS. Other architectures: reported inactive.
@@ -43,9 +46,14 @@ pub(crate) enum Tier {
     /// In namespaces of the session's own.
     Namespaced,
     /// Sharing the host's namespaces: `pid` is R's (the caller's, kept
-    /// across execve); `signals_scoped`: Landlock keeps signals inside the
+    /// across execve), `pgid` the process group the host kills to stop the
+    /// session; `signals_scoped`: Landlock keeps signals inside the
     /// session.
-    Fallback { pid: u32, signals_scoped: bool },
+    Fallback {
+        pid: u32,
+        pgid: u32,
+        signals_scoped: bool,
+    },
 }
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -309,10 +317,16 @@ mod filter {
 
         if let Tier::Fallback {
             pid,
+            pgid,
             signals_scoped,
         } = tier
         {
             eperm.extend(unconditional(FALLBACK_DENIED));
+            eperm.insert(libc::SYS_setsid, Vec::new());
+            eperm.insert(
+                libc::SYS_setpgid,
+                vec![rule(1, SeccompCmpOp::Ne, u64::from(pgid))?],
+            );
             for &(_, nr) in SELF_ONLY {
                 eperm.insert(nr, vec![not_self(0, pid)?]);
             }
@@ -436,7 +450,7 @@ pub(crate) fn apply(_strict: bool, tier: Tier) -> Result<LayerState, LaunchFailu
              chattr, SysV IPC, POSIX message queues, connect(), bind(), AF_UNIX datagram \
              sockets, O_TMPFILE, openat2), \
              prlimit/setpriority/sched_set*/ioprio_set/migrate_pages/move_pages only on R \
-             itself, pidfd_open -> ENOSYS{}",
+             itself, no new session or process group (setsid, setpgid), pidfd_open -> ENOSYS{}",
             filter::FALLBACK_DENIED.len() + filter::SELF_ONLY.len(),
             if signals_scoped {
                 "; signals scoped by Landlock"
@@ -470,10 +484,12 @@ mod tests {
             Tier::Namespaced,
             Tier::Fallback {
                 pid: 1234,
+                pgid: 1200,
                 signals_scoped: true,
             },
             Tier::Fallback {
                 pid: 1234,
+                pgid: 1200,
                 signals_scoped: false,
             },
         ] {

@@ -15,6 +15,7 @@
 //!                          the zygote), seccomp; returns to R
 //! ```
 
+use super::coverage::{annotate, Tier as Coverage};
 use super::plan::{root_rules, DEV_NODES};
 use super::supervisor::{self, Budget, Post};
 use super::{caps, landlock, mounts, seccomp};
@@ -203,6 +204,10 @@ pub fn confine(
     layers.push(caps::drop_all(strict)?);
     layers.push(landlock::apply(&rules, strict)?);
     layers.push(seccomp::apply(strict, seccomp::Tier::Namespaced)?);
+    let mut layers: Vec<LayerState> = layers
+        .into_iter()
+        .map(|l| annotate(l, Coverage::Forked))
+        .collect();
     let session = if supervised.is_empty() {
         String::new()
     } else {
