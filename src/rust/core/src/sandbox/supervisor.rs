@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(100);
 /// How often the temporary folder is measured, at most.
 const TMP_TICK: Duration = Duration::from_millis(500);
+/// The longest wait between two checks, however costly they are.
+const MAX_WAIT: Duration = Duration::from_secs(2);
 /// A check may take 1/COST_SHARE of the time between two checks.
 const COST_SHARE: u32 = 20;
 /// Failed walks of the temporary folder in a row (it is being moved
@@ -198,9 +200,9 @@ fn page_size() -> u64 {
 }
 
 /// The next check, no sooner than `min` and `COST_SHARE` times what the
-/// last one cost.
+/// last one cost, no later than `MAX_WAIT`.
 fn next_after(now: Instant, cost: Duration, min: Duration) -> Instant {
-    now + min.max(cost * COST_SHARE)
+    now + min.max(cost * COST_SHARE).min(MAX_WAIT)
 }
 
 pub(crate) struct Supervisor {
@@ -235,10 +237,15 @@ impl Supervisor {
 
     /// Runs the checks that are due: the limit passed, if any.
     pub fn check(&mut self) -> Option<SessionLimit> {
-        let now = Instant::now();
-        if now >= self.next_procs {
-            let over = self.check_procs();
-            self.next_procs = next_after(Instant::now(), now.elapsed(), TICK);
+        if Instant::now() >= self.next_procs {
+            // The pace follows the cost of listing the host's processes
+            // (many on a busy host); not that of measuring a session that
+            // is near its limit, when the next check matters most.
+            let started = Instant::now();
+            let procs = descendants(&scan(), own_pid());
+            let cost = started.elapsed();
+            let over = self.check_procs(&procs);
+            self.next_procs = next_after(Instant::now(), cost, TICK);
             if over.is_some() {
                 return over;
             }
@@ -252,10 +259,7 @@ impl Supervisor {
         None
     }
 
-    fn check_procs(&self) -> Option<SessionLimit> {
-        // SAFETY: getpid cannot fail.
-        let me = unsafe { libc::getpid() };
-        let procs = descendants(&scan(), me);
+    fn check_procs(&self, procs: &[Proc]) -> Option<SessionLimit> {
         if let Some(max) = self.budget.tasks {
             if procs.iter().map(|p| p.threads.max(1)).sum::<u64>() > max {
                 return Some(SessionLimit::Nproc);
@@ -301,6 +305,11 @@ impl Supervisor {
     }
 }
 
+fn own_pid() -> libc::pid_t {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() }
+}
+
 /// Bytes of the files on `dir`'s filesystem that the session's processes
 /// hold open after removing them: no walk of the folder sees them.
 fn unlinked_open_bytes(dir: RawFd) -> u64 {
@@ -308,11 +317,9 @@ fn unlinked_open_bytes(dir: RawFd) -> u64 {
     let Ok(dev) = std::fs::metadata(format!("/proc/self/fd/{dir}")).map(|m| m.dev()) else {
         return 0;
     };
-    // SAFETY: getpid cannot fail.
-    let me = unsafe { libc::getpid() };
     let mut seen = std::collections::HashSet::new();
     let mut total = 0u64;
-    for p in descendants(&scan(), me) {
+    for p in descendants(&scan(), own_pid()) {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", p.pid)) else {
             continue;
         };
@@ -333,11 +340,9 @@ fn unlinked_open_bytes(dir: RawFd) -> u64 {
 /// forking while we kill). Returns `r_pid`'s wait status if it was reaped
 /// on the way.
 fn kill_descendants(r_pid: libc::pid_t) -> Option<libc::c_int> {
-    // SAFETY: getpid cannot fail.
-    let me = unsafe { libc::getpid() };
     let mut r_status = None;
     for _ in 0..10_000 {
-        let left = descendants(&scan(), me);
+        let left = descendants(&scan(), own_pid());
         for p in &left {
             sys::kill(p.pid, libc::SIGKILL);
         }
@@ -577,6 +582,7 @@ mod tests {
             next_after(t, Duration::from_millis(30), TICK),
             t + Duration::from_millis(600)
         );
+        assert_eq!(next_after(t, Duration::from_secs(1), TICK), t + MAX_WAIT);
     }
 
     #[test]
