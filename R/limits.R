@@ -28,9 +28,10 @@ max_limit_value <- 1e15 - 1
 #' `stack` (bytes, `RLIMIT_STACK`) is also accepted by [validate_limits()]
 #' but is not set by default: R sets its own stack checks.
 #'
-#' `memory` and `nproc` bind the whole session: code that starts several
-#' processes (`parallel::mclapply()`, `system()`) cannot hold more between
-#' them. Where the host delegates a cgroup v2 subtree to your user (systemd
+#' In a sandboxed session `memory` and `nproc` bind the whole session: code
+#' that starts several processes (`parallel::mclapply()`, `system()`)
+#' cannot hold more between them. Without the sandbox (`sandbox = FALSE`)
+#' all limits are per process. Where the host delegates a cgroup v2 subtree to your user (systemd
 #' does on most desktops and servers), the kernel enforces them for
 #' sessions started cold; otherwise, and for sessions forked from the warm
 #' zygote, the session's supervisor measures the session's processes about

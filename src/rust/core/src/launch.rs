@@ -26,15 +26,19 @@ pub fn run(mut spec: LaunchSpec) -> ! {
         .as_ref()
         .map(|policy| ok.done(sandbox::isolate(&spec, policy, &session)));
     let namespaced = isolation.as_ref().is_some_and(|i| i.namespaced());
-    // 3. Outside namespaces a supervisor stays behind (init supervises in
-    //    them): the process that goes on is R's.
+    // 3. Outside namespaces (the fallback tier) a supervisor stays behind;
+    //    init supervises in them. The process that goes on is R's. Without
+    //    a sandbox the process structure stays plain: R is the host's
+    //    child, and limits are per process.
     let supervised = if namespaced {
         session.describe(&supervised_limits(&spec), "the session's init (pid 1)")
-    } else {
+    } else if isolation.is_some() {
         let budget = ok.done(sandbox::host_budget(&spec, &session));
         let detail = session.describe(&budget.describe(), "the launcher, R's parent");
         ok.done(sandbox::supervise(ipc, budget, &mut session));
         detail
+    } else {
+        "per process only without the sandbox".to_string()
     };
     // 4. Capabilities, Landlock, seccomp.
     if let (Some(iso), Some(policy)) = (isolation, spec.sandbox.clone()) {
@@ -44,6 +48,12 @@ pub fn run(mut spec: LaunchSpec) -> ! {
         if let (false, Some(dir)) = (namespaced, &policy.fallback_tmp) {
             retarget_tmp(&mut spec, dir);
         }
+    }
+    // A zygote cannot see the host's cgroups: tell it, for its sessions'
+    // reports, what the launcher found (see `zygote::CGROUP_ENV`).
+    if spec.sandbox.as_ref().is_some_and(|p| p.zygote) {
+        spec.env
+            .push((crate::zygote::CGROUP_ENV.to_string(), session.found()));
     }
     // 5. Per-process limits.
     report

@@ -307,7 +307,7 @@ pub fn remove(path: &Path) -> Result<(), TreeError> {
         what: what(),
         source: std::io::Error::from_raw_os_error(e),
     })?;
-    let base = CString::new(base.as_bytes()).map_err(|_| TreeError::Io {
+    let base = crate::sys::cstring(base.as_bytes()).ok_or_else(|| TreeError::Io {
         what: what(),
         source: std::io::Error::from_raw_os_error(libc::EINVAL),
     })?;

@@ -21,6 +21,11 @@ pub enum ServeError {
     Frame(#[from] FrameError),
 }
 
+/// The environment variable in which the launcher tells a zygote what it
+/// found of cgroup v2 on the host (the zygote's root has no /sys): read
+/// and removed before any session is forked, reported by each session.
+pub const CGROUP_ENV: &str = "SECURER_CGROUP";
+
 /// What a freshly forked session needs to go on in R.
 pub struct SessionStart {
     pub token: String,
@@ -40,6 +45,8 @@ fn reply_failure(ctrl: RawFd, f: &LaunchFailure) -> Result<(), ServeError> {
 /// 3 and whose stdout/stderr are its own pipes.
 pub fn serve(ctrl: RawFd, max_frame: usize) -> Result<SessionStart, ServeError> {
     let own_pidns = std::fs::File::open("/proc/self/ns/pid")?;
+    let cgroup = std::env::var(CGROUP_ENV).unwrap_or_default();
+    std::env::remove_var(CGROUP_ENV);
     let mut decoder = Decoder::new(max_frame);
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut buf = vec![0u8; 65536];
@@ -50,7 +57,12 @@ pub fn serve(ctrl: RawFd, max_frame: usize) -> Result<SessionStart, ServeError> 
                 continue;
             }
             let mine: Vec<OwnedFd> = std::mem::take(&mut fds);
-            if let Some(start) = fork_session(ctrl, own_pidns.as_raw_fd(), &f.payload, mine)? {
+            let fork = Fork {
+                ctrl,
+                own_pidns: own_pidns.as_raw_fd(),
+                cgroup: &cgroup,
+            };
+            if let Some(start) = fork_session(&fork, &f.payload, mine)? {
                 return Ok(start);
             }
         }
@@ -67,13 +79,23 @@ pub fn serve(ctrl: RawFd, max_frame: usize) -> Result<SessionStart, ServeError> 
     }
 }
 
+/// What forking a session needs of the zygote.
+struct Fork<'a> {
+    /// The host's socket.
+    ctrl: RawFd,
+    /// The zygote's own pid namespace.
+    own_pidns: RawFd,
+    /// What the launcher found of cgroup v2 on the host.
+    cgroup: &'a str,
+}
+
 /// Forks one session. `Ok(None)` in the zygote, `Ok(Some)` in the session.
 fn fork_session(
-    ctrl: RawFd,
-    own_pidns: RawFd,
+    z: &Fork,
     payload: &[u8],
     fds: Vec<OwnedFd>,
 ) -> Result<Option<SessionStart>, ServeError> {
+    let (ctrl, own_pidns) = (z.ctrl, z.own_pidns);
     let req: ForkRequest = match serde_json::from_slice(payload) {
         Ok(r) => r,
         Err(e) => {
@@ -108,7 +130,7 @@ fn fork_session(
     // SAFETY: the zygote is single-threaded R; the child goes on as R.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        return Ok(Some(become_session(req, fds)));
+        return Ok(Some(become_session(req, fds, z.cgroup)));
     }
     // SAFETY: setns on the fd of our own pid namespace, opened by `serve`.
     if unsafe { libc::setns(own_pidns, libc::CLONE_NEWPID) } != 0 {
@@ -145,7 +167,7 @@ fn fork_session(
 }
 
 /// In the forked process: takes the session's fds, confines it, reports.
-fn become_session(req: ForkRequest, fds: Vec<OwnedFd>) -> SessionStart {
+fn become_session(req: ForkRequest, fds: Vec<OwnedFd>, cgroup: &str) -> SessionStart {
     let raw: Vec<RawFd> = fds.into_iter().map(|f| f.into_raw_fd()).collect();
     let ipc = CHILD_IPC_FD;
     let placed = [(raw[0], ipc), (raw[1], 1), (raw[2], 2)]
@@ -157,7 +179,7 @@ fn become_session(req: ForkRequest, fds: Vec<OwnedFd>) -> SessionStart {
     }
     sys::close_fds_except(&[ipc]);
     let mut layers: Vec<LayerState> =
-        match crate::sandbox::session::confine(&req.policy, &req.limits, ipc) {
+        match crate::sandbox::session::confine(&req.policy, &req.limits, ipc, cgroup) {
             Ok(l) => l,
             Err(f) => report::fail(ipc, f),
         };

@@ -1033,7 +1033,6 @@ fn the_memory_limit_binds_the_whole_session_in_every_tier() {
     for (tier, sandbox) in [
         ("native", Some(policy())),
         ("fallback", Some(fallback_policy(fb.path()))),
-        ("none", None),
     ] {
         let spec = || {
             let s = Spec::perl(sandbox.clone(), SIX_HOLDERS);

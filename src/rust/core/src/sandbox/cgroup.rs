@@ -16,7 +16,6 @@
 //! limits (see `supervisor`); forked sessions always use their init.
 
 use crate::policy::{Limits, SessionLimit};
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -78,7 +77,7 @@ fn words(path: &Path) -> Vec<String> {
 }
 
 fn writable(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+    let Ok(c) = crate::sys::cpath(path) else {
         return false;
     };
     // SAFETY: a NUL-terminated path.
@@ -152,7 +151,8 @@ pub(crate) struct Cgroup {
 }
 
 fn write_at(dir: &OwnedFd, file: &str, text: &str) -> std::io::Result<()> {
-    let c = CString::new(file).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let c = crate::sys::cstring(file.as_bytes())
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: a valid directory fd and a NUL-terminated name.
     let fd = unsafe {
         libc::openat(

@@ -22,8 +22,7 @@
 //!         and goes on to exec R
 //! ```
 //!
-//! and of the fallback tier (and of a session without sandbox that has
-//! limits):
+//! and of the fallback tier:
 //!
 //! ```text
 //! launcher (the host's child): the session's supervisor, a subreaper
@@ -103,6 +102,11 @@ mod linux {
                 _ => (found, None),
             };
             SessionLimits { found, cgroup }
+        }
+
+        /// What the launcher found of cgroup v2 on the host.
+        pub fn found(&self) -> String {
+            self.found.describe()
         }
 
         /// The report of who enforces `budget` (`by`: the supervisor).

@@ -45,10 +45,13 @@ fn own_user_namespace() -> Result<(), i32> {
 /// Called in the session's init, which the zygote forked as pid 1 of a new
 /// pid namespace, with the session's IPC socket at `ipc_fd`. Returns only
 /// in the confined R process (pid 2).
+/// `cgroup`: what the zygote's launcher found of cgroup v2 on the host
+/// (forked sessions are supervised by their init either way).
 pub fn confine(
     policy: &SandboxPolicy,
     limits: &Limits,
     ipc_fd: RawFd,
+    cgroup: &str,
 ) -> Result<Vec<LayerState>, LaunchFailure> {
     let strict = policy.strict;
     // Private IPC and network namespaces too: Landlock covers neither SysV
@@ -208,14 +211,18 @@ pub fn confine(
         .into_iter()
         .map(|l| annotate(l, Coverage::Forked))
         .collect();
-    let session = if supervised.is_empty() {
-        String::new()
+    let mut session = if supervised.is_empty() {
+        "none requested".to_string()
     } else {
         format!(
             "{supervised}, enforced by the session's init (pid 1), which stops the session \
              when it passes one (measured every 0.1 s or so)"
         )
     };
+    if !cgroup.is_empty() {
+        session.push_str("; ");
+        session.push_str(cgroup);
+    }
     layers.push(super::limits::layer(limits, &session)?);
     Ok(layers)
 }
