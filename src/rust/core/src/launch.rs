@@ -17,9 +17,9 @@ pub fn run(mut spec: LaunchSpec) -> ! {
     let ok = Step(ipc);
     let mut report = LaunchReport::default();
 
-    // 1. Whole-session limits: a cgroup of the session's own where the
-    //    host delegates one (else its supervisor keeps them, see 3).
-    let mut session = SessionLimits::new(&spec.limits);
+    // 1. Whole-session limits of a sandboxed session: a cgroup of its own
+    //    where the host delegates one (else its supervisor keeps them).
+    let mut session = SessionLimits::new(&spec.limits, spec.sandbox.is_some());
     // 2. Namespaces and a fresh root; or the host's, seen through Landlock.
     let isolation = spec
         .sandbox

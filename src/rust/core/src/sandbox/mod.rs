@@ -29,8 +29,6 @@
 //! └── R: capabilities, Landlock, seccomp
 //! ```
 
-use crate::policy::{LaunchFailure, LaunchSpec, Layer, LayerState, Limits, SandboxPolicy};
-
 #[cfg(target_os = "linux")]
 mod caps;
 #[cfg(target_os = "linux")]
@@ -63,7 +61,7 @@ mod linux {
     use super::plan::{FsRule, Plan};
     use super::seccomp::Tier;
     use super::supervisor::{self, Budget, Quota};
-    use super::*;
+    use crate::policy::{LaunchFailure, LaunchSpec, Layer, LayerState, Limits, SandboxPolicy};
     use std::os::fd::{FromRawFd, OwnedFd};
 
     /// Where R will run, once `isolate` has returned in its process.
@@ -89,11 +87,11 @@ mod linux {
 
     impl SessionLimits {
         /// Detects what the host offers and, where a cgroup v2 subtree is
-        /// delegated and `limits` bound memory or processes, makes the
-        /// session's cgroup.
-        pub fn new(limits: &Limits) -> SessionLimits {
+        /// delegated and `limits` bound memory or processes of a
+        /// `sandboxed` session, makes the session's cgroup.
+        pub fn new(limits: &Limits, sandboxed: bool) -> SessionLimits {
             let found = super::cgroup::detect();
-            let wanted = limits.memory.is_some() || limits.nproc.is_some();
+            let wanted = sandboxed && (limits.memory.is_some() || limits.nproc.is_some());
             let (found, cgroup) = match (&found, wanted) {
                 (Found::Delegated { parent }, true) => match Cgroup::create(parent, limits) {
                     Ok(cg) => (found, Some(cg)),
@@ -296,9 +294,9 @@ mod linux {
 
 /// Other systems have no Linux sandbox; the host uses its own mechanism.
 #[cfg(not(target_os = "linux"))]
-pub fn unavailable() -> LaunchFailure {
-    LaunchFailure::new(
-        Layer::Sandbox,
+pub fn unavailable() -> crate::policy::LaunchFailure {
+    crate::policy::LaunchFailure::new(
+        crate::policy::Layer::Sandbox,
         "the launcher sandbox is only implemented on Linux",
         None,
     )
