@@ -269,7 +269,17 @@ child_stop <- function(child) {
     return(invisible())
   }
   rs_kill(child$handle)
-  if (length(child$dir)) unlink(child$dir, recursive = TRUE, force = TRUE)
+  if (length(child$dir)) {
+    # Stopping never fails (it runs in finalizers too): a folder that could
+    # not be removed whole is worth a warning.
+    err <- rs_remove_tree(child$dir)
+    if (inherits(err, "securer_rs_error")) {
+      msg <- err$message
+      cli::cli_warn(c("Part of a session's folder was left behind.", x = "{msg}"),
+        class = c("securer_cleanup_warning", "securer_warning")
+      )
+    }
+  }
   invisible()
 }
 

@@ -68,6 +68,17 @@ rs_alive <- function(ptr) .Call(wrap__rs_alive, ptr)
 #' @noRd
 rs_launch_report <- function(ptr) .Call(wrap__rs_launch_report, ptr)
 
+#' The session limit ("memory", "nproc" or "tmp_size") whose passing made
+#' the session's supervisor stop it, or NULL.
+#' @noRd
+rs_exit_limit <- function(ptr) .Call(wrap__rs_exit_limit, ptr)
+
+#' Removes a session's folder (a file, a link or a whole tree) without
+#' following any link the sandboxed code may have planted in it: NULL, or
+#' an error object saying what was left.
+#' @noRd
+rs_remove_tree <- function(path) .Call(wrap__rs_remove_tree, path)
+
 #' Waits until one of `fds` is readable or `timeout_ms` passes; returns
 #' the 1-based indices of the readable ones (for event loops over several
 #' sessions, which get their fds from `rs_poll_fds`).

@@ -16,14 +16,30 @@ max_limit_value <- 1e15 - 1
 #'
 #' The limits a session applies when you do not choose your own:
 #'
-#' * `cpu`: 60 seconds of CPU time (`RLIMIT_CPU`).
-#' * `memory`: 2 GiB of address space, in bytes (`RLIMIT_AS`).
+#' * `cpu`: 60 seconds of CPU time per process (`RLIMIT_CPU`).
+#' * `memory`: 2 GiB, in bytes: the address space of each process
+#'   (`RLIMIT_AS`) and the memory of the whole session, all its processes
+#'   together (see below).
 #' * `fsize`: 100 MiB, the largest file the code may write (`RLIMIT_FSIZE`).
-#' * `nproc`: 256 processes (`RLIMIT_NPROC`).
-#' * `nofile`: 256 open files (`RLIMIT_NOFILE`).
+#' * `nproc`: 256 processes: per user of the sandbox (`RLIMIT_NPROC`) and
+#'   for the whole session.
+#' * `nofile`: 256 open files per process (`RLIMIT_NOFILE`).
 #'
 #' `stack` (bytes, `RLIMIT_STACK`) is also accepted by [validate_limits()]
 #' but is not set by default: R sets its own stack checks.
+#'
+#' In a sandboxed session `memory` and `nproc` bind the whole session: code
+#' that starts several processes (`parallel::mclapply()`, `system()`)
+#' cannot hold more between them. Without the sandbox (`sandbox = FALSE`)
+#' all limits are per process. Where the host delegates a cgroup v2 subtree to your user (systemd
+#' does on most desktops and servers), the kernel enforces them for
+#' sessions started cold; otherwise, and for sessions forked from the warm
+#' zygote, the session's supervisor measures the session's processes about
+#' ten times a second and stops the session with a `securer_limit_error`
+#' naming the limit when it passes one. `$sandbox_info()` says which. The
+#' defaults let eight sessions run side by side on a machine with 24 GiB
+#' of memory: 2 GiB each, plus each session's `/tmp` (256 MiB of memory in
+#' the full sandbox, see [build_sandbox_config()]).
 #'
 #' Pass a partial list to a session to change some of these and keep the
 #' rest, `Inf` to lift one limit, or `list()` to apply none.
@@ -238,6 +254,35 @@ describe_limit <- function(name, value) {
     format_number(value)
   )
   paste0(label, " (", amount, ")")
+}
+
+# The session limits a supervisor (or the kernel, in the session's cgroup)
+# stops a session for: `memory` and `nproc` of `limits`, and `tmp_size`, the
+# size of the fallback tier's temporary folder. "memory (2 GiB)",
+# "temporary folder (256 MiB)".
+describe_session_limit <- function(lim, opts) {
+  if (identical(lim, "tmp_size")) {
+    size <- opts$sandbox$tmp_size
+    return(paste0("temporary folder (", if (is.numeric(size)) format_bytes(size) else "no limit", ")"))
+  }
+  if (!is.character(lim) || length(lim) != 1L || !lim %in% limit_names) {
+    return("resource")
+  }
+  describe_limit(lim, opts$limits[[lim]])
+}
+
+# The setting that raises limit `lim`, for messages.
+limit_setting <- function(lim) {
+  if (identical(lim, "tmp_size")) {
+    return("build_sandbox_fallback(tmp_size = ...)")
+  }
+  paste0("limits = list(", lim, " = ...)")
+}
+
+# The session limit whose passing made the child's supervisor stop it
+# ("memory", "nproc" or "tmp_size"), or NULL.
+child_exit_limit <- function(child) {
+  if (is.null(child)) NULL else rs_exit_limit(child$handle)
 }
 
 format_number <- function(x) {

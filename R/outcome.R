@@ -43,6 +43,8 @@ execution_outcome <- function(private, run, ev) {
       ))
     },
     exited = {
+      # Which session limit its supervisor stopped it for, if one did.
+      ev$limit <- child_exit_limit(private$child)
       session_replace_child(private, "child died")
       failed(child_exit_cnd(private, run, ev))
     },
@@ -153,15 +155,15 @@ child_error_cnd <- function(private, run, cond) {
 child_exit_cnd <- function(private, run, ev) {
   sig <- ev$signal
   output <- lines_of(run$output)
-  limits <- private$opts$limits
-  lim <- if (isTRUE(sig == 24)) "cpu" else if (isTRUE(sig == 25)) "fsize" else NULL
+  lim <- ev$limit %||% if (isTRUE(sig == 24)) "cpu" else if (isTRUE(sig == 25)) "fsize" else NULL
   if (!is.null(lim)) {
-    hit <- if (!is.null(limits[[lim]])) describe_limit(lim, limits[[lim]]) else lim
+    hit <- describe_session_limit(lim, private$opts)
+    setting <- limit_setting(lim)
     run$error <- paste("limit", hit)
     return(securer_error_cnd(
       c(
         "The sandboxed code hit the {hit} limit and was stopped.",
-        i = "The child was replaced; raise the limit with {.code limits = list({lim} = ...)} if needed."
+        i = "The child was replaced; raise the limit with {.code {setting}} if needed."
       ),
       c("securer_limit_error", "securer_child_error"),
       limit = lim, output = output

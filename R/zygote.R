@@ -6,15 +6,11 @@
 the$zygotes <- new.env(parent = emptyenv())
 the$no_zygote <- character()
 
+# Granted folders and library paths under /tmp work too: a forked session
+# takes them along into its own /tmp.
 zygote_wanted <- function(opts) {
-  if (!isTRUE(getOption("securer.zygote", TRUE)) || is.null(opts$sandbox) ||
-    !identical(opts$sandbox$backend, "linux-native")) {
-    return(FALSE)
-  }
-  # A forked session mounts its own /tmp over the zygote's, which would
-  # hide granted folders (or library paths) under /tmp: start those cold.
-  paths <- c(opts$sandbox$read_only, opts$sandbox$writable)
-  !any(paths == "/tmp" | startsWith(paths, "/tmp/"))
+  isTRUE(getOption("securer.zygote", TRUE)) && !is.null(opts$sandbox) &&
+    identical(opts$sandbox$backend, "linux-native")
 }
 
 # The JSON of a session's fork request, less its token; it also keys the
@@ -88,8 +84,29 @@ zygote_fork <- function(opts) {
   NULL
 }
 
+# The running zygotes, by key: list(key, pid) each. Internal, for tests
+# and diagnostics.
+zygote_list <- function() {
+  keys <- sort(ls(the$zygotes))
+  out <- lapply(keys, function(k) {
+    z <- the$zygotes[[k]]
+    if (!is.null(z)) list(key = k, pid = z$pid)
+  })
+  names(out) <- keys
+  Filter(Negate(is.null), out)
+}
+
+# Stops the zygote of `key` (the next session of that policy starts a new
+# one).
+zygote_stop <- function(key) {
+  child_stop(the$zygotes[[key]])
+  if (exists(key, envir = the$zygotes, inherits = FALSE)) {
+    rm(list = key, envir = the$zygotes)
+  }
+  invisible()
+}
+
 zygote_stop_all <- function() {
-  for (key in ls(the$zygotes)) child_stop(the$zygotes[[key]])
-  rm(list = ls(the$zygotes), envir = the$zygotes)
+  for (key in ls(the$zygotes)) zygote_stop(key)
   invisible()
 }

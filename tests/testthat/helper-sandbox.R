@@ -1,5 +1,43 @@
-# Shared helpers for the tests that run real sandboxed sessions: escape
-# attempts (test-sandbox.R) and resource limits (test-limits.R).
+# Shared helpers of the sandbox tests: configuration checks (the
+# test-sandbox*.R files) and real sandboxed sessions (escape attempts in
+# test-sandbox-escapes.R, test-sandbox-fallback.R, test-sandbox-kernel.R;
+# resource limits in test-limits.R).
+
+# An input error (securer_input_error, a securer_error) whose message holds
+# each of `pattern`.
+expect_input_error <- function(expr, pattern = character()) {
+  err <- expect_error(expr, class = "securer_input_error")
+  expect_s3_class(err, "securer_error")
+  for (p in pattern) {
+    expect_match(conditionMessage(err), p, fixed = TRUE)
+  }
+  invisible(err)
+}
+
+to_json <- function(x) {
+  as.character(jsonlite::toJSON(x, auto_unbox = TRUE, null = "null", digits = NA))
+}
+
+# Is `path` visible through one of `paths` (equal to or inside one)?
+exposes <- function(paths, path) {
+  any(path_is_within(path, paths))
+}
+
+# The lines of one multi-line SBPL rule, from "(head" to its closing ")".
+sbpl_block <- function(profile, head) {
+  lines <- strsplit(profile, "\n", fixed = TRUE)[[1]]
+  start <- which(lines == paste0("(", head))
+  if (length(start) != 1L) {
+    return(character())
+  }
+  end <- start + which(endsWith(lines[-seq_len(start)], "))"))[[1]]
+  lines[(start + 1L):end]
+}
+
+local_dir <- function(name = "dir", env = parent.frame()) {
+  dir <- withr::local_tempdir(pattern = name, .local_envir = env)
+  normalizePath(dir, winslash = "/")
+}
 
 # Can this machine run the full native sandbox? Probed once per test run by
 # starting (and closing) one strict session.
@@ -92,10 +130,11 @@ local_fresh_warnings <- function(.env = parent.frame()) {
 
 # A session of the fallback tier (no namespaces): Landlock, seccomp,
 # limits and a clean environment. Its one-time warning is expected.
-fallback_session <- function(..., .env = parent.frame()) {
-  local_fresh_warnings(.env = environment())
+fallback_session <- function(..., sandbox = build_sandbox_fallback(), .env = parent.frame()) {
+  # Until `.env` ends, as the session's replacements warn too.
+  local_fresh_warnings(.env = .env)
   session <- suppressWarnings(
-    SecureSession$new(sandbox = build_sandbox_fallback(), ...),
+    SecureSession$new(sandbox = sandbox, ...),
     classes = "securer_sandbox_warning"
   )
   withr::defer(session$close(), envir = .env)
@@ -327,4 +366,84 @@ limits_in <- function(session) {
 zygote_session <- function(session) {
   info <- session$sandbox_info()
   isTRUE(grepl("zygote", info$detail[info$layer == "namespaces"], fixed = TRUE))
+}
+
+# The three tiers a sandboxed session can run in: forked from the warm
+# zygote (the default), the native sandbox started cold, and the fallback
+# tier without namespaces.
+sandbox_tiers <- c("warm", "cold", "fallback")
+
+# A session of `tier`, closed when `.env` ends. Native tiers are strict;
+# the fallback tier must have Landlock and seccomp, which it stands on.
+tier_session <- function(tier, ..., .env = parent.frame()) {
+  if (tier == "fallback") {
+    s <- fallback_session(..., .env = .env)
+    info <- s$sandbox_info()
+    require_or_skip(
+      all(info$active[info$layer %in% c("landlock", "seccomp")]),
+      "the fallback tier needs Landlock and seccomp here"
+    )
+    return(s)
+  }
+  sandboxed_session(..., zygote = tier == "warm", .env = .env)
+}
+
+# A sacrificial process on the host (`sleep`), killed when `.env` ends: the
+# target of attacks on other processes, never the test process itself.
+local_victim <- function(.env = parent.frame()) {
+  skip_if_not_installed("processx")
+  p <- processx::process$new("sleep", "600")
+  withr::defer(p$kill(), envir = .env)
+  p
+}
+
+# Python code that runs one attack and prints "OK", or "ERR <errno>".
+# `attack` is the body of a function of no argument; `pid` is its target.
+py_attack <- function(attack, pid = 0L) {
+  paste(
+    "import ctypes, fcntl, os, platform, resource, signal, termios",
+    "libc = ctypes.CDLL(None, use_errno=True)",
+    "libc.syscall.restype = ctypes.c_long",
+    "NR = {",
+    "  'x86_64': dict(kcmp=312, pidfd_getfd=438, process_madvise=440, migrate_pages=256,",
+    "                 move_pages=279, ioprio_set=251, ioprio_get=252, tgkill=234, rt_sigqueueinfo=129),",
+    "  'aarch64': dict(kcmp=272, pidfd_getfd=438, process_madvise=440, migrate_pages=238,",
+    "                  move_pages=239, ioprio_set=30, ioprio_get=31, tgkill=131, rt_sigqueueinfo=138),",
+    "}[platform.machine()]",
+    "def sc(name, *args):",
+    "    r = libc.syscall(ctypes.c_long(NR[name]), *[ctypes.c_long(a) for a in args])",
+    "    if r < 0: raise OSError(ctypes.get_errno(), name)",
+    "    return r",
+    "def lib(fn, *args):",
+    "    r = fn(*args)",
+    "    if r == -1: raise OSError(ctypes.get_errno(), 'libc')",
+    "    return r",
+    sprintf("P = %d", as.integer(pid)),
+    "def attack():",
+    paste0("    ", strsplit(attack, "\n", fixed = TRUE)[[1]], collapse = "\n"),
+    "try:",
+    "    attack()",
+    "    print('OK')",
+    "except OSError as e:",
+    "    print('ERR', e.errno)",
+    sep = "\n"
+  )
+}
+
+# Runs an attack in a session with python3: "OK" or "ERR <errno>".
+attack_in <- function(session, attack, pid = 0L) {
+  res <- script_in(session, "/usr/bin/python3", py_attack(attack, pid))
+  paste(res$output, collapse = " ")
+}
+
+# The same on the host.
+attack_on_host <- function(attack, pid = 0L) {
+  paste(script_on_host("/usr/bin/python3", py_attack(attack, pid))$output, collapse = " ")
+}
+
+# A field of /proc/<pid>/status or /proc/<pid>/limits of a host process.
+proc_field <- function(pid, file, field) {
+  lines <- readLines(sprintf("/proc/%d/%s", as.integer(pid), file))
+  line <- grep(paste0("^", field), lines, value = TRUE)
+  trimws(sub(paste0("^", field, ":?"), "", line))
 }

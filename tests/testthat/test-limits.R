@@ -1,16 +1,3 @@
-expect_input_error <- function(expr, pattern) {
-  err <- expect_error(expr, class = "securer_input_error")
-  expect_s3_class(err, "securer_error")
-  for (p in pattern) {
-    expect_match(conditionMessage(err), p, fixed = TRUE)
-  }
-  invisible(err)
-}
-
-to_json <- function(x) {
-  as.character(jsonlite::toJSON(x, auto_unbox = TRUE, null = "null", digits = NA))
-}
-
 # default_limits() -------------------------------------------------------
 
 test_that("default_limits() has the documented values", {
@@ -435,3 +422,143 @@ test_that("limits = list() sets no limit inside the sandbox", {
   info <- s$sandbox_info()
   expect_false(info$active[info$layer == "limits"])
 })
+
+# Limits inside the default sandbox (a shared session of the default
+# limits) -------------------------------------------------------------------
+
+box <- lazy_session()
+
+test_that("allocating 8 GB is a memory limit error and the session goes on", {
+  skip_if_no_sandbox()
+  s <- box()
+  err <- expect_error(s$execute("x <- numeric(1e9)"), class = "securer_limit_error")
+  expect_identical(err$limit, "memory")
+  expect_match(conditionMessage(err), "memory", fixed = TRUE)
+  expect_identical(run_in(s, quote(1 + 1)), 2)
+})
+
+test_that("a fork bomb is contained by nproc and leaves no process behind", {
+  skip_if_no_sandbox()
+  s <- sandboxed_session(limits = list(nproc = 32))
+  start_fork_bomb(s, 32)
+  Sys.sleep(1.5)
+  n <- run_in(s, quote(length(list.files("/proc", pattern = "^[0-9]+$"))), timeout = 10)
+  # The bomb ran (it wants thousands) and stopped at the limit.
+  expect_gte(n, 16L)
+  expect_lte(n, 32L)
+  tree <- process_tree(s$pid())
+  expect_lte(length(tree), 32L + 2L)
+  # The host still forks.
+  expect_identical(system("true"), 0L)
+  # The session still answers (its R process needs no fork for this).
+  expect_identical(run_in(s, quote(1 + 1), timeout = 10), 2)
+  s$close()
+  expect_true(wait_handles_gone(tree, timeout = 10))
+})
+
+test_that("a fork bomb within its nproc limit does not starve another session", {
+  skip_if_no_sandbox()
+  a <- sandboxed_session(limits = list(nproc = 32))
+  b <- box()
+  start_fork_bomb(a, 32)
+  Sys.sleep(1.5)
+  expect_identical(run_in(b, quote(system("echo hi", intern = TRUE))), "hi")
+  expect_identical(
+    run_in(b, quote(parallel::mccollect(parallel::mcparallel(6 * 7))[[1]])),
+    42
+  )
+})
+
+test_that("a fork bomb at the default nproc does not starve another session", {
+  skip_if_no_sandbox()
+  a <- sandboxed_session()
+  b <- box()
+  start_fork_bomb(a, 256)
+  Sys.sleep(2)
+  got <- tryCatch(
+    run_in(b, quote(parallel::mccollect(parallel::mcparallel(6 * 7))[[1]])),
+    securer_limit_error = function(e) e
+  )
+  expect_identical(got, 42)
+})
+
+test_that("filling /tmp stops at its cap and the session goes on", {
+  skip_if_no_sandbox()
+  s <- sandboxed_session(sandbox = build_sandbox_config(tmp_size = 16 * 1024^2))
+  res <- s$execute("
+    f <- file.path(tempdir(), 'big')
+    writeBin(raw(32 * 1024^2), f)
+    file.size(f)
+  ")
+  expect_lte(strip_output(res), 16 * 1024^2)
+  expect_true(any(grepl("problem writing", attr(res, "output"))))
+  out <- run_in(s, quote(suppressWarnings(
+    system("head -c 33554432 /dev/zero 2>&1 >/tmp/more", intern = TRUE)
+  )))
+  expect_false(is.null(attr(out, "status")))
+  expect_true(any(grepl("No space left on device", out)))
+  expect_identical(run_in(s, quote(1 + 1)), 2)
+})
+
+# Limits on the whole session ----------------------------------------------
+#
+# In a sandboxed session memory and nproc bind all of its processes
+# together: a cgroup where the host delegates one, else the session's
+# supervisor, which stops the session when it passes one. Each tier is
+# tried with eight R processes (the session's R and seven forked workers)
+# that together hold more than the limit, and a control without the limit
+# shows they do. Without the sandbox limits are per process.
+
+# Code that makes eight processes each hold about 128 MB for `hold`
+# seconds; it returns the memory R says they used (bytes), summed. (R's
+# own count: forked workers of the fallback tier cannot read /proc/self.)
+eight_workers <- function(hold = 3) {
+  bquote({
+    got <- parallel::mclapply(1:8, function(i) {
+      x <- runif(16e6)
+      used <- sum(gc()[, 2]) * 1024^2
+      Sys.sleep(.(hold))
+      used + 0 * x[[1]]
+    }, mc.cores = 8)
+    sum(unlist(got))
+  })
+}
+
+for (tier in sandbox_tiers) {
+  test_that(paste0("the memory limit binds all of a session's processes together (", tier, ")"), {
+    skip_if_no_sandbox()
+    s <- tier_session(tier, limits = list(memory = 512 * 1024^2))
+    err <- expect_error(run_in(s, eight_workers(), timeout = 60), class = "securer_limit_error")
+    expect_s3_class(err, "securer_child_error")
+    expect_identical(err$limit, "memory")
+    expect_match(conditionMessage(err), "memory (512 MiB)", fixed = TRUE)
+    # The session was replaced and answers.
+    expect_identical(run_in(s, quote(1 + 1)), 2)
+    # Control: without a memory limit the same code holds more than 512 MiB.
+    free <- tier_session(tier, limits = list(memory = Inf))
+    expect_gt(run_in(free, eight_workers(hold = 0), timeout = 60), 512 * 1024^2)
+  })
+
+  test_that(paste0("the process limit binds all of a session's processes together (", tier, ")"), {
+    skip_if_no_sandbox()
+    start <- quote({
+      for (i in 1:40) system("sleep 30 &")
+      Sys.sleep(1)
+      "started"
+    })
+    s <- tier_session(tier, limits = list(nproc = 16))
+    # Either the forks beyond the limit fail (RLIMIT_NPROC, the cgroup) or
+    # the supervisor stops the session: never more than 16 processes.
+    got <- tryCatch(run_in(s, start, timeout = 60), securer_limit_error = function(e) e)
+    if (inherits(got, "securer_limit_error")) {
+      expect_identical(got$limit, "nproc")
+    } else {
+      expect_identical(got, "started")
+      expect_lte(length(process_tree(s$pid())), 16L + 2L)
+    }
+    # Control: without the limit all 40 run.
+    free <- tier_session(tier, limits = list(nproc = Inf))
+    expect_identical(run_in(free, start, timeout = 60), "started")
+    expect_gte(length(process_tree(free$pid())), 40L)
+  })
+}

@@ -6,18 +6,24 @@
 skip_if_no_zygote <- function() {
   skip_if_no_sandbox()
   skip_if_not(isTRUE(getOption("securer.zygote", TRUE)), "the zygote is turned off")
-  # Library paths under /tmp (hidden by a forked session's own /tmp) make
-  # every session start cold.
-  skip_if_not(
+  require_or_skip(
     securer:::zygote_wanted(list(sandbox = build_sandbox_config())),
-    "sessions of the default policy start cold here (an R library under /tmp?)"
+    "sessions of the default policy start cold here"
   )
 }
 
-# The zygote record (pid, handle) a session was forked from, or NULL.
+# The running zygote of `key` (list(key, pid)), or NULL.
+zygote_by_key <- function(key) securer:::zygote_list()[[key]]
+
+# The zygote (list(key, pid)) a session was forked from: the one whose
+# process tree holds the session's supervisor. NULL for a cold session.
 zygote_of <- function(session) {
-  key <- session$.__enclos_env__$private$opts$zygote_key
-  if (is.null(key)) NULL else securer:::the$zygotes[[key]]
+  for (z in securer:::zygote_list()) {
+    if (session$pid() %in% tree_pids(z$pid)) {
+      return(z)
+    }
+  }
+  NULL
 }
 
 zygote_key_for <- function(sandbox, strict = TRUE) {
@@ -30,15 +36,7 @@ zygote_key_for <- function(sandbox, strict = TRUE) {
 # Stops the zygote of this policy when `.env` ends (for policies that only
 # one test uses).
 local_zygote_cleanup <- function(key, .env = parent.frame()) {
-  withr::defer(
-    {
-      securer:::child_stop(securer:::the$zygotes[[key]])
-      if (exists(key, envir = securer:::the$zygotes, inherits = FALSE)) {
-        rm(list = key, envir = securer:::the$zygotes)
-      }
-    },
-    envir = .env
-  )
+  withr::defer(securer:::zygote_stop(key), envir = .env)
 }
 
 forked <- function(session) {
@@ -56,9 +54,9 @@ test_that("a policy's zygote starts with its first sandboxed session", {
   cfg <- build_sandbox_config(tmp_size = 48 * 1024^2)
   key <- zygote_key_for(cfg)
   local_zygote_cleanup(key)
-  expect_null(securer:::the$zygotes[[key]])
+  expect_null(zygote_by_key(key))
   s <- sandboxed_session(sandbox = cfg)
-  z <- securer:::the$zygotes[[key]]
+  z <- zygote_by_key(key)
   expect_false(is.null(z))
   expect_identical(zygote_of(s), z)
   expect_true(pid_running(z$pid))
@@ -280,23 +278,45 @@ test_that("sandbox_info() of a forked session shows every layer and the zygote",
   )
   expect_true(all(info$active))
   expect_match(info$detail[info$layer == "namespaces"], "zygote")
-  expect_match(info$detail[info$layer == "namespaces"], "own pid, mount and ipc namespaces")
+  expect_match(info$detail[info$layer == "namespaces"], "own pid, mount, ipc and network")
   expect_match(info$detail[info$layer == "root"], "private /tmp")
   expect_match(info$detail[info$layer == "root"], "own /proc")
+})
+
+test_that("a granted folder and a library under /tmp work in a forked session", {
+  skip_if_no_zygote()
+  dir <- normalizePath(withr::local_tempdir(tmpdir = "/tmp"))
+  writeLines("data", file.path(dir, "data.txt"))
+  lib <- normalizePath(withr::local_tempdir(tmpdir = "/tmp"))
+  withr::local_libpaths(lib, action = "prefix")
+  cfg <- build_sandbox_config(read_only = dir)
+  expect_true(securer:::zygote_wanted(list(sandbox = cfg)))
+  local_zygote_cleanup(zygote_key_for(cfg))
+  s <- sandboxed_session(sandbox = cfg)
+  expect_true(forked(s))
+  expect_identical(read_in(s, file.path(dir, "data.txt")), "data")
+  expect_true(lib %in% run_in(s, quote(.libPaths())))
+  # Still read-only there, and the session's /tmp is still its own.
+  expect_false(run_in(s, bquote(file.create(file.path(.(dir), "new.txt")))))
+  marker <- withr::local_tempfile(tmpdir = "/tmp")
+  writeLines("host", marker)
+  expect_false(run_in(s, bquote(file.exists(.(marker)))))
+  info <- s$sandbox_info()
+  expect_match(info$detail[info$layer == "root"], "granted paths under /tmp", fixed = TRUE)
 })
 
 test_that("without the zygote a sandboxed session starts cold", {
   skip_if_no_zygote()
   withr::local_options(securer.zygote = FALSE)
-  zygotes <- ls(securer:::the$zygotes)
+  zygotes <- names(securer:::zygote_list())
   s <- SecureSession$new(sandbox = TRUE, sandbox_strict = TRUE)
   withr::defer(s$close())
   expect_false(forked(s))
   expect_true(all(s$sandbox_info()$active))
   expect_identical(s$execute("1 + 1"), 2)
-  expect_identical(ls(securer:::the$zygotes), zygotes)
+  expect_identical(names(securer:::zygote_list()), zygotes)
   for (key in zygotes) {
-    expect_false(s$pid() %in% tree_pids(securer:::the$zygotes[[key]]$pid))
+    expect_false(s$pid() %in% tree_pids(zygote_by_key(key)$pid))
   }
 })
 

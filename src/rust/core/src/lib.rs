@@ -8,11 +8,13 @@ pub mod frame;
 pub mod host;
 pub mod launch;
 pub mod policy;
+pub mod report;
 pub mod rvalue;
 pub mod sandbox;
 pub(crate) mod sys;
 pub mod text;
 pub mod tool_types;
+pub mod tree;
 #[cfg(target_os = "linux")]
 pub mod zygote;
 

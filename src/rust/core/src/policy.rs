@@ -5,6 +5,10 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// The IPC socket's fd number in the child: in the launcher's R process, in
+/// a warm zygote and in each session it forks.
+pub const CHILD_IPC_FD: i32 = 3;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LaunchSpec {
@@ -90,17 +94,121 @@ pub struct ForkRequest {
     pub token: String,
 }
 
+/// A limit on the whole session (all its processes) that its supervisor
+/// enforces by stopping the session.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionLimit {
+    /// Memory held by all the session's processes (`Limits::memory`).
+    Memory,
+    /// Processes (tasks) of the session (`Limits::nproc`).
+    Nproc,
+    /// Bytes or files in the fallback tier's temporary folder
+    /// (`SandboxPolicy::tmp_size`).
+    TmpSize,
+}
+
+impl SessionLimit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionLimit::Memory => "memory",
+            SessionLimit::Nproc => "nproc",
+            SessionLimit::TmpSize => "tmp_size",
+        }
+    }
+}
+
 /// How a session's R process ended, as its supervisor saw it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ExitReport {
     pub code: Option<i32>,
     pub signal: Option<i32>,
+    /// The session limit its supervisor stopped it for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<SessionLimit>,
+}
+
+impl ExitReport {
+    /// The report of a raw wait status.
+    pub fn from_wait_status(status: i32, limit: Option<SessionLimit>) -> ExitReport {
+        if libc::WIFSIGNALED(status) {
+            ExitReport {
+                code: None,
+                signal: Some(libc::WTERMSIG(status)),
+                limit,
+            }
+        } else {
+            ExitReport {
+                code: Some(libc::WEXITSTATUS(status)),
+                signal: None,
+                limit,
+            }
+        }
+    }
+}
+
+/// The parts of the launch that report or fail: the sandbox's layers and the
+/// launcher's own steps. Serialised as the lowercase names the R side reads.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    /// The policy itself (invalid paths).
+    Policy,
+    Namespaces,
+    Root,
+    Capabilities,
+    Landlock,
+    Seccomp,
+    /// Resource limits, per process and for the whole session.
+    Limits,
+    /// A cgroup v2 subtree for the session's limits.
+    Cgroup,
+    /// The process that supervises a session's limits.
+    Supervisor,
+    Environment,
+    /// The launcher's own set-up (arguments, death signal).
+    Launcher,
+    /// Moving the IPC socket into place and closing other fds.
+    Fds,
+    Exec,
+    /// A warm zygote forking sessions.
+    Zygote,
+    /// The sandbox as a whole (a platform without one).
+    Sandbox,
+}
+
+impl Layer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Policy => "policy",
+            Layer::Namespaces => "namespaces",
+            Layer::Root => "root",
+            Layer::Capabilities => "capabilities",
+            Layer::Landlock => "landlock",
+            Layer::Seccomp => "seccomp",
+            Layer::Limits => "limits",
+            Layer::Cgroup => "cgroup",
+            Layer::Supervisor => "supervisor",
+            Layer::Environment => "environment",
+            Layer::Launcher => "launcher",
+            Layer::Fds => "fds",
+            Layer::Exec => "exec",
+            Layer::Zygote => "zygote",
+            Layer::Sandbox => "sandbox",
+        }
+    }
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// State of one layer in a `LaunchReport`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LayerState {
-    pub layer: String,
+    pub layer: Layer,
     pub active: bool,
     /// Why the layer is off, or details of what it holds.
     pub detail: String,
@@ -114,10 +222,39 @@ pub struct LaunchReport {
 /// Sent in a LaunchError frame when the launcher cannot go on.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LaunchFailure {
-    /// The layer that failed (`"namespaces"`, `"landlock"`, ...) or `"exec"`.
-    pub layer: String,
+    /// The layer or step that failed.
+    pub layer: Layer,
     pub message: String,
     pub errno: Option<i32>,
+}
+
+impl LaunchFailure {
+    pub fn new(layer: Layer, message: impl Into<String>, errno: Option<i32>) -> LaunchFailure {
+        LaunchFailure {
+            layer,
+            message: message.into(),
+            errno,
+        }
+    }
+
+    /// A failure whose cause is the system error `e`, named in the message.
+    pub fn os(layer: Layer, what: impl std::fmt::Display, e: i32) -> LaunchFailure {
+        LaunchFailure::new(
+            layer,
+            format!("{what}: {}", std::io::Error::from_raw_os_error(e)),
+            Some(e),
+        )
+    }
+}
+
+impl LayerState {
+    pub fn new(layer: Layer, active: bool, detail: impl Into<String>) -> LayerState {
+        LayerState {
+            layer,
+            active,
+            detail: detail.into(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -151,5 +288,57 @@ mod tests {
         assert_eq!(spec, back);
         let bad = json.replacen("\"cwd\"", "\"cwdx\"", 1);
         assert!(serde_json::from_str::<LaunchSpec>(&bad).is_err());
+    }
+
+    #[test]
+    fn layers_serialise_to_the_names_the_r_side_reads() {
+        let all = [
+            (Layer::Policy, "policy"),
+            (Layer::Namespaces, "namespaces"),
+            (Layer::Root, "root"),
+            (Layer::Capabilities, "capabilities"),
+            (Layer::Landlock, "landlock"),
+            (Layer::Seccomp, "seccomp"),
+            (Layer::Limits, "limits"),
+            (Layer::Cgroup, "cgroup"),
+            (Layer::Supervisor, "supervisor"),
+            (Layer::Environment, "environment"),
+            (Layer::Launcher, "launcher"),
+            (Layer::Fds, "fds"),
+            (Layer::Exec, "exec"),
+            (Layer::Zygote, "zygote"),
+            (Layer::Sandbox, "sandbox"),
+        ];
+        for (layer, name) in all {
+            assert_eq!(
+                serde_json::to_string(&layer).unwrap(),
+                format!("\"{name}\"")
+            );
+            assert_eq!(layer.to_string(), name);
+            assert_eq!(layer.as_str(), name);
+            let back: Layer = serde_json::from_str(&format!("\"{name}\"")).unwrap();
+            assert_eq!(back, layer);
+        }
+        let f = LaunchFailure::new(Layer::Seccomp, "x", Some(1));
+        assert_eq!(
+            serde_json::to_string(&f).unwrap(),
+            r#"{"layer":"seccomp","message":"x","errno":1}"#
+        );
+    }
+
+    #[test]
+    fn exit_reports_name_the_limit_only_when_there_is_one() {
+        let plain = ExitReport::from_wait_status(3 << 8, None);
+        assert_eq!(
+            serde_json::to_string(&plain).unwrap(),
+            r#"{"code":3,"signal":null}"#
+        );
+        let killed = ExitReport::from_wait_status(libc::SIGKILL, Some(SessionLimit::TmpSize));
+        assert_eq!(
+            serde_json::to_string(&killed).unwrap(),
+            r#"{"code":null,"signal":9,"limit":"tmp_size"}"#
+        );
+        let old: ExitReport = serde_json::from_str(r#"{"code":0,"signal":null}"#).unwrap();
+        assert_eq!(old.limit, None);
     }
 }

@@ -1,11 +1,11 @@
 //! Small wrappers over system calls, each written once for the whole crate
 //! (host, child, launcher, zygote and sandbox layers).
 
-use crate::policy::LaunchFailure;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::Duration;
 
 pub(crate) fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
@@ -15,26 +15,40 @@ pub(crate) fn strerror(e: i32) -> String {
     std::io::Error::from_raw_os_error(e).to_string()
 }
 
-pub(crate) fn failure(
-    layer: &str,
-    message: impl Into<String>,
-    errno: Option<i32>,
-) -> LaunchFailure {
-    LaunchFailure {
-        layer: layer.to_string(),
-        message: message.into(),
-        errno,
+/// A path as a C string; EINVAL when it holds a NUL byte.
+pub(crate) fn cpath(p: &Path) -> Result<CString, i32> {
+    cstring(p.as_os_str().as_bytes()).ok_or(libc::EINVAL)
+}
+
+/// mount(2); `None` passes a null pointer where mount accepts one.
+pub(crate) fn mount(
+    src: &str,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), i32> {
+    let c = |s: &str| cstring(s.as_bytes()).ok_or(libc::EINVAL);
+    let src = c(src)?;
+    let target = cpath(target)?;
+    let fstype = fstype.map(c).transpose()?;
+    let data = data.map(c).transpose()?;
+    // SAFETY: every pointer is a NUL-terminated string alive for the call,
+    // or null where mount(2) accepts null.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            flags,
+            data.as_ref()
+                .map_or(std::ptr::null(), |s| s.as_ptr().cast()),
+        )
+    };
+    if rc != 0 {
+        return Err(errno());
     }
-}
-
-/// A failure whose cause is `e`, named in the message too.
-pub(crate) fn os_failure(layer: &str, what: impl std::fmt::Display, e: i32) -> LaunchFailure {
-    failure(layer, format!("{what}: {}", strerror(e)), Some(e))
-}
-
-pub(crate) fn cpath(p: &Path, layer: &str) -> Result<CString, LaunchFailure> {
-    cstring(p.as_os_str().as_bytes())
-        .ok_or_else(|| failure(layer, format!("path {p:?} contains a NUL byte"), None))
+    Ok(())
 }
 
 /// A connected pair of stream sockets whose both ends close on exec.
@@ -222,13 +236,27 @@ pub(crate) fn set_mask(mask: &libc::sigset_t) {
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
 }
 
-/// Waits for one of the (blocked) signals in `set`.
-pub(crate) fn wait_signal(set: &libc::sigset_t) -> libc::c_int {
+/// Waits for one of the (blocked) signals in `set`, at most `timeout`
+/// (`None`: forever). `None` when the time ran out.
+pub(crate) fn wait_signal(set: &libc::sigset_t, timeout: Option<Duration>) -> Option<libc::c_int> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
     loop {
-        // SAFETY: `set` is a valid sigset_t; no siginfo is requested.
-        let s = unsafe { libc::sigwaitinfo(set, std::ptr::null_mut()) };
+        // SAFETY: `set` is a valid sigset_t and `ts` a valid timespec or
+        // null; no siginfo is requested.
+        let s = unsafe {
+            match &ts {
+                Some(ts) => libc::sigtimedwait(set, std::ptr::null_mut(), ts),
+                None => libc::sigwaitinfo(set, std::ptr::null_mut()),
+            }
+        };
         if s > 0 {
-            return s;
+            return Some(s);
+        }
+        if errno() == libc::EAGAIN {
+            return None;
         }
     }
 }
@@ -304,11 +332,70 @@ pub(crate) fn peer_gone(fd: &OwnedFd) -> bool {
     poll_one(fd.as_raw_fd(), libc::POLLIN, 0) & (libc::POLLHUP | libc::POLLERR) != 0
 }
 
-/// Reaps every exited child without blocking.
-pub(crate) fn reap_all() {
-    let mut status = 0;
-    // SAFETY: `status` is a valid int for waitpid to fill.
-    while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {}
+/// The children that have exited, reaped one by one without blocking:
+/// `(pid, wait status)`.
+pub(crate) fn reaped() -> impl Iterator<Item = (libc::pid_t, libc::c_int)> {
+    std::iter::from_fn(|| {
+        let mut status = 0;
+        // SAFETY: `status` is a valid int for waitpid to fill.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        (pid > 0).then_some((pid, status))
+    })
+}
+
+/// Makes `to` a copy of `from` that survives exec (`from` may equal `to`).
+pub(crate) fn install_fd(from: RawFd, to: RawFd) -> Result<(), i32> {
+    // dup2 onto itself would keep FD_CLOEXEC: clear it explicitly then.
+    // SAFETY: fcntl/dup2 on fd numbers; results are checked.
+    let rc = unsafe {
+        if from == to {
+            libc::fcntl(to, libc::F_SETFD, 0)
+        } else {
+            libc::dup2(from, to)
+        }
+    };
+    if rc < 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+pub(crate) fn set_dumpable(on: bool) {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong, 0, 0, 0) };
+}
+
+/// Ends this process as the wait status `status` says: same exit code, or
+/// death by the same signal (without a core file).
+pub(crate) fn mirror(status: libc::c_int) -> ! {
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid rlimit struct; failure only means a core file
+        // may be written.
+        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
+        set_dumpable(false);
+        set_default_handler(sig);
+        set_mask(&sigset(&[]));
+        // SAFETY: getpid cannot fail.
+        kill(unsafe { libc::getpid() }, sig);
+        exit_now(128 + sig)
+    }
+    if libc::WIFEXITED(status) {
+        exit_now(libc::WEXITSTATUS(status))
+    }
+    exit_now(1)
+}
+
+pub(crate) fn describe_status(status: libc::c_int) -> String {
+    if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("exit status {}", libc::WEXITSTATUS(status))
+    }
 }
 
 /// Ends the process at once, without unwinding or atexit handlers.

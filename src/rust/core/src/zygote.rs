@@ -5,8 +5,8 @@
 
 use crate::fdpass;
 use crate::frame::{self, Decoder, FrameError, Kind};
-use crate::launch;
-use crate::policy::{ForkRequest, LaunchFailure, LaunchReport, LayerState};
+use crate::policy::{ForkRequest, LaunchFailure, Layer, LayerState, CHILD_IPC_FD};
+use crate::report;
 use crate::sys;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use thiserror::Error;
@@ -21,19 +21,22 @@ pub enum ServeError {
     Frame(#[from] FrameError),
 }
 
+/// The environment variable in which the launcher tells a zygote what it
+/// found of cgroup v2 on the host (the zygote's root has no /sys): read
+/// and removed before any session is forked, reported by each session.
+pub const CGROUP_ENV: &str = "SECURER_CGROUP";
+
 /// What a freshly forked session needs to go on in R.
 pub struct SessionStart {
     pub token: String,
 }
 
 fn failure(message: impl Into<String>, errno: Option<i32>) -> LaunchFailure {
-    sys::failure("zygote", message, errno)
+    LaunchFailure::new(Layer::Zygote, message, errno)
 }
 
 fn reply_failure(ctrl: RawFd, f: &LaunchFailure) -> Result<(), ServeError> {
-    let json = serde_json::to_vec(f).unwrap_or_default();
-    let bytes = frame::encode(Kind::LaunchError, &json)?;
-    fdpass::send_with_fds(ctrl, &bytes, &[])?;
+    report::failure(ctrl, f)?;
     Ok(())
 }
 
@@ -42,17 +45,24 @@ fn reply_failure(ctrl: RawFd, f: &LaunchFailure) -> Result<(), ServeError> {
 /// 3 and whose stdout/stderr are its own pipes.
 pub fn serve(ctrl: RawFd, max_frame: usize) -> Result<SessionStart, ServeError> {
     let own_pidns = std::fs::File::open("/proc/self/ns/pid")?;
+    let cgroup = std::env::var(CGROUP_ENV).unwrap_or_default();
+    std::env::remove_var(CGROUP_ENV);
     let mut decoder = Decoder::new(max_frame);
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut buf = vec![0u8; 65536];
     loop {
-        sys::reap_all();
+        sys::reaped().for_each(drop);
         while let Some(f) = decoder.next_frame()? {
             if f.kind != Kind::Fork {
                 continue;
             }
             let mine: Vec<OwnedFd> = std::mem::take(&mut fds);
-            if let Some(start) = fork_session(ctrl, own_pidns.as_raw_fd(), &f.payload, mine)? {
+            let fork = Fork {
+                ctrl,
+                own_pidns: own_pidns.as_raw_fd(),
+                cgroup: &cgroup,
+            };
+            if let Some(start) = fork_session(&fork, &f.payload, mine)? {
                 return Ok(start);
             }
         }
@@ -69,13 +79,23 @@ pub fn serve(ctrl: RawFd, max_frame: usize) -> Result<SessionStart, ServeError> 
     }
 }
 
+/// What forking a session needs of the zygote.
+struct Fork<'a> {
+    /// The host's socket.
+    ctrl: RawFd,
+    /// The zygote's own pid namespace.
+    own_pidns: RawFd,
+    /// What the launcher found of cgroup v2 on the host.
+    cgroup: &'a str,
+}
+
 /// Forks one session. `Ok(None)` in the zygote, `Ok(Some)` in the session.
 fn fork_session(
-    ctrl: RawFd,
-    own_pidns: RawFd,
+    z: &Fork,
     payload: &[u8],
     fds: Vec<OwnedFd>,
 ) -> Result<Option<SessionStart>, ServeError> {
+    let (ctrl, own_pidns) = (z.ctrl, z.own_pidns);
     let req: ForkRequest = match serde_json::from_slice(payload) {
         Ok(r) => r,
         Err(e) => {
@@ -110,7 +130,7 @@ fn fork_session(
     // SAFETY: the zygote is single-threaded R; the child goes on as R.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        return Ok(Some(become_session(req, fds)));
+        return Ok(Some(become_session(req, fds, z.cgroup)));
     }
     // SAFETY: setns on the fd of our own pid namespace, opened by `serve`.
     if unsafe { libc::setns(own_pidns, libc::CLONE_NEWPID) } != 0 {
@@ -147,39 +167,30 @@ fn fork_session(
 }
 
 /// In the forked process: takes the session's fds, confines it, reports.
-fn become_session(req: ForkRequest, fds: Vec<OwnedFd>) -> SessionStart {
+fn become_session(req: ForkRequest, fds: Vec<OwnedFd>, cgroup: &str) -> SessionStart {
     let raw: Vec<RawFd> = fds.into_iter().map(|f| f.into_raw_fd()).collect();
-    // SAFETY: dup2 onto the standard fd numbers; results checked below.
-    let ok = unsafe {
-        libc::dup2(raw[0], launch::CHILD_IPC_FD) >= 0
-            && libc::dup2(raw[1], 1) >= 0
-            && libc::dup2(raw[2], 2) >= 0
-    };
-    if !ok {
-        // SAFETY: nothing to clean up in a half-made session.
-        unsafe { libc::_exit(1) };
+    let ipc = CHILD_IPC_FD;
+    let placed = [(raw[0], ipc), (raw[1], 1), (raw[2], 2)]
+        .iter()
+        .all(|&(from, to)| sys::install_fd(from, to).is_ok());
+    if !placed {
+        // Nothing to clean up in a half-made session.
+        sys::exit_now(1);
     }
-    let ipc = launch::CHILD_IPC_FD;
-    if let Err(f) = launch::tidy_fds(ipc) {
-        launch::fail(ipc, f);
-    }
-    let mut layers: Vec<LayerState> = match crate::sandbox::session::confine(&req.policy, ipc) {
-        Ok(l) => l,
-        Err(f) => launch::fail(ipc, f),
-    };
-    match launch::limits_layer(&req.limits) {
-        Ok(layer) => layers.push(layer),
-        Err(f) => launch::fail(ipc, f),
-    }
-    layers.push(LayerState {
-        layer: "environment".into(),
-        active: true,
-        detail: "the zygote's clean environment; other fds closed".into(),
-    });
-    let json = serde_json::to_vec(&LaunchReport { layers }).unwrap_or_default();
-    if launch::write_frame(ipc, Kind::LaunchReport, &json).is_err() {
-        // SAFETY: the host is gone; end quietly.
-        unsafe { libc::_exit(1) };
+    sys::close_fds_except(&[ipc]);
+    let mut layers: Vec<LayerState> =
+        match crate::sandbox::session::confine(&req.policy, &req.limits, ipc, cgroup) {
+            Ok(l) => l,
+            Err(f) => report::fail(ipc, f),
+        };
+    layers.push(LayerState::new(
+        Layer::Environment,
+        true,
+        "the zygote's clean environment; other fds closed",
+    ));
+    if report::layers(ipc, layers).is_err() {
+        // The host is gone: end quietly.
+        sys::exit_now(1);
     }
     SessionStart { token: req.token }
 }

@@ -294,6 +294,29 @@ fn rs_launch_report(ptr: Robj) -> String {
     .unwrap_or_default()
 }
 
+/// The session limit ("memory", "nproc" or "tmp_size") whose passing made
+/// the session's supervisor stop it, or NULL.
+/// @noRd
+#[extendr]
+fn rs_exit_limit(ptr: Robj) -> Robj {
+    match with_child(ptr, |c| c.exit_report().and_then(|r| r.limit)) {
+        Ok(Some(limit)) => Robj::from(limit.as_str()),
+        _ => ().into(),
+    }
+}
+
+/// Removes a session's folder (a file, a link or a whole tree) without
+/// following any link the sandboxed code may have planted in it: NULL, or
+/// an error object saying what was left.
+/// @noRd
+#[extendr]
+fn rs_remove_tree(path: &str) -> Robj {
+    unit_or_error(
+        securer_core::tree::remove(Path::new(path))
+            .map_err(|e| Error::new(ErrorKind::Io, e.to_string())),
+    )
+}
+
 /// Whether the child process is running.
 /// @noRd
 #[extendr]
@@ -573,7 +596,7 @@ thread_local! {
 fn rs_zygote_serve(max_frame: f64) -> Robj {
     value_or_error(
         securer_core::zygote::serve(
-            securer_core::launch::CHILD_IPC_FD,
+            securer_core::policy::CHILD_IPC_FD,
             frame::frame_limit(max_frame),
         )
         .map(|start| Robj::from(list!(token = start.token)))
@@ -641,6 +664,8 @@ extendr_module! {
     fn rs_pid;
     fn rs_alive;
     fn rs_launch_report;
+    fn rs_exit_limit;
+    fn rs_remove_tree;
     fn rs_wait_fds;
     fn rs_poll_fds;
     fn rs_check_value;

@@ -4,8 +4,8 @@
 //! sandbox, limits and environment, reports on the socket, and execs R.
 //! Single-threaded on purpose: user namespaces and safe forking need it.
 
-use securer_core::launch;
-use securer_core::policy::{LaunchFailure, LaunchSpec};
+use securer_core::policy::{LaunchFailure, LaunchSpec, Layer};
+use securer_core::{launch, report};
 
 const USAGE: &str = "usage: securer-launcher [--parent PID] --spec JSON";
 
@@ -36,13 +36,9 @@ fn main() {
         }
     };
     if parent < 0 {
-        launch::fail(
+        report::fail(
             spec.ipc_fd,
-            LaunchFailure {
-                layer: "launcher".into(),
-                message: "--parent must be a process id".into(),
-                errno: None,
-            },
+            LaunchFailure::new(Layer::Launcher, "--parent must be a process id", None),
         );
     }
     launch::die_with_parent(spec.ipc_fd, parent);

@@ -22,8 +22,20 @@ const TMP_SIZE: u64 = 1 << 20;
 const NR_PTRACE: u32 = 101;
 #[cfg(target_arch = "x86_64")]
 const NR_UNSHARE: u32 = 272;
+#[cfg(target_arch = "x86_64")]
+const NR_PRLIMIT64: u32 = 302;
+#[cfg(target_arch = "x86_64")]
+const NR_INOTIFY_INIT1: u32 = 294;
+#[cfg(target_arch = "x86_64")]
+const NR_SETPRIORITY: u32 = 141;
 #[cfg(target_arch = "aarch64")]
 const NR_PTRACE: u32 = 117;
+#[cfg(target_arch = "aarch64")]
+const NR_PRLIMIT64: u32 = 261;
+#[cfg(target_arch = "aarch64")]
+const NR_INOTIFY_INIT1: u32 = 26;
+#[cfg(target_arch = "aarch64")]
+const NR_SETPRIORITY: u32 = 140;
 #[cfg(target_arch = "aarch64")]
 const NR_UNSHARE: u32 = 97;
 
@@ -259,6 +271,7 @@ struct Run {
 
 const LAUNCH_REPORT: u8 = 8;
 const LAUNCH_ERROR: u8 = 9;
+const EXIT: u8 = 14;
 
 impl Run {
     fn report(&self) -> &Value {
@@ -289,6 +302,14 @@ impl Run {
 
     fn code(&self) -> Option<i32> {
         self.status.code()
+    }
+
+    /// The session limit the supervisor's exit report names, if any.
+    fn exit_limit(&self) -> Option<&str> {
+        self.frames
+            .iter()
+            .find(|(k, _)| *k == EXIT)
+            .and_then(|(_, v)| v["limit"].as_str())
     }
 }
 
@@ -887,4 +908,173 @@ fn cannot_connect_to_host_unix_socket_paths() {
         r.stdout, "FAIL:Operation not permitted\nNODGRAM\n",
         "{r:#?}"
     );
+}
+
+// ---------------------------------------------------------------------
+// What the fallback tier's filter covers that namespaces cover elsewhere
+
+/// A host process for attacks to aim at: never the test process.
+struct Victim(std::process::Child);
+
+impl Victim {
+    fn new() -> Victim {
+        Victim(Command::new("sleep").arg("600").spawn().unwrap())
+    }
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    fn limits(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/limits", self.pid())).unwrap()
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Perl that tries each attack on host objects and prints one line each:
+/// `<name>:ok` or `<name>:<error>`.
+fn host_attacks(file: &Path, victim: u32, shm: i32) -> String {
+    format!(
+        "use POSIX; \
+         sub r {{ my ($n, $ok) = @_; print \"$n:\", ($ok ? 'ok' : $!), \"\\n\" }} \
+         r('chmod', chmod(0666, '{f}')); \
+         r('utime', utime(0, 0, '{f}')); \
+         r('chown', chown(-1, -1, '{f}')); \
+         my $lim = pack('QQ', 1, 1); \
+         r('prlimit', syscall({prl}, {v}, 0, $lim, 0) == 0); \
+         r('setpriority', syscall({prio}, 0, {v}, 10) == 0); \
+         r('kill', kill(0, {v})); \
+         my $buf; r('shmread', shmread({shm}, $buf, 0, 4)); \
+         r('inotify', syscall({ino}, 0) >= 0);",
+        f = file.display(),
+        v = victim,
+        shm = shm,
+        prl = NR_PRLIMIT64,
+        prio = NR_SETPRIORITY,
+        ino = NR_INOTIFY_INIT1,
+    )
+}
+
+/// A SysV segment of the host's, removed when dropped.
+struct Segment(i32);
+
+impl Segment {
+    fn new() -> Segment {
+        // SAFETY: shmget with integer arguments.
+        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
+        assert!(id >= 0);
+        Segment(id)
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: removing the segment this test made.
+        unsafe { libc::shmctl(self.0, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+}
+
+#[test]
+fn fallback_tier_denies_what_namespaces_deny_elsewhere() {
+    let victim = Victim::new();
+    let seg = Segment::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("victim");
+    std::fs::write(&file, "v").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let code = host_attacks(&file, victim.pid(), seg.0);
+    let fb = shared_tempdir();
+    for (tier, sandbox) in [
+        ("fallback", fallback_policy(fb.path())),
+        ("native", policy()),
+    ] {
+        let mut s = Spec::perl(Some(sandbox), &code);
+        if tier == "fallback" {
+            s = s.cwd(fb.path());
+        }
+        let r = s.run();
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        assert_eq!(lines.len(), 8, "{tier}: {r:#?}");
+        for line in lines {
+            assert!(!line.ends_with(":ok"), "{tier}: {line}: {r:#?}");
+        }
+    }
+    let mode = std::fs::metadata(&file).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    assert!(victim
+        .limits()
+        .contains("Max cpu time              unlimited"));
+    // Control: without the sandbox every attack goes through.
+    let r = Spec::perl(None, &code).run();
+    assert!(r.stdout.lines().all(|l| l.ends_with(":ok")), "{r:#?}");
+    assert!(!victim
+        .limits()
+        .contains("Max cpu time              unlimited"));
+}
+
+// ---------------------------------------------------------------------
+// Limits on the whole session
+
+/// Perl that forks six children holding 64 MB each for a few seconds.
+const SIX_HOLDERS: &str =
+    "for (1..6) { if (!fork) { my $x = 'x' x 64_000_000; sleep 4; exit 0 } } \
+                           1 while wait != -1; print \"done\\n\"";
+
+#[test]
+fn the_memory_limit_binds_the_whole_session_in_every_tier() {
+    let fb = shared_tempdir();
+    for (tier, sandbox) in [
+        ("native", Some(policy())),
+        ("fallback", Some(fallback_policy(fb.path()))),
+    ] {
+        let spec = || {
+            let s = Spec::perl(sandbox.clone(), SIX_HOLDERS);
+            if tier == "fallback" {
+                s.cwd(fb.path())
+            } else {
+                s
+            }
+        };
+        let mut s = spec();
+        s.limits = json!({"memory": 200_000_000});
+        let r = s.run();
+        assert_eq!(r.status.signal(), Some(libc::SIGKILL), "{tier}: {r:#?}");
+        assert_eq!(r.exit_limit(), Some("memory"), "{tier}: {r:#?}");
+        assert!(!r.stdout.contains("done"), "{tier}: {r:#?}");
+        // Control: without the limit the six hold their 384 MB.
+        let r = spec().run();
+        assert_eq!(r.stdout, "done\n", "{tier}: {r:#?}");
+        assert_eq!(r.exit_limit(), None, "{tier}: {r:#?}");
+    }
+}
+
+#[test]
+fn the_fallback_folder_is_capped_by_its_supervisor() {
+    let fb = shared_tempdir();
+    let code = "for my $i (1..3) { open(my $f, '>', \"big$i\") or die; print $f 'x' x 700_000; close $f } \
+                sleep 3; print \"done\\n\"";
+    let r = Spec::perl(Some(fallback_policy(fb.path())), code)
+        .cwd(fb.path())
+        .run();
+    assert_eq!(r.exit_limit(), Some("tmp_size"), "{r:#?}");
+    assert!(!r.stdout.contains("done"), "{r:#?}");
+    let detail = r.layer("limits")["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.contains("temporary folder 1048576 bytes"),
+        "{detail}"
+    );
+    // Control: a folder twice as large takes it.
+    let mut p = fallback_policy(fb.path());
+    p["tmp_size"] = json!(4 << 20);
+    let fresh = shared_tempdir();
+    p["fallback_tmp"] = json!(fresh.path());
+    let r = Spec::perl(Some(p), code).cwd(fresh.path()).run();
+    assert_eq!(r.stdout, "done\n", "{r:#?}");
 }

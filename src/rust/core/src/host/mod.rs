@@ -28,8 +28,7 @@ pub use session::{Phase, Session, Stamp, Step};
 
 use crate::error::{Error, ErrorKind};
 use crate::frame::{Decoder, Kind};
-use crate::launch::CHILD_IPC_FD;
-use crate::policy::{LaunchFailure, LaunchReport, LaunchSpec};
+use crate::policy::{ExitReport, LaunchFailure, LaunchReport, LaunchSpec, CHILD_IPC_FD};
 use crate::rvalue;
 use crate::sys::{set_nonblocking, socketpair};
 use process::Process;
@@ -238,6 +237,12 @@ impl HostChild {
     /// The launcher's report, once it arrived (empty before).
     pub fn launch_report(&self) -> &LaunchReport {
         self.session.report()
+    }
+
+    /// How the session ended as its supervisor reported it (which session
+    /// limit stopped it), if it did.
+    pub fn exit_report(&self) -> Option<ExitReport> {
+        self.session.exit_report()
     }
 
     pub fn has_queued(&self) -> bool {

@@ -5,8 +5,8 @@
 //! `KILL_WAIT` and leaves a process that is slow to die to be reaped later.
 
 use crate::error::{Error, ErrorKind};
-use crate::launch::CHILD_IPC_FD;
 use crate::policy::ExitReport;
+use crate::policy::CHILD_IPC_FD;
 use crate::sys::{self, set_nonblocking};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};

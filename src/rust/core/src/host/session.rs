@@ -462,7 +462,8 @@ mod tests {
             s.exit_report(),
             Some(ExitReport {
                 code: Some(3),
-                signal: None
+                signal: None,
+                limit: None
             })
         );
     }

@@ -1,9 +1,8 @@
 //! Drops every capability: R needs none, whether it runs as root of its
 //! user namespace or (fallback tier) as the host's root.
 
-use super::state;
-use crate::policy::{LaunchFailure, LayerState};
-use crate::sys::{self, failure, os_failure};
+use crate::policy::{LaunchFailure, Layer, LayerState};
+use crate::sys;
 
 const CAP_VERSION_3: u32 = 0x2008_0522;
 
@@ -46,7 +45,11 @@ pub(crate) fn drop_all(strict: bool) -> Result<LayerState, LaunchFailure> {
     // no_new_privs first: execve can then never add privileges back
     // (set-uid bits, file capabilities, root's implicit capabilities).
     if let Err(e) = sys::set_no_new_privs() {
-        return Err(os_failure("capabilities", "PR_SET_NO_NEW_PRIVS", e));
+        return Err(LaunchFailure::os(
+            Layer::Capabilities,
+            "PR_SET_NO_NEW_PRIVS",
+            e,
+        ));
     }
     // SAFETY: prctl with integer arguments only; EINVAL on old kernels.
     unsafe {
@@ -58,7 +61,7 @@ pub(crate) fn drop_all(strict: bool) -> Result<LayerState, LaunchFailure> {
             0,
         )
     };
-    let had = capget().map_err(|e| os_failure("capabilities", "capget", e))?;
+    let had = capget().map_err(|e| LaunchFailure::os(Layer::Capabilities, "capget", e))?;
     let held_any = had.iter().any(|d| d.effective | d.permitted != 0);
 
     // The bounding set needs CAP_SETPCAP; without it nothing is held anyway.
@@ -87,19 +90,19 @@ pub(crate) fn drop_all(strict: bool) -> Result<LayerState, LaunchFailure> {
     // version 3; all sets are emptied.
     let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
     if rc != 0 {
-        let f = os_failure("capabilities", "capset", sys::errno());
+        let f = LaunchFailure::os(Layer::Capabilities, "capset", sys::errno());
         if strict || held_any {
             return Err(f);
         }
-        return Ok(state("capabilities", false, f.message));
+        return Ok(LayerState::new(Layer::Capabilities, false, f.message));
     }
-    let now = capget().map_err(|e| os_failure("capabilities", "capget", e))?;
+    let now = capget().map_err(|e| LaunchFailure::os(Layer::Capabilities, "capget", e))?;
     if now
         .iter()
         .any(|d| d.effective | d.permitted | d.inheritable != 0)
     {
-        return Err(failure(
-            "capabilities",
+        return Err(LaunchFailure::new(
+            Layer::Capabilities,
             "capabilities still held after capset",
             None,
         ));
@@ -115,5 +118,5 @@ pub(crate) fn drop_all(strict: bool) -> Result<LayerState, LaunchFailure> {
         detail.push_str("; bounding set kept (no CAP_SETPCAP)");
     }
     detail.push_str("; no_new_privs set");
-    Ok(state("capabilities", true, detail))
+    Ok(LayerState::new(Layer::Capabilities, true, detail))
 }

@@ -6,9 +6,8 @@
 //! strict policy fails unless everything requested is.
 
 use super::plan::{FsRule, Grant};
-use super::state;
-use crate::policy::{LaunchFailure, LayerState};
-use crate::sys::{self, failure};
+use crate::policy::{LaunchFailure, Layer, LayerState};
+use crate::sys;
 use landlock::{
     Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr,
     RulesetCreatedAttr, RulesetError, RulesetStatus, Scope, ABI,
@@ -37,6 +36,12 @@ fn kernel_abi() -> Result<i32, i32> {
     }
 }
 
+/// Whether Landlock can keep this process's signals inside its domain
+/// (ABI 6).
+pub(crate) fn signals_scoped() -> bool {
+    kernel_abi().is_ok_and(|v| v >= 6)
+}
+
 fn ll_failure(what: &str, e: RulesetError) -> LaunchFailure {
     // Find the system error under the crate's wrappers, if any.
     let mut errno = None;
@@ -48,7 +53,7 @@ fn ll_failure(what: &str, e: RulesetError) -> LaunchFailure {
         }
         src = s.source();
     }
-    failure("landlock", format!("{what}: {e}"), errno)
+    LaunchFailure::new(Layer::Landlock, format!("{what}: {e}"), errno)
 }
 
 fn is_dir(fd: &PathFd) -> Option<bool> {
@@ -164,16 +169,20 @@ pub(crate) fn apply(rules: &[FsRule], strict: bool) -> Result<LayerState, Launch
         detail.push_str(&format!("; skipped (cannot open): {}", skipped.join(" ")));
     }
     match status.ruleset {
-        RulesetStatus::FullyEnforced => Ok(state("landlock", true, detail)),
-        RulesetStatus::PartiallyEnforced if !strict => Ok(state("landlock", true, detail)),
-        RulesetStatus::NotEnforced if !strict => Ok(state("landlock", false, detail)),
-        _ => Err(failure("landlock", detail, None)),
+        RulesetStatus::FullyEnforced => Ok(LayerState::new(Layer::Landlock, true, detail)),
+        RulesetStatus::PartiallyEnforced if !strict => {
+            Ok(LayerState::new(Layer::Landlock, true, detail))
+        }
+        RulesetStatus::NotEnforced if !strict => {
+            Ok(LayerState::new(Layer::Landlock, false, detail))
+        }
+        _ => Err(LaunchFailure::new(Layer::Landlock, detail, None)),
     }
 }
 
 fn missing(strict: bool, why: String, errno: Option<i32>) -> Result<LayerState, LaunchFailure> {
     if strict {
-        return Err(failure("landlock", why, errno));
+        return Err(LaunchFailure::new(Layer::Landlock, why, errno));
     }
-    Ok(state("landlock", false, why))
+    Ok(LayerState::new(Layer::Landlock, false, why))
 }

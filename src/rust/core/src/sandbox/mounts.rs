@@ -8,12 +8,11 @@
 //! nodes, the cloned trees at their canonical paths, symlinks the policy
 //! lists (Debian's /bin -> usr/bin), and finally makes the root read-only.
 
-use super::plan::{Plan, DEV_NODES};
-use crate::policy::LaunchFailure;
-use crate::sys::{self, failure, os_failure};
+use super::plan::{tmp_inodes, Plan, DEV_NODES};
+use crate::policy::{LaunchFailure, Layer};
+use crate::sys::{self, cpath, mount};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -98,48 +97,9 @@ impl Root {
     }
 }
 
-fn cstr(p: &Path) -> Result<CString, i32> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)
-}
-
-fn mount(
-    src: &str,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: libc::c_ulong,
-    data: Option<&str>,
-) -> Result<(), i32> {
-    let src = CString::new(src).map_err(|_| libc::EINVAL)?;
-    let target = cstr(target)?;
-    let fstype = fstype
-        .map(CString::new)
-        .transpose()
-        .map_err(|_| libc::EINVAL)?;
-    let data = data
-        .map(CString::new)
-        .transpose()
-        .map_err(|_| libc::EINVAL)?;
-    // SAFETY: every pointer is a NUL-terminated string alive for the call,
-    // or null where mount(2) accepts null.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-            flags,
-            data.as_ref()
-                .map_or(std::ptr::null(), |s| s.as_ptr().cast()),
-        )
-    };
-    if rc != 0 {
-        return Err(sys::errno());
-    }
-    Ok(())
-}
-
 /// A detached copy of the mount tree at `path`.
 fn open_tree(path: &Path, recursive: bool) -> Result<OwnedFd, i32> {
-    let c = cstr(path)?;
+    let c = cpath(path)?;
     let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
@@ -189,7 +149,7 @@ fn set_tree_attrs(tree: &OwnedFd, set: u64) -> Result<(), i32> {
 }
 
 fn move_mount(tree: &OwnedFd, to: &Path) -> Result<(), i32> {
-    let to = cstr(to)?;
+    let to = cpath(to)?;
     let empty = CString::default();
     // SAFETY: both paths are NUL-terminated strings alive for the call.
     let rc = unsafe {
@@ -204,6 +164,86 @@ fn move_mount(tree: &OwnedFd, to: &Path) -> Result<(), i32> {
     };
     if rc != 0 {
         return Err(sys::errno());
+    }
+    Ok(())
+}
+
+/// A policy path under the zygote's /tmp, taken along into a forked
+/// session's own /tmp (which hides the zygote's).
+pub(crate) struct Carried {
+    path: PathBuf,
+    what: CarriedKind,
+}
+
+enum CarriedKind {
+    Tree { tree: OwnedFd, is_dir: bool },
+    Link(PathBuf),
+}
+
+/// Clones what the zygote's root shows at each of `paths` under /tmp
+/// (binds keep their read-only and other attributes); `place_carried`
+/// puts them back once the session's /tmp is mounted.
+pub(crate) fn carry_from_tmp<'a>(
+    paths: impl IntoIterator<Item = &'a PathBuf>,
+) -> Result<Vec<Carried>, LaunchFailure> {
+    let mut out = Vec::new();
+    for path in paths {
+        if !path.starts_with("/tmp") || path == Path::new("/tmp") {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        let what = if meta.file_type().is_symlink() {
+            match std::fs::read_link(path) {
+                Ok(target) => CarriedKind::Link(target),
+                Err(_) => continue,
+            }
+        } else {
+            let tree = open_tree(path, true).map_err(|e| {
+                LaunchFailure::os(Layer::Root, format!("cannot clone {}", path.display()), e)
+            })?;
+            CarriedKind::Tree {
+                tree,
+                is_dir: meta.is_dir(),
+            }
+        };
+        out.push(Carried {
+            path: path.clone(),
+            what,
+        });
+    }
+    // Parents before children.
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Puts the carried paths back under the session's new /tmp.
+pub(crate) fn place_carried(carried: Vec<Carried>) -> Result<(), LaunchFailure> {
+    for c in carried {
+        let fail = |e: i32| {
+            LaunchFailure::os(
+                Layer::Root,
+                format!("cannot carry {} into the session's /tmp", c.path.display()),
+                e,
+            )
+        };
+        if let Some(parent) = c.path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail(e.raw_os_error().unwrap_or(0)))?;
+        }
+        match &c.what {
+            CarriedKind::Link(target) => std::os::unix::fs::symlink(target, &c.path)
+                .map_err(|e| fail(e.raw_os_error().unwrap_or(0)))?,
+            CarriedKind::Tree { tree, is_dir } => {
+                let point = if *is_dir {
+                    std::fs::create_dir_all(&c.path)
+                } else {
+                    std::fs::File::create(&c.path).map(drop)
+                };
+                point.map_err(|e| fail(e.raw_os_error().unwrap_or(0)))?;
+                move_mount(tree, &c.path).map_err(fail)?;
+            }
+        }
     }
     Ok(())
 }
@@ -227,7 +267,7 @@ pub(crate) fn collect(plan: &Plan) -> Result<Sources, LaunchFailure> {
         libc::MS_REC | libc::MS_PRIVATE,
         None,
     )
-    .map_err(|e| os_failure("root", "cannot make the mount namespace private", e))?;
+    .map_err(|e| LaunchFailure::os(Layer::Root, "cannot make the mount namespace private", e))?;
 
     let mut s = Sources {
         binds: Vec::new(),
@@ -278,8 +318,8 @@ pub(crate) fn collect(plan: &Plan) -> Result<Sources, LaunchFailure> {
             continue;
         }
         let tree = open_tree(&canon, true).map_err(|e| {
-            os_failure(
-                "root",
+            LaunchFailure::os(
+                Layer::Root,
                 format!("cannot clone the mount of {}", path.display()),
                 e,
             )
@@ -290,8 +330,8 @@ pub(crate) fn collect(plan: &Plan) -> Result<Sources, LaunchFailure> {
             MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
         };
         set_tree_attrs(&tree, attrs).map_err(|e| {
-            os_failure(
-                "root",
+            LaunchFailure::os(
+                Layer::Root,
                 format!("cannot set mount attributes on {}", path.display()),
                 e,
             )
@@ -313,7 +353,11 @@ pub(crate) fn collect(plan: &Plan) -> Result<Sources, LaunchFailure> {
         match open_tree(&p, false) {
             Ok(t) => {
                 set_tree_attrs(&t, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC).map_err(|e| {
-                    os_failure("root", format!("mount attributes of {}", p.display()), e)
+                    LaunchFailure::os(
+                        Layer::Root,
+                        format!("mount attributes of {}", p.display()),
+                        e,
+                    )
                 })?;
                 s.devs.push((d, t));
             }
@@ -328,7 +372,11 @@ pub(crate) fn collect(plan: &Plan) -> Result<Sources, LaunchFailure> {
 fn mkdir(p: &Path) -> Result<(), LaunchFailure> {
     std::fs::create_dir_all(p).map_err(|e| {
         let errno = e.raw_os_error();
-        failure("root", format!("cannot create {}: {e}", p.display()), errno)
+        LaunchFailure::new(
+            Layer::Root,
+            format!("cannot create {}: {e}", p.display()),
+            errno,
+        )
     })
 }
 
@@ -363,7 +411,13 @@ pub(crate) fn build(plan: &Plan, sources: Sources) -> Result<Root, LaunchFailure
         .iter()
         .map(Path::new)
         .find(|p| p.is_dir())
-        .ok_or_else(|| failure("root", "no /tmp or /mnt to build the new root on", None))?;
+        .ok_or_else(|| {
+            LaunchFailure::new(
+                Layer::Root,
+                "no /tmp or /mnt to build the new root on",
+                None,
+            )
+        })?;
     let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
     mount(
         "tmpfs",
@@ -372,7 +426,7 @@ pub(crate) fn build(plan: &Plan, sources: Sources) -> Result<Root, LaunchFailure
         nosuid_nodev,
         Some(ROOT_TMPFS),
     )
-    .map_err(|e| os_failure("root", "cannot mount the root tmpfs", e))?;
+    .map_err(|e| LaunchFailure::os(Layer::Root, "cannot mount the root tmpfs", e))?;
 
     // procfs can only be mounted while the host's /proc is visible.
     let proc_dir = staging.join("proc");
@@ -405,35 +459,43 @@ pub(crate) fn build(plan: &Plan, sources: Sources) -> Result<Root, LaunchFailure
         }
     };
 
-    let staging_c = sys::cpath(staging, "root")?;
+    let staging_c =
+        cpath(staging).map_err(|e| LaunchFailure::os(Layer::Root, "the staging path", e))?;
     let dot = CString::from(c".");
     // SAFETY: NUL-terminated paths alive for the calls.
     unsafe {
         if libc::chdir(staging_c.as_ptr()) != 0 {
-            return Err(os_failure("root", "chdir to the new root", sys::errno()));
+            return Err(LaunchFailure::os(
+                Layer::Root,
+                "chdir to the new root",
+                sys::errno(),
+            ));
         }
         // Stacks the old root on top of the new one, then detaches it.
         if libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) != 0 {
-            return Err(os_failure("root", "pivot_root", sys::errno()));
+            return Err(LaunchFailure::os(Layer::Root, "pivot_root", sys::errno()));
         }
         if libc::umount2(dot.as_ptr(), libc::MNT_DETACH) != 0 {
-            return Err(os_failure(
-                "root",
+            return Err(LaunchFailure::os(
+                Layer::Root,
                 "cannot detach the host's root",
                 sys::errno(),
             ));
         }
         if libc::chdir(c"/".as_ptr()) != 0 {
-            return Err(os_failure("root", "chdir to /", sys::errno()));
+            return Err(LaunchFailure::os(Layer::Root, "chdir to /", sys::errno()));
         }
     }
 
     let tmp = Path::new("/tmp");
     mkdir(tmp)?;
-    let inodes = (plan.tmp_size / 1024).clamp(4096, 1 << 20);
-    let opts = format!("mode=1777,size={},nr_inodes={inodes}", plan.tmp_size);
+    let opts = format!(
+        "mode=1777,size={},nr_inodes={}",
+        plan.tmp_size,
+        tmp_inodes(plan.tmp_size)
+    );
     mount("tmpfs", tmp, Some("tmpfs"), nosuid_nodev, Some(&opts))
-        .map_err(|e| os_failure("root", "cannot mount the /tmp tmpfs", e))?;
+        .map_err(|e| LaunchFailure::os(Layer::Root, "cannot mount the /tmp tmpfs", e))?;
 
     mkdir(Path::new("/dev"))?;
     let mut dev_nodes = Vec::new();
@@ -517,7 +579,7 @@ pub(crate) fn build(plan: &Plan, sources: Sources) -> Result<Root, LaunchFailure
         0,
         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
     )
-    .map_err(|e| os_failure("root", "cannot make the root read-only", e))?;
+    .map_err(|e| LaunchFailure::os(Layer::Root, "cannot make the root read-only", e))?;
 
     Ok(Root {
         read_only,

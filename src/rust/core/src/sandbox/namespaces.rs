@@ -15,11 +15,18 @@
 //!   or the root cannot be set up (the outer launcher then falls back to
 //!   the tier without namespaces, or fails when strict), and finally
 //!   `exit <wait status>` with R's wait status.
+//!
+//! Init is also the session's supervisor (see `supervisor`): it keeps the
+//! IPC socket to tell the host how R ended, and which session limit
+//! stopped it.
 
-use super::plan::{FsRule, Grant, Plan, DEV_NODES};
-use super::{mounts, state};
-use crate::policy::{LaunchFailure, LaunchSpec, LayerState};
-use crate::sys::{self, failure, os_failure};
+use super::cgroup::Cgroup;
+use super::mounts;
+use super::plan::{root_rules, FsRule, Plan};
+use super::supervisor::{self, Budget, Post};
+use crate::policy::{ExitReport, LaunchFailure, LaunchSpec, Layer, LayerState};
+use crate::report;
+use crate::sys;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 const NS_FLAGS: libc::c_int = libc::CLONE_NEWUSER
@@ -60,6 +67,13 @@ pub(crate) struct Inside {
     pub rules: Vec<FsRule>,
 }
 
+/// The signal mask before the launcher blocked `waited` (the forwarded
+/// signals and SIGCHLD).
+struct Signals {
+    old_mask: libc::sigset_t,
+    waited: libc::sigset_t,
+}
+
 #[derive(Clone, Copy)]
 struct Ids {
     uid: u32,
@@ -70,7 +84,13 @@ struct Ids {
 /// Returns in pid 2 only (`Ok`), or in the outer launcher when the
 /// namespaces are unavailable (`Err`). The outer launcher and pid 1 never
 /// return on success.
-pub(crate) fn enter(spec: &LaunchSpec, plan: &Plan) -> Result<Inside, NsError> {
+/// With a session `cgroup`, init and everything below it run in it and the
+/// kernel enforces the memory and task limits; init supervises the rest.
+pub(crate) fn enter(
+    spec: &LaunchSpec,
+    plan: &Plan,
+    cgroup: Option<&Cgroup>,
+) -> Result<Inside, NsError> {
     let fatal = |f| Err(NsError::Fatal(f));
     // Children report through SIGCHLD; an inherited SIG_IGN would reap
     // them behind our back.
@@ -80,7 +100,7 @@ pub(crate) fn enter(spec: &LaunchSpec, plan: &Plan) -> Result<Inside, NsError> {
     let set = sys::sigset(&waited);
     let old_mask = match sys::block(&set) {
         Ok(m) => m,
-        Err(e) => return fatal(os_failure("namespaces", "sigprocmask", e)),
+        Err(e) => return fatal(LaunchFailure::os(Layer::Namespaces, "sigprocmask", e)),
     };
     let restore = || sys::set_mask(&old_mask);
 
@@ -102,7 +122,7 @@ pub(crate) fn enter(spec: &LaunchSpec, plan: &Plan) -> Result<Inside, NsError> {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             restore();
-            return fatal(os_failure("namespaces", "pipe", e));
+            return fatal(LaunchFailure::os(Layer::Namespaces, "pipe", e));
         }
     };
 
@@ -124,8 +144,8 @@ pub(crate) fn enter(spec: &LaunchSpec, plan: &Plan) -> Result<Inside, NsError> {
     if pid < 0 {
         let e = sys::errno();
         restore();
-        return Err(NsError::Unavailable(os_failure(
-            "namespaces",
+        return Err(NsError::Unavailable(LaunchFailure::os(
+            Layer::Namespaces,
             "cannot create user namespace (clone)",
             e,
         )));
@@ -133,7 +153,11 @@ pub(crate) fn enter(spec: &LaunchSpec, plan: &Plan) -> Result<Inside, NsError> {
     if pid == 0 {
         drop(go_w);
         drop(st_r);
-        return init_main(spec, plan, go_r, st_w, &old_mask, &set, ids);
+        let signals = Signals {
+            old_mask,
+            waited: set,
+        };
+        return init_main(spec, plan, go_r, st_w, &signals, ids, cgroup.is_some());
     }
     let pid = pid as libc::pid_t;
     drop(go_r);
@@ -145,19 +169,31 @@ pub(crate) fn enter(spec: &LaunchSpec, plan: &Plan) -> Result<Inside, NsError> {
         restore();
         Err(NsError::Unavailable(f))
     };
+    if let Some(cg) = cgroup {
+        if let Err(e) = cg.add(pid) {
+            sys::kill(pid, libc::SIGKILL);
+            sys::wait_blocking(pid);
+            restore();
+            return fatal(LaunchFailure::new(
+                Layer::Cgroup,
+                format!("cannot move the session into its cgroup: {e}"),
+                e.raw_os_error(),
+            ));
+        }
+    }
     if let Err(f) = write_id_maps(pid, ids) {
         return unavailable(f);
     }
     if let Err(e) = sys::write_all(go_w.as_raw_fd(), b"g") {
-        return unavailable(os_failure(
-            "namespaces",
+        return unavailable(LaunchFailure::os(
+            Layer::Namespaces,
             "cannot start the namespace init",
             e,
         ));
     }
     let line = sys::read_line(st_r.as_raw_fd(), 1 << 16);
     if line == b"ok" {
-        supervise(pid, st_r, go_w, &set)
+        supervise(pid, st_r, go_w, &set, spec.ipc_fd, cgroup)
     }
     let status = sys::wait_blocking(pid);
     restore();
@@ -166,11 +202,11 @@ pub(crate) fn enter(spec: &LaunchSpec, plan: &Plan) -> Result<Inside, NsError> {
             return Err(NsError::Unavailable(f));
         }
     }
-    fatal(failure(
-        "namespaces",
+    fatal(LaunchFailure::new(
+        Layer::Namespaces,
         format!(
             "the namespace init process ended during setup ({})",
-            describe_status(status)
+            sys::describe_status(status)
         ),
         None,
     ))
@@ -181,7 +217,11 @@ fn write_id_maps(pid: libc::pid_t, ids: Ids) -> Result<(), LaunchFailure> {
         let path = format!("/proc/{pid}/{file}");
         std::fs::write(&path, text.as_bytes()).map_err(|e| {
             let errno = e.raw_os_error();
-            failure("namespaces", format!("cannot write {path}: {e}"), errno)
+            LaunchFailure::new(
+                Layer::Namespaces,
+                format!("cannot write {path}: {e}"),
+                errno,
+            )
         })
     };
     write("uid_map", format!("0 {} 1\n", ids.outer_uid))?;
@@ -191,13 +231,27 @@ fn write_id_maps(pid: libc::pid_t, ids: Ids) -> Result<(), LaunchFailure> {
 }
 
 /// The outer launcher once the sandbox runs: passes signals to init and
-/// ends the way R ended.
-fn supervise(init: libc::pid_t, status_r: OwnedFd, go_w: OwnedFd, set: &libc::sigset_t) -> ! {
-    // The host must see the IPC socket close when R is gone; the outer
-    // launcher keeps only stdio and its pipes.
-    sys::close_fds_except(&[status_r.as_raw_fd(), go_w.as_raw_fd()]);
+/// ends the way R ended. With a session cgroup, it also tells the host
+/// when the kernel ended the whole session (init with it) for a limit.
+fn supervise(
+    init: libc::pid_t,
+    status_r: OwnedFd,
+    go_w: OwnedFd,
+    set: &libc::sigset_t,
+    ipc_fd: i32,
+    cgroup: Option<&Cgroup>,
+) -> ! {
+    // The host must see the IPC socket close when R is gone: the outer
+    // launcher keeps it only to report a session the kernel killed whole.
+    let mut keep = vec![status_r.as_raw_fd(), go_w.as_raw_fd()];
+    if let Some(cg) = cgroup {
+        keep.extend([ipc_fd, cg.fd()]);
+    }
+    sys::close_fds_except(&keep);
     loop {
-        let sig = sys::wait_signal(set);
+        let Some(sig) = sys::wait_signal(set, None) else {
+            continue;
+        };
         if sig != libc::SIGCHLD {
             sys::kill(init, sig);
             continue;
@@ -205,48 +259,22 @@ fn supervise(init: libc::pid_t, status_r: OwnedFd, go_w: OwnedFd, set: &libc::si
         let Some(init_status) = sys::try_wait(init) else {
             continue;
         };
-        // Init wrote R's wait status before exiting.
+        // Init wrote R's wait status before exiting, unless it was killed.
         let line = sys::read_line(status_r.as_raw_fd(), 64);
         let r_status = line
             .strip_prefix(b"exit ")
             .and_then(|s| std::str::from_utf8(s).ok())
             .and_then(|s| s.trim().parse::<libc::c_int>().ok());
-        mirror(r_status.unwrap_or(init_status))
-    }
-}
-
-/// Ends this process as the wait status `status` says: same exit code, or
-/// death by the same signal (without a core file).
-fn mirror(status: libc::c_int) -> ! {
-    if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
-        let no_core = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: plain integer/struct arguments; failures only mean a
-        // core file may be written.
-        unsafe {
-            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-            libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0);
+        if let (None, Some(cg)) = (r_status, cgroup) {
+            report::exit(
+                ipc_fd,
+                &ExitReport::from_wait_status(init_status, cg.passed()),
+            );
         }
-        sys::set_default_handler(sig);
-        sys::set_mask(&sys::sigset(&[]));
-        // SAFETY: getpid cannot fail.
-        sys::kill(unsafe { libc::getpid() }, sig);
-        sys::exit_now(128 + sig)
-    }
-    if libc::WIFEXITED(status) {
-        sys::exit_now(libc::WEXITSTATUS(status))
-    }
-    sys::exit_now(1)
-}
-
-fn describe_status(status: libc::c_int) -> String {
-    if libc::WIFSIGNALED(status) {
-        format!("killed by signal {}", libc::WTERMSIG(status))
-    } else {
-        format!("exit status {}", libc::WEXITSTATUS(status))
+        if let Some(cg) = cgroup {
+            cg.remove();
+        }
+        sys::mirror(r_status.unwrap_or(init_status))
     }
 }
 
@@ -256,10 +284,11 @@ fn init_main(
     plan: &Plan,
     go_r: OwnedFd,
     status_w: OwnedFd,
-    old_mask: &libc::sigset_t,
-    set: &libc::sigset_t,
+    signals: &Signals,
     ids: Ids,
+    kernel_limits: bool,
 ) -> Result<Inside, NsError> {
+    let (old_mask, set) = (&signals.old_mask, &signals.waited);
     if sys::set_pdeathsig().is_err() {
         sys::exit_now(1);
     }
@@ -302,13 +331,13 @@ fn init_main(
     let child = unsafe { libc::fork() };
     if child < 0 {
         let e = sys::errno();
-        crate::launch::fail(
+        report::fail(
             spec.ipc_fd,
-            os_failure("namespaces", "cannot fork the session process", e),
+            LaunchFailure::os(Layer::Namespaces, "cannot fork the session process", e),
         );
     }
     if child > 0 {
-        init_loop(child, status_w, go_r, set)
+        init_loop(child, spec, status_w, go_r, set, kernel_limits)
     }
 
     // Pid 2.
@@ -331,27 +360,16 @@ fn init_main(
         ns_detail.push_str(&format!("; hostname {HOSTNAME}"));
     }
 
-    // The new root holds only what the policy lists: it may be listed.
-    let mut rules = vec![FsRule::new("/", Grant::ListDir)];
-    for p in &root.read_only {
-        rules.push(FsRule::new(p, Grant::ReadExec));
-    }
-    for p in &root.writable {
-        rules.push(FsRule::new(p, Grant::ReadWrite));
-    }
-    rules.push(FsRule::new("/tmp", Grant::ReadWrite));
-    for d in DEV_NODES {
-        if root.dev_nodes.iter().any(|n| n == d) {
-            rules.push(FsRule::new(format!("/dev/{d}"), Grant::Device));
-        }
-    }
-    if root.proc_mounted {
-        rules.push(FsRule::new("/proc", Grant::ReadData));
-    }
+    let rules = root_rules(
+        &root.read_only,
+        &root.writable,
+        root.dev_nodes.iter().map(String::as_str),
+        root.proc_mounted,
+    );
     Ok(Inside {
         layers: vec![
-            state("namespaces", true, ns_detail),
-            state("root", true, root.detail()),
+            LayerState::new(Layer::Namespaces, true, ns_detail),
+            LayerState::new(Layer::Root, true, root.detail()),
         ],
         rules,
     })
@@ -361,16 +379,16 @@ fn init_main(
 fn become_ns_root(go_r: &OwnedFd) -> Result<(), LaunchFailure> {
     // SAFETY: integer arguments only.
     if unsafe { libc::setresgid(0, 0, 0) } != 0 {
-        return Err(os_failure(
-            "namespaces",
+        return Err(LaunchFailure::os(
+            Layer::Namespaces,
             "setresgid(0) in the user namespace",
             sys::errno(),
         ));
     }
     // SAFETY: integer arguments only.
     if unsafe { libc::setresuid(0, 0, 0) } != 0 {
-        return Err(os_failure(
-            "namespaces",
+        return Err(LaunchFailure::os(
+            Layer::Namespaces,
             "setresuid(0) in the user namespace",
             sys::errno(),
         ));
@@ -378,7 +396,7 @@ fn become_ns_root(go_r: &OwnedFd) -> Result<(), LaunchFailure> {
     // A credential change clears the parent-death signal: arm it again,
     // then make sure the outer launcher did not die in between.
     if let Err(e) = sys::set_pdeathsig() {
-        return Err(os_failure("namespaces", "PR_SET_PDEATHSIG", e));
+        return Err(LaunchFailure::os(Layer::Namespaces, "PR_SET_PDEATHSIG", e));
     }
     if sys::peer_gone(go_r) {
         sys::exit_now(1);
@@ -386,55 +404,35 @@ fn become_ns_root(go_r: &OwnedFd) -> Result<(), LaunchFailure> {
     Ok(())
 }
 
-/// Init's work while R runs: pass signals on, reap orphans, and when R is
-/// gone tell the outer launcher how it ended.
-fn init_loop(r_pid: libc::pid_t, status_w: OwnedFd, go_r: OwnedFd, set: &libc::sigset_t) -> ! {
-    run_init(
-        r_pid,
-        &[status_w.as_raw_fd(), go_r.as_raw_fd()],
-        set,
-        |status| {
-            let _ = sys::write_all(status_w.as_raw_fd(), format!("exit {status}\n").as_bytes());
-        },
-    )
-}
-
-/// The loop of a pid namespace's init (here and in zygote-forked sessions):
-/// keeps only the `keep` fds, passes signals on to R, reaps orphans, and
-/// once R is gone calls `report` with its wait status and exits the same
-/// way. Its exit takes every other process of the namespace with it.
-pub(crate) fn run_init(
+/// Init's work while R runs: supervise the session (pass signals on, reap
+/// orphans, enforce the session's limits), and when R is gone tell the host
+/// and the outer launcher how it ended.
+fn init_loop(
     r_pid: libc::pid_t,
-    keep: &[std::os::fd::RawFd],
+    spec: &LaunchSpec,
+    status_w: OwnedFd,
+    go_r: OwnedFd,
     set: &libc::sigset_t,
-    report: impl Fn(libc::c_int),
+    kernel_limits: bool,
 ) -> ! {
-    sys::close_fds_except(keep);
-    // Init is outside R's Landlock domain and seccomp filter: keep R from
-    // reading or writing its memory through /proc even if Landlock is
-    // missing (non-dumpable means ptrace access needs CAP_SYS_PTRACE).
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
-    loop {
-        let sig = sys::wait_signal(set);
-        if sig != libc::SIGCHLD {
-            sys::kill(r_pid, sig);
-            continue;
+    let ipc = spec.ipc_fd;
+    let post = Post {
+        r_pid,
+        own_pid_ns: true,
+        forward: true,
+        keep: vec![ipc, status_w.as_raw_fd(), go_r.as_raw_fd()],
+        cgroup: None,
+    };
+    let budget = if kernel_limits {
+        Budget::default()
+    } else {
+        Budget {
+            sysv: true,
+            ..Budget::new(&spec.limits)
         }
-        loop {
-            let mut status = 0;
-            // SAFETY: `status` is a valid int for waitpid to fill.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if pid <= 0 {
-                break;
-            }
-            if pid == r_pid {
-                report(status);
-                if libc::WIFSIGNALED(status) {
-                    sys::exit_now(128 + libc::WTERMSIG(status));
-                }
-                sys::exit_now(libc::WEXITSTATUS(status));
-            }
-        }
-    }
+    };
+    supervisor::run(post, budget, set, |status, limit| {
+        report::exit(ipc, &ExitReport::from_wait_status(status, limit));
+        let _ = sys::write_all(status_w.as_raw_fd(), format!("exit {status}\n").as_bytes());
+    })
 }

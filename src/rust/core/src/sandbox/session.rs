@@ -6,48 +6,24 @@
 //! straight into a new pid namespace (see `zygote::fork_session`):
 //!
 //! ```text
-//! zygote ── init (pid 1): own mount and ipc namespaces (private /tmp,
-//!           │             own /proc), then its own user namespace (so
-//!           │             RLIMIT_NPROC counts this session alone); forwards
-//!           │             signals, reaps orphans, reports R's exit
+//! zygote ── init (pid 1): own mount, ipc and network namespaces (private
+//!           │             /tmp, own /proc, own sockets), then its own user
+//!           │             namespace (so RLIMIT_NPROC counts this session
+//!           │             alone); supervises the session (see `supervisor`)
 //!           └── R (pid 2): capabilities dropped, Landlock (a domain of its
 //!                          own: it cannot signal or reach its siblings or
 //!                          the zygote), seccomp; returns to R
 //! ```
 
-use super::plan::{FsRule, Grant, DEV_NODES};
-use super::{caps, landlock, seccomp, state};
-use crate::frame::Kind;
-use crate::policy::{ExitReport, LaunchFailure, LayerState, SandboxPolicy};
-use crate::sys::{self, os_failure};
-use std::ffi::CString;
+use super::coverage::{annotate, Tier as Coverage};
+use super::plan::{root_rules, DEV_NODES};
+use super::supervisor::{self, Budget, Post};
+use super::{caps, landlock, mounts, seccomp};
+use crate::policy::{ExitReport, LaunchFailure, Layer, LayerState, Limits, SandboxPolicy};
+use crate::report;
+use crate::sys::{self, mount};
 use std::os::fd::RawFd;
-
-fn mount(
-    src: &str,
-    target: &str,
-    fstype: &str,
-    flags: libc::c_ulong,
-    data: &str,
-) -> Result<(), i32> {
-    let c = |s: &str| CString::new(s).map_err(|_| libc::EINVAL);
-    let (src, target, fstype, data) = (c(src)?, c(target)?, c(fstype)?, c(data)?);
-    // SAFETY: all pointers are valid NUL-terminated strings for the call.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        Err(sys::errno())
-    } else {
-        Ok(())
-    }
-}
+use std::path::{Path, PathBuf};
 
 /// Enters a user namespace of its own, uid and gid 0 mapped to 0 of the
 /// zygote's (itself unprivileged outside).
@@ -69,44 +45,66 @@ fn own_user_namespace() -> Result<(), i32> {
 /// Called in the session's init, which the zygote forked as pid 1 of a new
 /// pid namespace, with the session's IPC socket at `ipc_fd`. Returns only
 /// in the confined R process (pid 2).
-pub fn confine(policy: &SandboxPolicy, ipc_fd: RawFd) -> Result<Vec<LayerState>, LaunchFailure> {
+/// `cgroup`: what the zygote's launcher found of cgroup v2 on the host
+/// (forked sessions are supervised by their init either way).
+pub fn confine(
+    policy: &SandboxPolicy,
+    limits: &Limits,
+    ipc_fd: RawFd,
+    cgroup: &str,
+) -> Result<Vec<LayerState>, LaunchFailure> {
     let strict = policy.strict;
-    // A private IPC namespace too: SysV shared memory, semaphores and
-    // message queues are not covered by Landlock, and a shared namespace
-    // would let sibling sessions exchange data.
+    // Private IPC and network namespaces too: Landlock covers neither SysV
+    // IPC nor /proc/net, and shared ones would let sibling sessions
+    // exchange data or list each other's sockets.
     // SAFETY: unshare with flags only.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC) } != 0 {
-        return Err(os_failure(
-            "namespaces",
-            "cannot give the forked session its own mount and ipc namespaces",
+    let flags = libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET;
+    if unsafe { libc::unshare(flags) } != 0 {
+        return Err(LaunchFailure::os(
+            Layer::Namespaces,
+            "cannot give the forked session its own mount, ipc and network namespaces",
             sys::errno(),
         ));
     }
-    mount("none", "/", "", libc::MS_REC | libc::MS_PRIVATE, "")
-        .map_err(|e| os_failure("root", "making mounts private", e))?;
+    mount(
+        "none",
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+    .map_err(|e| LaunchFailure::os(Layer::Root, "making mounts private", e))?;
+    // Granted paths under /tmp (a library in a temporary folder) would
+    // vanish under the session's own /tmp: take them along.
+    let carried = mounts::carry_from_tmp(policy.read_only.iter().chain(&policy.writable))?;
+    let carried_count = carried.len();
     let size = policy.tmp_size.max(4096);
     mount(
         "tmpfs",
-        "/tmp",
-        "tmpfs",
+        Path::new("/tmp"),
+        Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
-        &format!("size={size},mode=1777"),
+        Some(&format!(
+            "size={size},nr_inodes={},mode=1777",
+            super::plan::tmp_inodes(size)
+        )),
     )
-    .map_err(|e| os_failure("root", "mounting the private /tmp", e))?;
+    .map_err(|e| LaunchFailure::os(Layer::Root, "mounting the private /tmp", e))?;
+    mounts::place_carried(carried)?;
     let proc_mounted = mount(
         "proc",
-        "/proc",
-        "proc",
+        Path::new("/proc"),
+        Some("proc"),
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        "hidepid=invisible",
+        Some("hidepid=invisible"),
     )
     .is_ok();
     // Last, so that the mounts above stay owned (and locked) by the
     // zygote's user namespace.
     let userns = own_user_namespace();
     if let (Err(e), true) = (&userns, strict) {
-        return Err(os_failure(
-            "namespaces",
+        return Err(LaunchFailure::os(
+            Layer::Namespaces,
             "cannot create the session's user namespace",
             *e,
         ));
@@ -116,18 +114,33 @@ pub fn confine(policy: &SandboxPolicy, ipc_fd: RawFd) -> Result<Vec<LayerState>,
     waited.push(libc::SIGCHLD);
     let set = sys::sigset(&waited);
     sys::set_default_handler(libc::SIGCHLD);
-    let old_mask = sys::block(&set).map_err(|e| os_failure("namespaces", "sigprocmask", e))?;
+    let old_mask =
+        sys::block(&set).map_err(|e| LaunchFailure::os(Layer::Namespaces, "sigprocmask", e))?;
+    let budget = Budget {
+        sysv: true,
+        ..Budget::new(limits)
+    };
+    let supervised = budget.describe();
     // SAFETY: this process is a single-threaded fork of the zygote.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(os_failure(
-            "namespaces",
+        return Err(LaunchFailure::os(
+            Layer::Namespaces,
             "cannot fork the session",
             sys::errno(),
         ));
     }
     if pid > 0 {
-        init_loop(pid, ipc_fd, &set);
+        let post = Post {
+            r_pid: pid,
+            own_pid_ns: true,
+            forward: true,
+            keep: vec![ipc_fd],
+            cgroup: None,
+        };
+        supervisor::run(post, budget, &set, |status, limit| {
+            report::exit(ipc_fd, &ExitReport::from_wait_status(status, limit))
+        })
     }
     // R: pid 2.
     if sys::set_pdeathsig().is_err() {
@@ -141,35 +154,28 @@ pub fn confine(policy: &SandboxPolicy, ipc_fd: RawFd) -> Result<Vec<LayerState>,
     // SAFETY: setsid has no arguments.
     unsafe { libc::setsid() };
 
-    let mut rules = vec![FsRule::new("/", Grant::ListDir)];
-    for p in &policy.read_only {
-        if p.exists() {
-            rules.push(FsRule::new(p, Grant::ReadExec));
-        }
-    }
-    for p in &policy.writable {
-        if p.exists() {
-            rules.push(FsRule::new(p, Grant::ReadWrite));
-        }
-    }
-    rules.push(FsRule::new("/tmp", Grant::ReadWrite));
-    for d in DEV_NODES {
-        let p = format!("/dev/{d}");
-        if std::path::Path::new(&p).exists() {
-            rules.push(FsRule::new(p, Grant::Device));
-        }
-    }
-    if proc_mounted {
-        rules.push(FsRule::new("/proc", Grant::ReadData));
-    }
+    let existing = |paths: &[PathBuf]| -> Vec<PathBuf> {
+        paths.iter().filter(|p| p.exists()).cloned().collect()
+    };
+    let dev: Vec<&str> = DEV_NODES
+        .iter()
+        .copied()
+        .filter(|d| Path::new("/dev").join(d).exists())
+        .collect();
+    let rules = root_rules(
+        &existing(&policy.read_only),
+        &existing(&policy.writable),
+        dev,
+        proc_mounted,
+    );
 
     let mut layers = vec![
-        state(
-            "namespaces",
+        LayerState::new(
+            Layer::Namespaces,
             true,
             format!(
-                "forked from a warm zygote: own pid, mount and ipc namespaces{}; network \
-                 (loopback only), uts and cgroup namespaces shared with the zygote",
+                "forked from a warm zygote: own pid, mount, ipc and network (loopback only) \
+                 namespaces{}; uts and cgroup namespaces shared with the zygote",
                 match userns {
                     Ok(()) => ", own user namespace".to_string(),
                     Err(e) => format!(
@@ -179,11 +185,16 @@ pub fn confine(policy: &SandboxPolicy, ipc_fd: RawFd) -> Result<Vec<LayerState>,
                 }
             ),
         ),
-        state(
-            "root",
+        LayerState::new(
+            Layer::Root,
             true,
             format!(
-                "the zygote's read-only root; private /tmp (tmpfs, {size} bytes){}",
+                "the zygote's read-only root; private /tmp (tmpfs, {size} bytes){}{}",
+                if carried_count > 0 {
+                    format!(" holding the {carried_count} granted paths under /tmp")
+                } else {
+                    String::new()
+                },
                 if proc_mounted {
                     ", own /proc"
                 } else {
@@ -195,26 +206,23 @@ pub fn confine(policy: &SandboxPolicy, ipc_fd: RawFd) -> Result<Vec<LayerState>,
     sys::default_sigpipe();
     layers.push(caps::drop_all(strict)?);
     layers.push(landlock::apply(&rules, strict)?);
-    layers.push(seccomp::apply(strict, false)?);
+    layers.push(seccomp::apply(strict, seccomp::Tier::Namespaced)?);
+    let mut layers: Vec<LayerState> = layers
+        .into_iter()
+        .map(|l| annotate(l, Coverage::Forked))
+        .collect();
+    let mut session = if supervised.is_empty() {
+        "none requested".to_string()
+    } else {
+        format!(
+            "{supervised}, enforced by the session's init (pid 1), which stops the session \
+             when it passes one (measured every 0.1 s or so)"
+        )
+    };
+    if !cgroup.is_empty() {
+        session.push_str("; ");
+        session.push_str(cgroup);
+    }
+    layers.push(super::limits::layer(limits, &session)?);
     Ok(layers)
-}
-
-/// The session's init (see `namespaces::run_init`): once R is gone it
-/// reports how R ended on the IPC socket.
-fn init_loop(r_pid: libc::pid_t, ipc_fd: RawFd, set: &libc::sigset_t) -> ! {
-    super::namespaces::run_init(r_pid, &[ipc_fd], set, |status| {
-        let report = if libc::WIFSIGNALED(status) {
-            ExitReport {
-                code: None,
-                signal: Some(libc::WTERMSIG(status)),
-            }
-        } else {
-            ExitReport {
-                code: Some(libc::WEXITSTATUS(status)),
-                signal: None,
-            }
-        };
-        let json = serde_json::to_vec(&report).unwrap_or_default();
-        let _ = crate::launch::write_frame(ipc_fd, Kind::Exit, &json);
-    })
 }
