@@ -96,8 +96,10 @@ helpers_code <- paste(
   collapse = "\n"
 )
 
-# A FIFO on the host: a time zone naming it makes glibc open it.
-fifo_dir <- withr::local_tempdir("securer-values-")
+# A FIFO on the host: a time zone naming it makes glibc open it. Its path
+# is kept short (under /tmp, not in a long tempdir()) so that the checker
+# refuses it for naming a file, not for its length.
+fifo_dir <- withr::local_tempdir("securer-values-", tmpdir = "/tmp")
 fifo <- file.path(normalizePath(fifo_dir), "tz-fifo")
 have_fifo <- nzchar(Sys.which("mkfifo")) && system2("mkfifo", fifo) == 0L
 
