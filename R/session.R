@@ -380,6 +380,14 @@ session_format <- function(self, private) {
   )
 }
 
+# The sets of missing layers already warned about; `set` replaces them
+# (tests of the "warns once" behaviour start afresh). Returns the old sets.
+shown_layer_warnings <- function(set) {
+  old <- the$warned
+  if (!missing(set)) the$warned <- set
+  invisible(old)
+}
+
 # The default (non-strict) mode runs with the layers that could be applied
 # and says so once per R session and set of missing layers.
 warn_missing_layers <- function(layers, sandbox) {

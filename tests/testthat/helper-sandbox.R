@@ -121,10 +121,8 @@ lazy_session <- function(make = sandboxed_session, ..., .env = parent.frame()) {
 # Forgets which missing-layer warnings were shown, until `.env` ends, so the
 # "warns once" behaviour does not depend on the order of the tests.
 local_fresh_warnings <- function(.env = parent.frame()) {
-  the <- securer:::the
-  old <- the$warned
-  the$warned <- character()
-  withr::defer(the$warned <- old, envir = .env)
+  old <- securer:::shown_layer_warnings(character())
+  withr::defer(securer:::shown_layer_warnings(old), envir = .env)
   invisible()
 }
 
