@@ -85,17 +85,31 @@ audit_warn <- function(e) {
 
 # A short call description for logs: name(arg="value", n=3).
 describe_call <- function(name, args) {
-  shown <- vapply(args, function(a) {
-    if (is.character(a) && length(a) == 1L) {
-      s <- encodeString(a, quote = "\"")
-    } else if (is.atomic(a) && length(a) == 1L) {
-      s <- format(a)
-    } else {
-      s <- sprintf("<%s[%d]>", class(a)[[1L]], length(a))
-    }
-    if (nchar(s) > 60L) paste0(substr(s, 1L, 57L), "...") else s
-  }, character(1))
+  if (length(args) == 0L) {
+    return(paste0(name, "()"))
+  }
+  shown <- vapply(args, describe_arg, character(1))
   paste0(name, "(", paste0(names(args), "=", shown, collapse = ", "), ")")
+}
+
+# One value, short: "\"text\"", "3", "<data.frame[5]>".
+describe_arg <- function(a) {
+  if (is.character(a) && length(a) == 1L) {
+    s <- encodeString(a, quote = "\"")
+  } else if (is.atomic(a) && length(a) == 1L) {
+    s <- format(a)
+  } else {
+    s <- sprintf("<%s[%d]>", class(a)[[1L]], length(a))
+  }
+  if (nchar(s) > 60L) paste0(substr(s, 1L, 57L), "...") else s
+}
+
+# A tool's value for logs: "<data.frame[5 x 11]>", "20.98".
+describe_value <- function(x) {
+  if (is.data.frame(x)) {
+    return(sprintf("<data.frame[%d x %d]>", nrow(x), ncol(x)))
+  }
+  describe_arg(x)
 }
 
 # Strips what an error message might reveal about the host: file paths,

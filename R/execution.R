@@ -348,9 +348,11 @@ log_execution_end <- function(logger, run) {
       sprintf("Execution timed out (%ss)", format(secs)),
       duration = secs
     ),
+    # `error` is the original API's field; `message` is kept for readers
+    # of earlier logs.
     log_event(logger, "execute_error",
       sprintf("Execution failed (%ss): %s", format(secs), run$error %||% "error"),
-      duration = secs, message = run$error
+      duration = secs, error = run$error, message = run$error
     )
   )
 }

@@ -68,7 +68,9 @@ default_limits <- function() {
 #' Valid names are `"cpu"` (seconds), `"memory"` (bytes of address space),
 #' `"fsize"` (bytes), `"nproc"`, `"nofile"` and `"stack"` (bytes). Each value
 #' must be a single positive number; `Inf` means "no limit for this one".
-#' Finite values must be below `1e15`.
+#' Finite values must be below `1e15`. Limits too small for R to start
+#' (`memory` below 128 MiB, `nofile` below 167, `stack` below 512 KiB) are
+#' refused with a `securer_limit_error` that says so.
 #'
 #' @param limits `NULL` (use [default_limits()]), a named list, or a named
 #'   numeric vector (converted to a list).
@@ -172,8 +174,26 @@ check_limit_value <- function(value, name) {
       class = "securer_input_error"
     )
   }
+  least <- limit_minimums[name]
+  if (!is.na(least) && value < least) {
+    shown <- describe_limit(name, value)
+    needed <- describe_limit(name, least)
+    securer_abort(
+      c(
+        "Limit {.field {name}} is too small to start R: {shown}.",
+        i = "R needs at least {needed}; use a larger value, or {.code Inf} for no limit."
+      ),
+      class = c("securer_limit_error", "securer_input_error"), limit = name
+    )
+  }
   invisible(value)
 }
+
+# Below these R cannot start (measured with R 4.2 and securer's child
+# runtime): its default packages need about 100 MB of address space, 60%
+# of the open files must cover its 100 DLL slots, and a smaller stack
+# crashes it while it starts.
+limit_minimums <- c(memory = 128 * 1024^2, nofile = 167, stack = 512 * 1024)
 
 # NULL -> the defaults; list() -> no limits at all; a partial list -> the
 # defaults with those entries replaced. Inf removes an entry.

@@ -70,7 +70,8 @@ SecureSessionPool <- R6::R6Class(
     #' @description Number of sessions ready for work (0 once closed).
     available = function() sum(pool_free(private)),
 
-    #' @description Counts of sessions: `total`, `busy`, `idle`, `dead`.
+    #' @description Counts of sessions: a list with `total`, `busy`,
+    #'   `idle` and `dead`.
     status = function() pool_status(private),
 
     #' @description The pool's sessions (a list of [SecureSession]s), for
@@ -139,7 +140,7 @@ pool_status <- function(private) {
   states <- vapply(private$members, function(s) s$get_state(), character(1))
   alive <- vapply(private$members, function(s) s$is_alive(), logical(1))
   busy <- states == "busy"
-  c(
+  list(
     total = length(states), busy = sum(busy),
     idle = sum(!busy & alive), dead = sum(!busy & !alive)
   )

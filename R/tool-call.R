@@ -45,9 +45,14 @@ serve_tool_call <- function(private, run, payload) {
   started <- now()
   res <- run_tool(name, fn, args)
   if (logger$on) {
-    log_event(logger, "tool_result", NULL,
-      tool = name, ok = res$ok, duration = round(now() - started, 4),
-      error = res$message
+    secs <- round(now() - started, 4)
+    log_event(logger, "tool_result",
+      if (res$ok) {
+        sprintf("Tool result: %s -> %s (%ss)", name, describe_value(res$value), format(secs))
+      } else {
+        sprintf("Tool failed: %s: %s (%ss)", name, res$message, format(secs))
+      },
+      tool = name, ok = res$ok, duration = secs, error = res$message
     )
   }
   if (!res$ok) {

@@ -14,7 +14,34 @@ securer_tool_class <- S7::new_class(
     description = S7::class_character,
     fn = S7::class_function,
     args = S7::class_list
-  )
+  ),
+  # Built directly or by securer_tool(), a tool is checked the same way.
+  constructor = function(name = character(), description = character(),
+                         fn = function() NULL, args = list()) {
+    if (missing(name) && missing(description)) {
+      # The prototype S7 asks for (no arguments): not a usable tool.
+      return(S7::new_object(S7::S7_object(),
+        name = name, description = description, fn = fn, args = args
+      ))
+    }
+    args <- check_tool(name, description, fn, args)
+    S7::new_object(S7::S7_object(),
+      name = name, description = description, fn = fn, args = args
+    )
+  },
+  validator = function(self) {
+    if (length(self@name) == 0L && length(self@description) == 0L) {
+      return(NULL)
+    }
+    tryCatch(
+      {
+        check_tool(self@name, self@description, self@fn, self@args)
+        NULL
+      },
+      securer_tool_error = function(e) plain_message(e),
+      securer_input_error = function(e) plain_message(e)
+    )
+  }
 )
 
 #' Define a tool that sandboxed code can call
@@ -26,13 +53,19 @@ securer_tool_class <- S7::new_class(
 #' before the call leaves the sandbox and again on the host. An error in
 #' `fn` becomes an R error inside the sandbox (catchable with `tryCatch()`).
 #'
+#' `securer_tool_class()` makes the same object from the same arguments,
+#' with the same checks. A tool's fields can be read with `@` or `$`
+#' (`tool$name`, `tool$args`), so the list that `SecureSession$tools()`
+#' returns works as `tools$add$args`.
+#'
 #' @param name Name of the function inside the sandbox: a syntactic R name.
 #' @param description What the tool does (shown to language models).
 #' @param fn The R function to run on the host.
 #' @param args Named list mapping each argument name to its type, one of
 #'   `"numeric"`, `"integer"`, `"character"`, `"logical"`, `"list"`,
-#'   `"data.frame"`, `"matrix"`, `"complex"`, `"raw"` or `"any"`. Functions
-#'   cannot cross the sandbox boundary, so `"function"` is refused.
+#'   `"data.frame"`, `"matrix"`, `"complex"`, `"raw"` or `"any"` (no
+#'   check). `NULL` as a type means `"any"`. Functions cannot cross the
+#'   sandbox boundary, so `"function"` is refused.
 #' @return A `securer_tool` S7 object.
 #' @examples
 #' add <- securer_tool(
@@ -41,8 +74,17 @@ securer_tool_class <- S7::new_class(
 #'   args = list(x = "numeric", y = "numeric")
 #' )
 #' add@name
+#' add$args
+#'
+#' # A NULL type is not checked
+#' securer_tool("show", "Print anything", fn = function(x) print(x), args = list(x = NULL))$args
 #' @export
 securer_tool <- function(name, description, fn, args = list()) {
+  securer_tool_class(name = name, description = description, fn = fn, args = args)
+}
+
+# Checks the parts of a tool; returns `args` as a named list of types.
+check_tool <- function(name, description, fn, args) {
   check_string(name)
   if (!grepl("^[A-Za-z.][A-Za-z0-9._]*$", name) || make.names(name) != name ||
     grepl("^\\.[0-9]", name)) {
@@ -61,7 +103,7 @@ securer_tool <- function(name, description, fn, args = list()) {
       class = "securer_tool_error"
     )
   }
-  if (!is.list(args) && !is.character(args)) {
+  if (!is.null(args) && !is.list(args) && !is.character(args)) {
     securer_abort(
       "{.arg args} of tool {.val {name}} must be a named list of type names.",
       class = "securer_tool_error"
@@ -78,9 +120,17 @@ securer_tool <- function(name, description, fn, args = list()) {
   }
   for (a in arg_names) {
     type <- args[[a]]
-    if (!is.character(type) || length(type) != 1L) {
+    # NULL: not checked, as in the original API.
+    if (is.null(type)) {
+      args[a] <- list("any")
+      next
+    }
+    if (!is.character(type) || length(type) != 1L || is.na(type)) {
       securer_abort(
-        "Type of argument {.arg {a}} of tool {.val {name}} must be a single string.",
+        c(
+          "Type of argument {.arg {a}} of tool {.val {name}} must be a single string.",
+          i = "Use {.val any} (or {.code NULL}) for an argument that is not checked."
+        ),
         class = "securer_tool_error"
       )
     }
@@ -97,7 +147,7 @@ securer_tool <- function(name, description, fn, args = list()) {
       securer_abort(
         c(
           "Unknown type {.val {type}} for argument {.arg {a}} of tool {.val {name}}.",
-          i = "Valid types: {.val {tool_types()}}."
+          i = "Valid types: {.val {tool_types()}} ({.val any} or {.code NULL}: not checked)."
         ),
         class = "securer_tool_error"
       )
@@ -113,10 +163,16 @@ securer_tool <- function(name, description, fn, args = list()) {
       )
     }
   }
-  securer_tool_class(
-    name = name, description = description, fn = fn,
-    args = lapply(args, as.character)
-  )
+  lapply(args, as.character)
+}
+
+# Fields read with `$` as with `@` (the original API's tools were lists).
+#' @export
+`$.securer::securer_tool` <- function(x, name) {
+  if (!name %in% c("name", "description", "fn", "args")) {
+    return(NULL)
+  }
+  S7::prop(x, name)
 }
 
 # In local(): the replacement call assigns `print` where it runs, and a

@@ -100,7 +100,9 @@ test_that("the audit log records the child's error message", {
   session <- new_session(audit_log = path)
   try(session$execute("stop('recorded failure')"), silent = TRUE)
   err <- Filter(function(r) r$event == "execute_error", read_audit(path))[[1]]
-  expect_match(err$message, "recorded failure", fixed = TRUE)
+  # `error` is the original API's field; `message` the same text.
+  expect_match(err$error, "recorded failure", fixed = TRUE)
+  expect_identical(err$message, err$error)
 })
 
 test_that("the audit log is created with mode 0600", {
@@ -257,7 +259,28 @@ test_that("verbose = TRUE reports tool calls and completed executions", {
     }
   )
   expect_true("[securer] Tool call: query_db(table=\"iris\", limit=3)\n" %in% msgs)
+  expect_true(any(grepl("^\\[securer\\] Tool result: query_db -> <data.frame\\[3 x 5\\]> \\([0-9.e-]+s\\)\n$", msgs)))
   expect_true(any(grepl("^\\[securer\\] Execution complete \\([0-9.]+s\\)\n$", msgs)))
+  # The tool call comes first, then its result, then the end.
+  expect_identical(
+    grep("Tool call|Tool result|Execution complete", msgs, value = TRUE) |> sub(pattern = ":.*|\\(.*", replacement = ""),
+    c("[securer] Tool call", "[securer] Tool result", "[securer] Execution complete ")
+  )
+})
+
+test_that("verbose = TRUE reports a failed tool call with its message", {
+  bad <- securer_tool("bad", "Fails", fn = function() stop("no table"))
+  session <- suppressMessages(new_session(tools = list(bad), verbose = TRUE))
+  msgs <- character()
+  withCallingHandlers(
+    session$execute("try(bad(), silent = TRUE); 1"),
+    message = function(m) {
+      msgs <<- c(msgs, conditionMessage(m))
+      invokeRestart("muffleMessage")
+    }
+  )
+  expect_true("[securer] Tool call: bad()\n" %in% msgs)
+  expect_true(any(grepl("^\\[securer\\] Tool failed: bad: no table \\(", msgs)))
 })
 
 test_that("verbose = TRUE reports failures, timeouts, restarts and closing", {

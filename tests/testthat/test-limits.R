@@ -35,7 +35,7 @@ test_that("validate_limits() converts a named numeric vector to a list", {
     validate_limits(c(cpu = 5, nproc = 10)),
     list(cpu = 5, nproc = 10)
   )
-  expect_identical(validate_limits(c(nofile = 64L)), list(nofile = 64L))
+  expect_identical(validate_limits(c(nofile = 200L)), list(nofile = 200L))
 })
 
 test_that("validate_limits() accepts an empty list", {
@@ -133,7 +133,7 @@ test_that("resolve_limits() removes the entries set to Inf", {
 })
 
 test_that("resolve_limits() keeps a stable order whatever the input order", {
-  out <- resolve_limits(list(stack = 1024, cpu = 1))
+  out <- resolve_limits(list(stack = 1024^2, cpu = 1))
   expect_named(out, c("cpu", "memory", "fsize", "nproc", "nofile", "stack"))
 })
 
@@ -172,9 +172,9 @@ test_that("limits_spec() prints large values as integers", {
 })
 
 test_that("limits_spec() rounds up to whole numbers, cpu to at least 1 s", {
-  spec <- limits_spec(list(cpu = 0.2, memory = 1000.5, nproc = 2.1))
+  spec <- limits_spec(list(cpu = 0.2, memory = 2^30 + 0.5, nproc = 2.1))
   expect_identical(spec$cpu, 1)
-  expect_identical(spec$memory, 1001)
+  expect_identical(spec$memory, 2^30 + 1)
   expect_identical(spec$nproc, 3)
   expect_identical(limits_spec(list(cpu = 90.5))$cpu, 91)
 })
@@ -353,6 +353,23 @@ test_that("the open files limit stops opening too many files inside the sandbox"
     invisible(gc())
     1 + 1
   })), 2)
+})
+
+test_that("limits too small for R to start are refused at once, naming the least", {
+  for (lim in list(list(memory = 1), list(memory = 100 * 1024^2), list(nofile = 100), list(stack = 64 * 1024))) {
+    err <- expect_error(validate_limits(lim), class = "securer_limit_error")
+    expect_s3_class(err, "securer_input_error")
+    expect_identical(err$limit, names(lim))
+    expect_match(conditionMessage(err), "too small to start R", fixed = TRUE)
+  }
+  expect_match(
+    conditionMessage(expect_error(validate_limits(list(memory = 1)))),
+    "at least memory (128 MiB)",
+    fixed = TRUE
+  )
+  # Refused before any child is started.
+  expect_error(SecureSession$new(sandbox = FALSE, limits = list(memory = 1)), class = "securer_limit_error")
+  expect_silent(validate_limits(list(memory = 128 * 1024^2, nofile = 167, stack = 512 * 1024)))
 })
 
 test_that("an open files limit too low for R to start is a limit error", {

@@ -34,11 +34,17 @@ shared_pool <- lazy_session(function(.env) local_pool(2, .env = .env))
 
 # Size and status --------------------------------------------------------------
 
+test_that("status() is a list of counts, as in the original API", {
+  st <- shared_pool()$status()
+  expect_type(st, "list")
+  expect_identical(c(st$total, st$busy, st$idle, st$dead), c(2L, 0L, 2L, 0L))
+})
+
 test_that("a new pool has `size` idle sessions, each its own process", {
   pool <- shared_pool()
   expect_identical(pool$size(), 2L)
   expect_identical(pool$available(), 2L)
-  expect_identical(pool$status(), c(total = 2L, busy = 0L, idle = 2L, dead = 0L))
+  expect_identical(pool$status(), list(total = 2L, busy = 0L, idle = 2L, dead = 0L))
   pids <- pool_pids(pool)
   expect_length(unique(pids), 2L)
   expect_true(all(vapply(pids, pid_running, logical(1))))
@@ -59,7 +65,7 @@ test_that("size must be a whole number", {
 test_that("a busy session counts as busy, not available", {
   pool <- local_pool(2)
   p <- pool$execute_async("Sys.sleep(0.3); 1")
-  expect_identical(pool$status(), c(total = 2L, busy = 1L, idle = 1L, dead = 0L))
+  expect_identical(pool$status(), list(total = 2L, busy = 1L, idle = 1L, dead = 0L))
   expect_identical(pool$available(), 1L)
   expect_output(print(pool), "1 busy, 1 idle, 0 dead")
   expect_true(wait_promise(p)$ok)
@@ -102,7 +108,7 @@ test_that("execute_many() returns a failed piece as a condition and runs the res
   expect_s3_class(res[[2]], "condition")
   expect_match(conditionMessage(res[[2]]), "no good")
   expect_identical(lapply(res[-2], strip_output), list(1, 3, 4))
-  expect_identical(pool$status(), c(total = 2L, busy = 0L, idle = 2L, dead = 0L))
+  expect_identical(pool$status(), list(total = 2L, busy = 0L, idle = 2L, dead = 0L))
 })
 
 test_that("execute_many() runs its pieces concurrently across the sessions", {
@@ -188,7 +194,7 @@ test_that("Ctrl-C during execute_many() stops the batch and leaves the pool usab
     )
     cat(unlist(res), "\n", sep = "")
     cat("NEXT", unlist(pool$execute_many(c("1 + 1", "2 + 2"))), "\n")
-    cat("STATUS", pool$status(), "\n")
+    cat("STATUS", unlist(pool$status()), "\n")
     pool$close()
     flush(stdout())
   })
@@ -252,7 +258,7 @@ test_that("a killed session is replaced without the caller noticing", {
   expect_identical(pool$execute("1 + 1"), 2)
   res <- pool$execute_many(c("Sys.sleep(0.2); 'a'", "Sys.sleep(0.2); 'b'"))
   expect_identical(lapply(res, strip_output), list("a", "b"))
-  expect_identical(pool$status(), c(total = 2L, busy = 0L, idle = 2L, dead = 0L))
+  expect_identical(pool$status(), list(total = 2L, busy = 0L, idle = 2L, dead = 0L))
   expect_false(pid %in% pool_pids(pool))
 })
 
@@ -261,7 +267,7 @@ test_that("a timed-out execution is stopped and its session replaced", {
   pid <- pool_pids(pool)
   expect_error(pool$execute("Sys.sleep(30)", timeout = 0.5), class = "securer_timeout")
   expect_true(wait_pid_gone(pid))
-  expect_identical(pool$status(), c(total = 1L, busy = 0L, idle = 1L, dead = 0L))
+  expect_identical(pool$status(), list(total = 1L, busy = 0L, idle = 1L, dead = 0L))
   expect_identical(pool$execute("'next'"), "next")
 })
 
@@ -270,7 +276,7 @@ test_that("a timed-out piece of execute_many() fails alone", {
   res <- pool$execute_many(c("Sys.sleep(30)", "'quick'"), timeout = 0.5)
   expect_s3_class(res[[1]], "securer_timeout")
   expect_identical(strip_output(res[[2]]), "quick")
-  expect_identical(pool$status(), c(total = 2L, busy = 0L, idle = 2L, dead = 0L))
+  expect_identical(pool$status(), list(total = 2L, busy = 0L, idle = 2L, dead = 0L))
 })
 
 # Waiting for a session ------------------------------------------------------------

@@ -134,3 +134,49 @@ test_that("a single tool need not be wrapped in a list", {
   expect_named(s$tools(), "echo")
   expect_identical(s$execute("echo(5L)"), 5L)
 })
+
+# The original API -------------------------------------------------------------
+
+test_that("a NULL argument type means not checked ('any')", {
+  t <- securer_tool("show", "Shows anything", fn = function(a, b) NULL, args = list(a = "character", b = NULL))
+  expect_identical(t@args, list(a = "character", b = "any"))
+  s <- new_session(tools = list(t))
+  expect_null(s$execute("show('x', list(1, 'two'))"))
+})
+
+test_that("a bad type's message says how to leave an argument unchecked", {
+  err <- expect_error(
+    securer_tool("f", "d", fn = function(a) a, args = list(a = 1)),
+    class = "securer_tool_error"
+  )
+  expect_match(conditionMessage(err), "\"any\"", fixed = TRUE)
+})
+
+test_that("securer_tool_class() validates as securer_tool() does", {
+  expect_error(
+    securer_tool_class(name = "not valid", description = "d", fn = function() 1, args = list()),
+    class = "securer_tool_error"
+  )
+  expect_error(
+    securer_tool_class(name = "f", description = "d", fn = function(x) x, args = list(x = "nope")),
+    class = "securer_tool_error"
+  )
+  expect_error(
+    securer_tool_class(name = "f", description = "d", fn = function(x) x, args = list(y = "numeric")),
+    class = "securer_tool_error"
+  )
+  ok <- securer_tool_class(name = "f", description = "d", fn = function(x) x, args = list(x = NULL))
+  expect_identical(ok@args, list(x = "any"))
+  # A property set later is checked too.
+  expect_error(ok@name <- "still not valid")
+})
+
+test_that("tools() is usable as result$add$name and result$add$args", {
+  add <- securer_tool("add", "Add", fn = function(x, y) x + y, args = list(x = "numeric", y = "numeric"))
+  s <- new_session(tools = list(add))
+  res <- s$tools()
+  expect_identical(res$add$name, "add")
+  expect_identical(res$add$args, list(x = "numeric", y = "numeric"))
+  expect_identical(res$add$description, "Add")
+  expect_null(res$add$nothing)
+})

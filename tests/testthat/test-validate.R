@@ -79,3 +79,27 @@ test_that("validate_code() requires a single string", {
   expect_error(validate_code(1), class = "securer_input_error")
   expect_error(validate_code(NA_character_), class = "securer_input_error")
 })
+
+test_that("calls the original documentation flags are flagged", {
+  flagged <- function(code) validate_code(code)$warnings
+  expect_match(flagged(".Fortran('f')"), ".Fortran()", fixed = TRUE)
+  expect_match(flagged("processx::run('ls')"), "processx::run()", fixed = TRUE)
+  expect_match(flagged("callr::r(function() 1)"), "callr::r()", fixed = TRUE)
+  expect_match(flagged("base::system('ls')"), "base::system()", fixed = TRUE)
+  expect_match(flagged("Sys.setenv(A = 1)"), "Sys.setenv()", fixed = TRUE)
+  expect_true(any(grepl("eval(parse(text = ...))", flagged("eval(parse(text = 'q()'))"), fixed = TRUE)))
+})
+
+test_that("a flagged function passed by name to do.call() and friends is flagged", {
+  for (code in c("do.call(system, list('ls'))", "do.call('system', list('ls'))", "match.fun('system2')('ls')")) {
+    res <- validate_code(code)$warnings
+    expect_true(any(grepl("through", res, fixed = TRUE)), label = code)
+  }
+})
+
+test_that("file.remove() and unlink() on absolute paths say which path", {
+  res <- validate_code("file.remove('/etc/passwd'); unlink('~/data', recursive = TRUE); unlink('rel.txt')")$warnings
+  expect_true(any(grepl("file.remove() on the absolute path '/etc/passwd'", res, fixed = TRUE)))
+  expect_true(any(grepl("unlink() on the absolute path '~/data'", res, fixed = TRUE)))
+  expect_false(any(grepl("'rel.txt'", res, fixed = TRUE)))
+})
