@@ -23,8 +23,9 @@
 #' the allowed ones, integers are whole numbers, objects are named lists
 #' with their required elements and no unknown ones (recursively), arrays
 #' of objects are data frames or lists of such objects. A missing required
-#' argument or a value that does not fit is refused with an error in the
-#' sandbox naming the argument and what it must be. Values reach the tool
+#' argument (one that the ellmer type requires and the tool's function has
+#' no default for) or a value that does not fit is refused with an error
+#' in the sandbox naming the argument and what it must be. Values reach the tool
 #' as ellmer would give them from a model's JSON: integers as integers,
 #' arrays of enum values as factors, arrays of objects as data frames (and
 #' as plain JSON-like lists for tools made with `convert = FALSE`).
@@ -114,14 +115,21 @@ tool_from_ellmer <- function(tool) {
   name <- r_tool_name(tool@name)
   props <- tool@arguments@properties
   convert <- isTRUE(tool@convert)
+  # Called from R, an argument with a default in the tool's function may
+  # be left out even when the model must give it (btw's `_intent`).
+  defaults <- formals(tool)
+  needed <- vapply(names(props), function(nm) {
+    isTRUE(props[[nm]]@required) &&
+      !(nm %in% names(defaults) && !identical(defaults[[nm]], quote(expr = )))
+  }, logical(1))
   fn <- function(...) {
-    args <- ellmer_args_checked(list(...), props, convert)
+    args <- ellmer_args_checked(list(...), props, needed, convert)
     sandbox_value(do.call(tool, args))
   }
   attr(fn, "ellmer_annotations") <- tool@annotations
   securer_tool(
     name,
-    description = ellmer_tool_doc(tool@description, props),
+    description = ellmer_tool_doc(tool@description, props, needed),
     fn = fn,
     args = lapply(props, securer_arg_type)
   )
@@ -163,13 +171,13 @@ securer_arg_type <- function(type) {
 
 # The tool's description followed by what each argument must be, for the
 # model writing the code.
-ellmer_tool_doc <- function(description, props) {
+ellmer_tool_doc <- function(description, props, needed) {
   if (length(props) == 0L) {
     return(description)
   }
   lines <- vapply(names(props), function(nm) {
     type <- props[[nm]]
-    opt <- if (isTRUE(type@required)) "" else " (optional)"
+    opt <- if (needed[[nm]]) "" else " (optional)"
     desc <- type@description
     desc <- if (is.character(desc) && length(desc) == 1L && nzchar(desc)) paste0(". ", desc) else ""
     paste0("  ", nm, opt, ": ", describe_ellmer_type(type), desc)
@@ -233,7 +241,7 @@ quote_values <- function(values) {
 # The arguments of a call from the sandbox, checked against the ellmer
 # tool's argument types and converted as ellmer converts a model's JSON;
 # an error names what does not fit.
-ellmer_args_checked <- function(args, props, convert) {
+ellmer_args_checked <- function(args, props, needed, convert) {
   unknown <- setdiff(names(args), names(props))
   if (length(unknown)) {
     stop(sprintf("unknown argument %s.", paste0("'", unknown, "'", collapse = ", ")), call. = FALSE)
@@ -241,7 +249,7 @@ ellmer_args_checked <- function(args, props, convert) {
   for (nm in names(props)) {
     what <- sprintf("argument '%s'", nm)
     if (is.null(args[[nm]])) {
-      if (isTRUE(props[[nm]]@required)) stop(what, " is required.", call. = FALSE)
+      if (needed[[nm]]) stop(what, " is required.", call. = FALSE)
       next
     }
     args[[nm]] <- ellmer_arg(args[[nm]], props[[nm]], what)
