@@ -324,6 +324,12 @@ ellmer_session <- function(state) {
 # A blocking call: returns the text (or content) for the model, or raises
 # the error written for it.
 ellmer_execute <- function(state, code) {
+  ellmer_tool_value(ellmer_parts(state, code))
+}
+
+# The content parts of a blocking call (see execution_content()); the MCP
+# server makes its own content of them.
+ellmer_parts <- function(state, code) {
   if (!is.null(state$pool)) {
     res <- tryCatch(
       state$pool$with_session(
@@ -362,7 +368,7 @@ ellmer_execute_async <- function(state, code) {
   if (!is.null(state$pool)) {
     p <- state$pool$with_session_async(start)
     return(promises::then(p,
-      onFulfilled = function(res) ellmer_answer(res, code, state, NULL),
+      onFulfilled = function(res) ellmer_tool_value(ellmer_answer(res, code, state, NULL)),
       onRejected = function(e) ellmer_tool_fail(e, code, state)
     ))
   }
@@ -371,7 +377,7 @@ ellmer_execute_async <- function(state, code) {
     got <- tryCatch(ellmer_session(state), error = function(e) ellmer_tool_fail(e, code, state))
     promises::then(
       tryCatch(start(got$session), error = function(e) promises::promise_reject(e)),
-      onFulfilled = function(res) ellmer_answer(res, code, state, got$note),
+      onFulfilled = function(res) ellmer_tool_value(ellmer_answer(res, code, state, got$note)),
       onRejected = function(e) ellmer_tool_fail(e, code, state, note = got$note)
     )
   })
@@ -381,15 +387,15 @@ ellmer_execute_async <- function(state, code) {
 }
 
 # `$read()`'s answer made into what the model gets: the execution's
-# content, after the note (if any); the error written for the model when
-# the code failed.
+# content parts, after the note (if any); the error written for the model
+# when the code failed.
 ellmer_answer <- function(res, code, state, note) {
   if (!is.null(res$error)) {
     ellmer_tool_fail(res$error, code, state, note = note)
   }
   parts <- execution_content(res)
   if (!is.null(note)) parts <- c(list(list(type = "text", text = note)), parts)
-  ellmer_tool_value(parts)
+  parts
 }
 
 # Content parts (see execution_content()) as an ellmer tool's value: one

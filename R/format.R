@@ -53,8 +53,9 @@ format_tool_result <- function(value, max_lines = 50, max_chars = 4000) {
 # `list(type = "text", text = )` (or, for images, `list(type = "image",
 # mime_type = , data = <base64>)`). The one place where an execution
 # becomes content for a model: the ellmer tool (ellmer_tool_value()) and
-# the MCP server turn these parts into their own content types, so what
-# is rendered here (plots, console text) reaches both.
+# the MCP server (mcp_content_block()) turn these parts into their own
+# content types, so what is rendered here (plots, console text) reaches
+# both.
 execution_content <- function(res) {
   value <- res$value
   if (!is.null(value)) attr(value, "output") <- NULL

@@ -290,9 +290,8 @@ test_that("approve refuses calls of converted tools", {
 })
 
 test_that("btw's tools work from sandboxed code", {
-  # In a process of its own: loading btw opens event-loop fds for good
-  # (so does skip_if_not_installed(), which loads it).
-  skip_if(!nzchar(system.file(package = "btw")), "btw is not installed")
+  # In a process of its own: loading btw opens event-loop fds for good.
+  skip_if_not_present("btw")
   skip_if_not_installed("callr")
   got <- callr::r(function() {
     tools <- suppressWarnings(btw::btw_tools("docs"))
@@ -311,6 +310,33 @@ test_that("btw's tools work from sandboxed code", {
   expect_type(got$topics, "character")
   expect_match(got$topics, "\"topic_id\":\"median\"", fixed = TRUE)
   expect_match(got$refused, "argument 'package_name' must be character", fixed = TRUE)
+})
+
+test_that("tools that mcptools brings from another MCP server work from sandboxed code", {
+  # In a process of its own: loading mcptools opens nanonext's event loop
+  # for good. The other MCP server is securer's own.
+  skip_if_not_present("mcptools")
+  skip_if_not_installed("callr")
+  config <- withr::local_tempfile(fileext = ".json")
+  jsonlite::write_json(list(mcpServers = list(other = list(
+    command = file.path(R.home("bin"), "Rscript"),
+    args = list("-e", "securer::securer_mcp_server(sandbox = FALSE)"),
+    env = list(R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep))
+  ))), config, auto_unbox = TRUE)
+  got <- callr::r(function(config) {
+    tools <- mcptools::mcp_tools(config)
+    converted <- securer::securer_tools_from_ellmer(tools)
+    s <- securer::SecureSession$new(tools = converted, sandbox = FALSE)
+    on.exit(s$close())
+    list(
+      names = names(converted),
+      value = s$execute("execute_r_code('x <- 2; x * 21')"),
+      error = s$execute("tryCatch(execute_r_code('stop(\\'far away\\')'), error = function(e) conditionMessage(e))")
+    )
+  }, args = list(config = config), libpath = .libPaths())
+  expect_identical(got$names, "execute_r_code")
+  expect_identical(got$value, "[1] 42")
+  expect_identical(got$error, "Tool 'execute_r_code' failed: Error: far away")
 })
 
 # --- getting past the checks --------------------------------------------------
