@@ -11,11 +11,12 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # System libraries some R dependencies (curl, for ellmer) compile against,
-# pandoc for the vignettes, and qpdf/checkbashisms (devscripts) for
-# R CMD check --as-cran.
+# pandoc for the vignettes, qpdf/checkbashisms (devscripts) for
+# R CMD check --as-cran, and Chromium, the headless browser of the Shiny
+# example's test.
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
-  for p in libcurl4-openssl-dev libssl-dev pandoc qpdf devscripts; do
+  for p in libcurl4-openssl-dev libssl-dev pandoc qpdf devscripts chromium; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then
