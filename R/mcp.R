@@ -78,6 +78,7 @@ securer_mcp_server <- function(tools = list(), sandbox = TRUE, limits = NULL,
                                timeout = 30, approve = NULL,
                                sanitize_errors = FALSE,
                                input = file("stdin"), output = stdout()) {
+  require_ellmer("serve MCP")
   if (is.character(tools)) tools <- source_tools_file(tools)
   # Calls block: one client, one message at a time.
   state <- ellmer_tool_state(

@@ -460,6 +460,20 @@ test_that("a closed pool cannot be given to the tool", {
   expect_error(securer_as_ellmer_tool(pool), class = "securer_input_error")
 })
 
+test_that("content parts become one string, or ellmer content when there are images", {
+  skip_if_not_installed("ellmer")
+  text <- list(type = "text", text = "[1] 42")
+  expect_identical(ellmer_tool_value(list(text, list(type = "text", text = "more"))), "[1] 42\n\nmore")
+  image <- list(type = "image", mime_type = "image/png", data = "iVBORw0KGgo=")
+  value <- ellmer_tool_value(list(text, image))
+  expect_length(value, 2L)
+  expect_true(S7::S7_inherits(value[[1]], ellmer::ContentText))
+  expect_identical(value[[1]]@text, "[1] 42")
+  expect_true(S7::S7_inherits(value[[2]], ellmer::ContentImageInline))
+  expect_identical(value[[2]]@type, "image/png")
+  expect_identical(value[[2]]@data, "iVBORw0KGgo=")
+})
+
 # --- end to end: a real ellmer Chat against a fake OpenAI server -------------
 
 # The fake server is in helper-fake-openai.R.
