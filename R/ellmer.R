@@ -255,11 +255,14 @@ tool_hints <- function(tool) {
   attr(tool@fn, "ellmer_annotations", exact = TRUE) %||% list()
 }
 
+# ellmer 0.5.0 brought the tool context that tells its asynchronous tool
+# loop from its synchronous one.
 require_ellmer <- function(what) {
-  if (!requireNamespace("ellmer", quietly = TRUE)) {
+  if (!requireNamespace("ellmer", quietly = TRUE) ||
+    utils::packageVersion("ellmer") < "0.5.0") {
     securer_abort(
       c(
-        "The {.pkg ellmer} package is required to {what}.",
+        "The {.pkg ellmer} package, version 0.5.0 or later, is required to {what}.",
         i = "Install it with {.code install.packages(\"ellmer\")}."
       ),
       class = "securer_input_error"

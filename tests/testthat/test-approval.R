@@ -2,7 +2,7 @@
 # the sandbox. Most tests use `sandbox = FALSE`; the attempts to get past
 # the hook run in each sandbox tier.
 
-skip_if_not_installed("ellmer")
+skip_if_not_installed("ellmer", "0.5.0")
 
 # A tool that records its calls in `log` (an environment).
 recording_tool <- function(log) {

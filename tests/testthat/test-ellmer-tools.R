@@ -2,7 +2,7 @@
 # tests use `sandbox = FALSE` (the checks run on the host either way); the
 # attempts to get past the host-side checks run in each sandbox tier.
 
-skip_if_not_installed("ellmer")
+skip_if_not_installed("ellmer", "0.5.0")
 
 weather_tool <- function() {
   ellmer::tool(

@@ -6,7 +6,7 @@
 # --- unit tests: the tool object and its function ---------------------------
 
 test_that("securer_as_ellmer_tool() returns a callable ellmer tool named execute_r_code", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   expect_true(S7::S7_inherits(run_r, ellmer::ToolDef))
   expect_true(is.function(run_r))
@@ -14,7 +14,7 @@ test_that("securer_as_ellmer_tool() returns a callable ellmer tool named execute
 })
 
 test_that("the tool takes one string argument, code", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   props <- run_r@arguments@properties
   expect_named(props, "code")
@@ -28,7 +28,7 @@ test_that("as_ellmer_tool() is securer_as_ellmer_tool()", {
 })
 
 test_that("the description says what the tool does and that state persists", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   desc <- securer_as_ellmer_tool(sandbox = FALSE, timeout = 12)@description
   expect_match(desc, "Run R code", fixed = TRUE)
   expect_match(desc, "State persists between calls", fixed = TRUE)
@@ -37,7 +37,7 @@ test_that("the description says what the tool does and that state persists", {
 })
 
 test_that("the description lists the securer tools with descriptions and argument types", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   tools <- list(query_db_tool(), echo_tool())
   desc <- securer_as_ellmer_tool(tools = tools, sandbox = FALSE)@description
   expect_match(desc, "These functions are available in the session", fixed = TRUE)
@@ -49,20 +49,20 @@ test_that("the description lists the securer tools with descriptions and argumen
 })
 
 test_that("the description of a sandboxed tool mentions the sandbox", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   desc <- securer_as_ellmer_tool(tools = list(echo_tool()))@description
   expect_match(desc, "sandboxed R process", fixed = TRUE)
   expect_match(desc, "outside the sandbox, on the host", fixed = TRUE)
 })
 
 test_that("the tool runs code and returns the printed value", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   expect_identical(run_r("x <- 6 * 7; x"), "[1] 42")
 })
 
 test_that("no session is started before the first call", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   before <- securer_children()
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   # (Children of earlier tests may end meanwhile: only new ones count.)
@@ -72,14 +72,14 @@ test_that("no session is started before the first call", {
 })
 
 test_that("state persists across calls", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   run_r("x <- 6 * 7")
   expect_identical(run_r("x + 1"), "[1] 43")
 })
 
 test_that("printed output comes before the value", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   expect_identical(
     run_r("print('hi'); cat('there\\n'); 1 + 1"),
@@ -88,32 +88,32 @@ test_that("printed output comes before the value", {
 })
 
 test_that("printed output is kept when the value is NULL", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   expect_identical(run_r("cat('hello\\n')"), "Output:\nhello")
 })
 
 test_that("an invisible value without output says there is no visible result", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   expect_identical(run_r("y <- 1"), "(no visible result)")
 })
 
 test_that("a long result is truncated", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   res <- run_r("data.frame(i = 1:500)")
   expect_match(res, "# ... with 490 more rows (500 total)", fixed = TRUE)
 })
 
 test_that("the code can call the securer tools", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(tools = list(query_db_tool()), sandbox = FALSE)
   expect_identical(run_r("nrow(query_db('iris', 3))"), "[1] 3")
 })
 
 test_that("an error in the code becomes an error that mentions it", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   err <- expect_error(run_r("stop('kaboom')"), class = "securer_child_error")
   expect_identical(conditionMessage(err), "Error: kaboom")
@@ -121,7 +121,7 @@ test_that("an error in the code becomes an error that mentions it", {
 })
 
 test_that("an error message names the failing call", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   err <- expect_error(run_r("log('a')"), class = "securer_child_error")
   expect_identical(
@@ -131,21 +131,21 @@ test_that("an error message names the failing call", {
 })
 
 test_that("an error message includes the output printed before the error", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   err <- expect_error(run_r("print('step 1'); stop('kaboom')"), class = "securer_error")
   expect_identical(conditionMessage(err), "Output:\n[1] \"step 1\"\n\nError: kaboom")
 })
 
 test_that("a syntax error is reported with R's parse message", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   err <- expect_error(run_r("if (TRUE {"), class = "securer_syntax_error")
   expect_match(conditionMessage(err), "^Syntax error; nothing was run.\nline 1:10: unexpected '\\{'\n")
 })
 
 test_that("a resource limit error says which limit the code hit", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_on_os(c("windows", "mac"))
   run_r <- securer_as_ellmer_tool(sandbox = FALSE, limits = list(memory = 5e8))
   err <- expect_error(run_r("x <- numeric(1e9)"), class = "securer_limit_error")
@@ -156,7 +156,7 @@ test_that("a resource limit error says which limit the code hit", {
 })
 
 test_that("the session keeps working after an error", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   run_r("x <- 1")
   expect_error(run_r("stop('no')"), class = "securer_child_error")
@@ -164,7 +164,7 @@ test_that("the session keeps working after an error", {
 })
 
 test_that("a timeout becomes an error that says it timed out", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE, timeout = 1)
   err <- expect_error(run_r("Sys.sleep(30)"), class = "securer_timeout")
   expect_match(conditionMessage(err), "^Execution timed out after 1 seconds\\.")
@@ -172,14 +172,14 @@ test_that("a timeout becomes an error that says it timed out", {
 })
 
 test_that("the tool works again after a timeout", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE, timeout = 1)
   expect_error(run_r("Sys.sleep(30)"), class = "securer_timeout")
   expect_identical(run_r("1 + 1"), "[1] 2")
 })
 
 test_that("a child that dies between calls is replaced and the model is told", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_on_os("windows")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   # Without a sandbox the child's own pid is the host's pid of it (other
@@ -194,7 +194,7 @@ test_that("a child that dies between calls is replaced and the model is told", {
 })
 
 test_that("a child that dies during a call becomes an error and the next call works", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_on_os("windows")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   expect_error(run_r("tools::pskill(Sys.getpid(), tools::SIGKILL)"), class = "securer_child_error")
@@ -202,7 +202,7 @@ test_that("a child that dies during a call becomes an error and the next call wo
 })
 
 test_that("the tool runs code in a session passed to it", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   session <- new_session()
   session$execute("x <- 'from the session'")
   run_r <- securer_as_ellmer_tool(session)
@@ -210,7 +210,7 @@ test_that("the tool runs code in a session passed to it", {
 })
 
 test_that("a session passed to the tool and closed between calls is restarted", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   session <- new_session()
   run_r <- securer_as_ellmer_tool(session)
   run_r("x <- 1")
@@ -222,14 +222,14 @@ test_that("a session passed to the tool and closed between calls is restarted", 
 })
 
 test_that("the tools of a session passed to the tool are listed", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   session <- new_session(tools = list(query_db_tool()))
   desc <- securer_as_ellmer_tool(session)@description
   expect_match(desc, "- query_db(table = <character>, limit = <numeric>)", fixed = TRUE)
 })
 
 test_that("tools cannot be given together with a session", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   session <- new_session()
   expect_error(
     securer_as_ellmer_tool(session, tools = list(echo_tool())),
@@ -238,19 +238,19 @@ test_that("tools cannot be given together with a session", {
 })
 
 test_that("session must be a SecureSession", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   expect_error(securer_as_ellmer_tool(session = "x"), class = "securer_input_error")
 })
 
 test_that("a wrong set-up fails when the tool is created, not on its first call", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   expect_error(securer_as_ellmer_tool(sandbox = "yes"), class = "securer_input_error")
   expect_error(securer_as_ellmer_tool(tools = list("x")), class = "securer_tool_error")
   expect_error(securer_as_ellmer_tool(timeout = -1), class = "securer_input_error")
 })
 
 test_that("the tool runs code in the sandbox", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_on_os(c("windows", "mac"))
   run_r <- securer_as_ellmer_tool(tools = list(query_db_tool()))
   expect_identical(run_r("d <- query_db('mtcars', 5); nrow(d)"), "[1] 5")
@@ -279,7 +279,7 @@ expect_overlap <- function(spans) {
 
 
 test_that("the tool is annotated: never read-only, harmless only in the sandbox", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   hints <- function(tool) tool@annotations[c("read_only_hint", "destructive_hint", "open_world_hint")]
   # Without a sandbox the code can do anything the host can.
   expect_identical(
@@ -295,7 +295,7 @@ test_that("the tool is annotated: never read-only, harmless only in the sandbox"
 })
 
 test_that("host tools make the sandboxed tool destructive and open-world unless they say otherwise", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   # Nothing is known of a plain securer tool.
   a <- securer_as_ellmer_tool(tools = list(echo_tool()))@annotations
   expect_true(a$destructive_hint)
@@ -315,7 +315,7 @@ test_that("host tools make the sandboxed tool destructive and open-world unless 
 })
 
 test_that("annotations given to the tool override its own", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   a <- securer_as_ellmer_tool(
     sandbox = FALSE,
     annotations = ellmer::tool_annotations(title = "R", destructive_hint = FALSE)
@@ -327,7 +327,7 @@ test_that("annotations given to the tool override its own", {
 })
 
 test_that("ellmer tools given as tools are functions in the session", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   double_it <- ellmer::tool(function(x) x * 2, name = "double_it", description = "Double a number.",
     arguments = list(x = ellmer::type_number())
   )
@@ -337,7 +337,7 @@ test_that("ellmer tools given as tools are functions in the session", {
 })
 
 test_that("approve refuses a tool call before the tool runs, with an error the code can catch", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   ran <- character()
   logged <- securer_tool("log_it", "Log a message", fn = function(msg) {
     ran <<- c(ran, msg)
@@ -361,7 +361,7 @@ test_that("approve refuses a tool call before the tool runs, with an error the c
 })
 
 test_that("approve cannot be combined with a session that has its tools", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   session <- new_session()
   expect_error(
     securer_as_ellmer_tool(session, approve = function(tool, args) TRUE),
@@ -370,7 +370,7 @@ test_that("approve cannot be combined with a session that has its tools", {
 })
 
 test_that("sanitize_errors strips host paths from the errors the model gets", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   code <- "stop('cannot open /home/alice/secret-project/data.csv')"
   plain <- securer_as_ellmer_tool(sandbox = FALSE)
   err <- expect_error(plain(code), class = "securer_child_error")
@@ -382,14 +382,14 @@ test_that("sanitize_errors strips host paths from the errors the model gets", {
 })
 
 test_that("sanitize_errors also cleans errors of a session given to the tool", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(new_session(), sanitize_errors = TRUE)
   err <- expect_error(run_r("print('/etc/hosts'); stop('in /var/lib/x')"), class = "securer_child_error")
   expect_identical(conditionMessage(err), "Output:\n[1] \"<path>\"\n\nError: in <path>")
 })
 
 test_that("async = TRUE returns a promise of the result", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE, async = TRUE)
   p <- run_r("6 * 7")
   expect_true(promises::is.promise(p))
@@ -397,7 +397,7 @@ test_that("async = TRUE returns a promise of the result", {
 })
 
 test_that("an asynchronous call that fails rejects with the error written for the model", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE, async = TRUE)
   got <- wait_promise(run_r("print('step 1'); stop('kaboom')"), 30)
   expect_false(got$ok)
@@ -409,7 +409,7 @@ test_that("an asynchronous call that fails rejects with the error written for th
 })
 
 test_that("asynchronous calls on one session run one after the other, in order", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE, async = TRUE)
   p1 <- run_r("Sys.sleep(0.3); x <- 6 * 7")
   p2 <- run_r("x")
@@ -418,7 +418,7 @@ test_that("asynchronous calls on one session run one after the other, in order",
 })
 
 test_that("an asynchronous call replaces a dead session and says so", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_on_os("windows")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE, async = TRUE)
   pid <- as.integer(sub("^\\[1\\] ", "", wait_promise(run_r("Sys.getpid()"), 30)$value))
@@ -430,7 +430,7 @@ test_that("an asynchronous call replaces a dead session and says so", {
 })
 
 test_that("a tool on a pool runs calls on the pool's sessions and says state may not persist", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   pool <- SecureSessionPool$new(size = 2, sandbox = FALSE, tools = list(echo_tool()))
   on.exit(pool$close(), add = TRUE)
   run_r <- securer_as_ellmer_tool(pool)
@@ -444,7 +444,7 @@ test_that("a tool on a pool runs calls on the pool's sessions and says state may
 })
 
 test_that("asynchronous calls on a pool run at the same time", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   pool <- SecureSessionPool$new(size = 2, sandbox = FALSE)
   on.exit(pool$close(), add = TRUE)
   run_r <- securer_as_ellmer_tool(pool, async = TRUE)
@@ -454,14 +454,14 @@ test_that("asynchronous calls on a pool run at the same time", {
 })
 
 test_that("a closed pool cannot be given to the tool", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   pool <- SecureSessionPool$new(size = 1, sandbox = FALSE)
   pool$close()
   expect_error(securer_as_ellmer_tool(pool), class = "securer_input_error")
 })
 
 test_that("content parts become one string, or ellmer content when there are images", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   text <- list(type = "text", text = "[1] 42")
   expect_identical(ellmer_tool_value(list(text, list(type = "text", text = "more"))), "[1] 42\n\nmore")
   image <- list(type = "image", mime_type = "image/png", data = "iVBORw0KGgo=")
@@ -479,7 +479,7 @@ test_that("content parts become one string, or ellmer content when there are ima
 # The fake server is in helper-fake-openai.R.
 
 test_that("a Chat (Responses API) runs the code and the model gets the result", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_if_not_installed("webfakes")
   server <- local_fake_openai("x <- 6 * 7; x")
   chat <- fake_chat_openai(server)
@@ -497,7 +497,7 @@ test_that("a Chat (Responses API) runs the code and the model gets the result", 
 })
 
 test_that("a Chat (Chat Completions API) runs the code and the model gets the result", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_if_not_installed("webfakes")
   server <- local_fake_openai("x <- 6 * 7; x")
   chat <- fake_chat_completions(server)
@@ -515,7 +515,7 @@ test_that("a Chat (Chat Completions API) runs the code and the model gets the re
 })
 
 test_that("state persists across tool calls of one Chat", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_if_not_installed("webfakes")
   server <- local_fake_openai(c("x <- 6 * 7", "x"))
   chat <- fake_chat_openai(server)
@@ -533,7 +533,7 @@ test_that("state persists across tool calls of one Chat", {
 })
 
 test_that("an error in the code reaches the model as a failed tool result and the Chat goes on", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_if_not_installed("webfakes")
   server <- local_fake_openai("stop('object x not ready')")
   chat <- fake_chat_openai(server)
@@ -558,7 +558,7 @@ test_that("an error in the code reaches the model as a failed tool result and th
 })
 
 test_that("a timeout reaches the model as a failed tool result and the Chat goes on", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_if_not_installed("webfakes")
   server <- local_fake_openai("Sys.sleep(30)")
   chat <- fake_chat_completions(server)
@@ -573,7 +573,7 @@ test_that("a timeout reaches the model as a failed tool result and the Chat goes
 })
 
 test_that("a Chat can use the sandboxed tool with securer tools", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_if_not_installed("webfakes")
   skip_on_os(c("windows", "mac"))
   server <- local_fake_openai("d <- query_db('mtcars', 7); nrow(d) * 6")
@@ -589,7 +589,7 @@ test_that("a Chat can use the sandboxed tool with securer tools", {
 # --- end to end: asynchronous chats --------------------------------------------
 
 test_that("an async Chat runs the code through a promise and the model gets the result", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_if_not_installed("webfakes")
   server <- local_fake_openai(c("x <- 6 * 7", "x"))
   chat <- fake_chat_openai(server)
@@ -604,7 +604,7 @@ test_that("an async Chat runs the code through a promise and the model gets the 
 })
 
 test_that("a streamed async Chat (Chat Completions) runs the code and streams the answer", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_if_not_installed("webfakes")
   server <- local_fake_openai("d <- query_db('mtcars', 7); nrow(d) * 6")
   chat <- fake_chat_completions(server)
@@ -627,7 +627,7 @@ test_that("a streamed async Chat (Chat Completions) runs the code and streams th
 })
 
 test_that("an async Chat with the tool on a pool runs two tool calls at the same time", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_if_not_installed("webfakes")
   pool <- SecureSessionPool$new(size = 2, sandbox = FALSE)
   on.exit(pool$close(), add = TRUE)
@@ -646,7 +646,7 @@ test_that("an async Chat with the tool on a pool runs two tool calls at the same
 })
 
 test_that("concurrent tool calls of an async Chat on one session run in order", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_if_not_installed("webfakes")
   server <- local_fake_openai(list(c("Sys.sleep(0.3); x <- 6 * 7", "x")))
   chat <- fake_chat_openai(server)
@@ -661,7 +661,7 @@ test_that("concurrent tool calls of an async Chat on one session run in order", 
 })
 
 test_that("an error in an async Chat reaches the model as a failed tool result", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_if_not_installed("webfakes")
   server <- local_fake_openai("stop('object x not ready')")
   chat <- fake_chat_openai(server)
@@ -675,7 +675,7 @@ test_that("an error in an async Chat reaches the model as a failed tool result",
 })
 
 test_that("a blocking Chat never gets a promise from the tool", {
-  skip_if_not_installed("ellmer")
+  skip_if_not_installed("ellmer", "0.5.0")
   skip_if_not_installed("webfakes")
   # The same tool object serves a blocking and then an asynchronous chat.
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)

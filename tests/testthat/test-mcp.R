@@ -2,7 +2,7 @@
 # a real server process spoken to as an MCP client does, with JSON-RPC
 # messages on its standard input and output.
 
-skip_if_not_installed("ellmer")
+skip_if_not_installed("ellmer", "0.5.0")
 
 # Runs a server over `messages` (lists, sent as JSON lines) and returns
 # its replies, parsed.
