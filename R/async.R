@@ -11,25 +11,50 @@ session_execute_async <- function(private, code, timeout, validate,
       private, code, timeout, validate, output_handler, max_tool_calls,
       max_code_length, max_output_lines
     )
+    execution_watch(private, function(res) {
+      if (is.null(res$error)) resolve(res$value) else reject(res$error)
+    }, reject)
+  })
+}
+
+# A promise of `$read()`'s answer for the execution started by `$call()`:
+# it resolves with list(value, visible, output, error) even when the code
+# failed (as `$read()` returns), and rejects only when there is no answer
+# to give.
+session_read_async <- function(private) {
+  promises::promise(function(resolve, reject) {
+    if (is.null(private$run)) {
+      securer_abort(
+        c(
+          "No execution is running in this session.",
+          i = "Start one with {.code $call()}, then call {.code $read_async()}."
+        ),
+        class = "securer_session_error"
+      )
+    }
     execution_watch(private, resolve, reject)
   })
 }
 
-execution_watch <- function(private, resolve, reject) {
+# Serves the running execution from the event loop; `done` gets
+# execution_read()'s answer once it is there.
+execution_watch <- function(private, done, reject) {
   run <- private$run
   poll <- function(...) {
-    # Closing the session ended this run; nothing is started again.
+    # Closing the session (or another reader) ended this run; nothing is
+    # started again.
     if (!identical(private$run, run)) {
-      return(reject(securer_error_cnd(
-        "The session was closed before the execution finished.",
-        "securer_session_error"
-      )))
+      msg <- if (private$state == "closed") {
+        "The session was closed before the execution finished."
+      } else {
+        "The answer of this execution was read elsewhere."
+      }
+      return(reject(securer_error_cnd(msg, "securer_session_error")))
     }
     if (execution_poll(private, 0) != "ready") {
       return(schedule())
     }
-    res <- execution_read(private)
-    if (is.null(res$error)) resolve(res$value) else reject(res$error)
+    done(execution_read(private))
   }
   schedule <- function() {
     fds <- session_poll_fds(private)

@@ -92,24 +92,17 @@ describe_call <- function(name, args) {
   paste0(name, "(", paste0(names(args), "=", shown, collapse = ", "), ")")
 }
 
-# One value, short: "\"text\"", "3", "<data.frame[5]>".
+# One value, short, for logs and messages: "\"text\"", "3", "NA",
+# "data.frame with 3 rows and 5 columns", "character of length 2".
 describe_arg <- function(a) {
-  if (is.character(a) && length(a) == 1L) {
-    s <- encodeString(a, quote = "\"")
-  } else if (is.atomic(a) && length(a) == 1L) {
-    s <- format(a)
-  } else {
-    s <- sprintf("<%s[%d]>", class(a)[[1L]], length(a))
+  if (is.data.frame(a)) {
+    return(sprintf("data.frame with %d rows and %d columns", nrow(a), ncol(a)))
   }
-  if (nchar(s) > 60L) paste0(substr(s, 1L, 57L), "...") else s
-}
-
-# A tool's value for logs: "<data.frame[5 x 11]>", "20.98".
-describe_value <- function(x) {
-  if (is.data.frame(x)) {
-    return(sprintf("<data.frame[%d x %d]>", nrow(x), ncol(x)))
+  if (is.atomic(a) && length(a) == 1L && !is.object(a)) {
+    s <- if (is.character(a) && !is.na(a)) encodeString(a, quote = "\"") else format(a)
+    return(if (nchar(s) > 60L) paste0(substr(s, 1L, 57L), "...") else s)
   }
-  describe_arg(x)
+  sprintf("%s of length %d", class(a)[[1L]], length(a))
 }
 
 # Strips what an error message might reveal about the host: file paths,

@@ -47,6 +47,15 @@ SecureSessionPool <- R6::R6Class(
       pool_execute(private, code, timeout, acquire_timeout)
     },
 
+    #' @description Run `fn(session)` on a free session and return its
+    #'   value (blocking). The session is the caller's alone meanwhile; it
+    #'   goes back to the pool when `fn` returns or fails.
+    #' @param fn A function of one session.
+    #' @param acquire_timeout As for `$execute()`.
+    with_session = function(fn, acquire_timeout = 30) {
+      pool_with_session(private, fn, acquire_timeout)
+    },
+
     #' @description Run several pieces of code at once across the sessions.
     #' @param codes A character vector of code.
     #' @param timeout Seconds allowed for each piece.
@@ -63,6 +72,16 @@ SecureSessionPool <- R6::R6Class(
     execute_async = function(code, timeout = 30) {
       pool_execute_async(private, code, timeout)
     },
+
+    #' @description Run `fn(session)` on a free session without blocking:
+    #'   returns a promise of `fn`'s value. `fn` gets a [SecureSession] that
+    #'   is the caller's alone until the promise `fn` returns (or its
+    #'   value) settles; then the session goes back to the pool. Queued like
+    #'   `$execute_async()` while every session is busy. For asynchronous
+    #'   work that needs more than the value, such as
+    #'   `function(s) { s$call(code); s$read_async() }`.
+    #' @param fn A function of one session, returning a promise or a value.
+    with_session_async = function(fn) pool_with_session_async(private, fn),
 
     #' @description Number of sessions (0 once the pool is closed).
     size = function() if (private$closed) 0L else length(private$members),
@@ -98,8 +117,10 @@ SecureSessionPool <- R6::R6Class(
     members = NULL,
     # Give each use a fresh child (reset_between_uses).
     reset = FALSE,
-    # Asynchronous executions waiting for a free session.
+    # Asynchronous jobs waiting for a free session.
     queue = NULL,
+    # Which sessions an asynchronous job holds (see pool_run_job()).
+    held = NULL,
     closed = FALSE,
     finalize = function() {
       for (s in private$members) s$close()
@@ -125,6 +146,7 @@ pool_init <- function(self, private, size, tools, sandbox, limits, verbose,
     )
   }
   private$members <- sessions
+  private$held <- logical(size)
   invisible(self)
 }
 
@@ -133,13 +155,14 @@ pool_free <- function(private) {
   if (private$closed) {
     return(logical())
   }
-  vapply(private$members, function(s) s$get_state() %in% c("idle", "starting"), logical(1))
+  ready <- vapply(private$members, function(s) s$get_state() %in% c("idle", "starting"), logical(1))
+  ready & !private$held
 }
 
 pool_status <- function(private) {
   states <- vapply(private$members, function(s) s$get_state(), character(1))
   alive <- vapply(private$members, function(s) s$is_alive(), logical(1))
-  busy <- states == "busy"
+  busy <- states == "busy" | private$held
   list(
     total = length(states), busy = sum(busy),
     idle = sum(!busy & alive), dead = sum(!busy & !alive)
@@ -204,9 +227,25 @@ pool_after_use <- function(private, i) {
 }
 
 pool_execute <- function(private, code, timeout, acquire_timeout) {
+  pool_with_session(private, function(session) {
+    session$execute(code, timeout = timeout)
+  }, acquire_timeout)
+}
+
+pool_with_session <- function(private, fn, acquire_timeout) {
+  check_session_fn(fn)
   i <- pool_acquire(private, acquire_timeout)
-  on.exit(pool_after_use(private, i), add = TRUE)
-  private$members[[i]]$execute(code, timeout = timeout)
+  private$held[[i]] <- TRUE
+  on.exit(pool_release(private, i), add = TRUE)
+  fn(private$members[[i]])
+}
+
+check_session_fn <- function(fn) {
+  if (!is.function(fn)) {
+    securer_abort("{.arg fn} must be a function of one session.",
+      class = "securer_input_error"
+    )
+  }
 }
 
 pool_execute_many <- function(private, codes, timeout) {
@@ -288,12 +327,19 @@ pool_execute_many <- function(private, codes, timeout) {
 }
 
 pool_execute_async <- function(private, code, timeout) {
-  pool_check_open(private)
   check_string(code)
   timeout <- check_timeout(timeout)
+  pool_with_session_async(private, function(session) {
+    session$execute_async(code, timeout = timeout)
+  })
+}
+
+pool_with_session_async <- function(private, fn) {
+  pool_check_open(private)
+  check_session_fn(fn)
   promises::promise(function(resolve, reject) {
     private$queue <- c(private$queue, list(list(
-      code = code, timeout = timeout, resolve = resolve, reject = reject
+      fn = fn, resolve = resolve, reject = reject
     )))
     pool_dispatch(private)
   })
@@ -316,7 +362,13 @@ pool_dispatch <- function(private) {
 
 # (A function of its own: each job's callbacks keep their own `i` and `job`.)
 pool_run_job <- function(private, i, job) {
-  p <- private$members[[i]]$execute_async(job$code, timeout = job$timeout)
+  # The session is the job's until it settles, even while `fn` has not
+  # made it busy yet.
+  private$held[[i]] <- TRUE
+  p <- tryCatch(
+    promises::promise_resolve(job$fn(private$members[[i]])),
+    error = function(e) promises::promise_reject(e)
+  )
   promises::then(p,
     onFulfilled = function(value) {
       pool_release(private, i)
@@ -330,6 +382,7 @@ pool_run_job <- function(private, i, job) {
 }
 
 pool_release <- function(private, i) {
+  private$held[[i]] <- FALSE
   if (!private$closed) pool_after_use(private, i)
   pool_dispatch(private)
 }

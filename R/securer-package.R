@@ -5,7 +5,12 @@
 "_PACKAGE"
 
 # S7 properties read with `@` (R < 4.3 parses them as variables).
-utils::globalVariables(c("name", "description", "fn", "args"))
+utils::globalVariables(c(
+  "name", "description", "fn", "args",
+  # ellmer's tools, types and content (ellmer.R, ellmer-tools.R, mcp.R)
+  "additional_properties", "annotations", "arguments", "data", "error",
+  "items", "json", "properties", "required", "type", "value", "values"
+))
 
 # Package state: warnings already given, warm zygotes.
 the <- new.env(parent = emptyenv())

@@ -21,7 +21,9 @@
 #' `$poll_fds()` run an execution without blocking, for event loops that
 #' drive several sessions (as [SecureSessionPool] does): `$call()` sends the
 #' code, `$poll_process()` serves the child (output, tool calls) until it
-#' has answered or the wait is over, and `$read()` returns the answer.
+#' has answered or the wait is over, and `$read()` returns the answer
+#' (`$read_async()` is a promise of it, for asynchronous code that needs the
+#' visibility and the output as well as the value).
 #'
 #' @examples
 #' session <- SecureSession$new(sandbox = FALSE)
@@ -130,6 +132,13 @@ SecureSession <- R6::R6Class(
     #'   `list(value, visible, output, error)`, `error` being the classed
     #'   condition (a `securer_error`) or `NULL`; `NULL` while it runs.
     read = function() execution_read(private),
+
+    #' @description A promise (package promises) of what `$read()` returns,
+    #'   settled through the later event loop once the execution started
+    #'   by `$call()` has finished (low level): unlike `$execute_async()`,
+    #'   it resolves with `list(value, visible, output, error)` even when
+    #'   the code failed.
+    read_async = function() session_read_async(private),
 
     #' @description Stop the running execution (low level): the child's
     #'   evaluation is interrupted, and the child replaced if it does not

@@ -48,7 +48,7 @@ serve_tool_call <- function(private, run, payload) {
     secs <- round(now() - started, 4)
     log_event(logger, "tool_result",
       if (res$ok) {
-        sprintf("Tool result: %s -> %s (%ss)", name, describe_value(res$value), format(secs))
+        sprintf("Tool result: %s -> %s (%ss)", name, describe_arg(res$value), format(secs))
       } else {
         sprintf("Tool failed: %s: %s (%ss)", name, res$message, format(secs))
       },

@@ -12,11 +12,12 @@ fi
 
 # System libraries some R dependencies (curl, for ellmer) compile against,
 # pandoc for the vignettes, qpdf/checkbashisms (devscripts) for
-# R CMD check --as-cran, and bubblewrap to run generate_bwrap_args()'s
-# output in its test.
+# R CMD check --as-cran, bubblewrap to run generate_bwrap_args()'s output
+# in its test, and Chromium, the headless browser of the Shiny example's
+# test.
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
-  for p in libcurl4-openssl-dev libssl-dev pandoc qpdf devscripts bubblewrap; do
+  for p in libcurl4-openssl-dev libssl-dev pandoc qpdf devscripts bubblewrap chromium; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then

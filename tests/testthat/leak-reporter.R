@@ -95,8 +95,12 @@ LeakReporter <- function(reporter = testthat::ProgressReporter) {
         }
         # So does curl (the HTTP client of ellmer's tests) keep a socket
         # pair from its first transfer: one to a closed local port.
+        # And its default multi handle (asynchronous requests: ellmer's
+        # async chats) another pair, from its first use on.
         if (requireNamespace("curl", quietly = TRUE)) {
           try(curl::curl_fetch_memory("http://127.0.0.1:1/"), silent = TRUE)
+          curl::curl_fetch_multi("http://127.0.0.1:1/", done = function(...) NULL, fail = function(...) NULL)
+          try(curl::multi_run(timeout = 5), silent = TRUE)
         }
       },
       start_file = function(filename) {

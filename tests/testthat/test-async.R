@@ -62,3 +62,30 @@ test_that("execute_async() on a busy session rejects", {
   expect_s3_class(got$value, "securer_session_error")
   expect_identical(strip_output(wait_promise(p1)$value), 1)
 })
+
+test_that("read_async() resolves with read()'s answer: value, visibility, output", {
+  s <- new_session()
+  s$call("cat('working\\n'); x <- 6 * 7")
+  got <- wait_promise(s$read_async())
+  expect_true(got$ok)
+  expect_identical(strip_output(got$value$value), 42)
+  expect_false(got$value$visible)
+  expect_identical(got$value$output, "working")
+  expect_null(got$value$error)
+  expect_identical(s$get_state(), "idle")
+})
+
+test_that("read_async() resolves with the error of failing code, as read() does", {
+  s <- new_session()
+  s$call("stop('no luck')")
+  got <- wait_promise(s$read_async())
+  expect_true(got$ok)
+  expect_s3_class(got$value$error, "securer_child_error")
+})
+
+test_that("read_async() without a running execution rejects", {
+  s <- new_session()
+  got <- wait_promise(s$read_async())
+  expect_false(got$ok)
+  expect_s3_class(got$value, "securer_session_error")
+})

@@ -259,7 +259,7 @@ test_that("verbose = TRUE reports tool calls and completed executions", {
     }
   )
   expect_true("[securer] Tool call: query_db(table=\"iris\", limit=3)\n" %in% msgs)
-  expect_true(any(grepl("^\\[securer\\] Tool result: query_db -> <data.frame\\[3 x 5\\]> \\([0-9.e-]+s\\)\n$", msgs)))
+  expect_true(any(grepl("^\\[securer\\] Tool result: query_db -> data.frame with 3 rows and 5 columns \\([0-9.e-]+s\\)\n$", msgs)))
   expect_true(any(grepl("^\\[securer\\] Execution complete \\([0-9.]+s\\)\n$", msgs)))
   # The tool call comes first, then its result, then the end.
   expect_identical(

@@ -237,6 +237,65 @@ test_that("several asynchronous executions run at once", {
   expect_identical(max_overlap(lapply(got$value, strip_output)), 2L)
 })
 
+# with_session() and with_session_async() ------------------------------------
+
+test_that("with_session() lends a session for the call and takes it back", {
+  pool <- local_pool(2)
+  res <- pool$with_session(function(s) {
+    list(available = pool$available(), value = withVisible(s$execute("x <- 1")))
+  })
+  expect_identical(res$available, 1L)
+  expect_false(res$value$visible)
+  expect_identical(pool$available(), 2L)
+  expect_error(pool$with_session(function(s) stop("inside")), "inside")
+  expect_identical(pool$available(), 2L)
+  expect_error(pool$with_session("no"), class = "securer_input_error")
+})
+
+test_that("with_session_async() resolves with what fn's promise gives", {
+  pool <- local_pool(1)
+  p <- pool$with_session_async(function(s) {
+    s$call("cat('hi\\n'); invisible(7)")
+    s$read_async()
+  })
+  got <- wait_promise(p)
+  expect_true(got$ok)
+  expect_identical(strip_output(got$value$value), 7)
+  expect_false(got$value$visible)
+  expect_identical(got$value$output, "hi")
+  expect_identical(pool$available(), 1L)
+})
+
+test_that("a session lent asynchronously is not handed out again until fn's promise settles", {
+  pool <- local_pool(1)
+  events <- character()
+  # fn does not make the session busy: the pool must still hold it.
+  first <- pool$with_session_async(function(s) {
+    promises::promise(function(resolve, reject) {
+      later::later(function() {
+        events <<- c(events, "first done")
+        resolve("first")
+      }, 0.3)
+    })
+  })
+  second <- pool$with_session_async(function(s) {
+    events <<- c(events, "second starts")
+    "second"
+  })
+  got <- wait_promise(promises::promise_all(first, second))
+  expect_identical(got$value, list("first", "second"))
+  expect_identical(events, c("first done", "second starts"))
+})
+
+test_that("an error in with_session_async()'s fn rejects and frees the session", {
+  pool <- local_pool(1)
+  got <- wait_promise(pool$with_session_async(function(s) stop("fn failed")))
+  expect_false(got$ok)
+  expect_match(conditionMessage(got$value), "fn failed")
+  expect_identical(pool$available(), 1L)
+  expect_identical(strip_output(wait_promise(pool$execute_async("2"))$value), 2)
+})
+
 # Fresh children, dead and timed-out sessions -------------------------------------
 
 test_that("with reset_between_uses no state leaks from one use to the next", {
