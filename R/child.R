@@ -93,6 +93,7 @@ launch_spec_json <- function(opts, token, dir, zygote = FALSE) {
 # is forked from a warm zygote (see zygote.R); otherwise, or when no zygote
 # can run, it is launched cold. child_setup() waits until it is ready.
 child_spawn <- function(opts) {
+  reap_abandoned()
   if (zygote_wanted(opts)) {
     child <- zygote_fork(opts)
     if (!is.null(child)) {
@@ -129,6 +130,8 @@ new_child <- function(handle, dir) {
   child$pid <- rs_pid(handle)
   child$layers <- NULL
   child$ready <- FALSE
+  # The output limit last given to its pump.
+  child$output_limit <- NULL
   child
 }
 
@@ -221,16 +224,36 @@ allowed_classes <- function() {
   union(rs_default_allowed_classes(), extra)
 }
 
+# The wire protocol's constants (rs_protocol()), read from Rust once.
+protocol <- function() {
+  if (is.null(the$protocol)) the$protocol <- rs_protocol()
+  the$protocol
+}
+
 # Bytes of output one execution stores; later output is dropped behind one
 # marker line.
 output_limit <- function() {
-  limit <- getOption("securer.max_output_bytes", rs_protocol()$max_output_bytes)
+  # (getOption()'s default argument builds the whole options() list.)
+  limit <- getOption("securer.max_output_bytes") %||% protocol()$max_output_bytes
   check_number(limit, arg = "options(securer.max_output_bytes)", allow_inf = TRUE)
   limit
 }
 
+# Gives the child's pump the output limit for the next execution (a call
+# into Rust only when it changed).
+child_set_output_limit <- function(child) {
+  limit <- output_limit()
+  if (!identical(child$output_limit, limit)) {
+    rs_check(rs_set_output_limit(child$handle, limit), "Cannot set the output limit.")
+    child$output_limit <- limit
+  }
+  invisible()
+}
+
 child_send <- function(child, kind, value, timeout) {
-  bytes <- serialize(value, NULL, xdr = FALSE)
+  # Code goes as its UTF-8 bytes (check_code() made it UTF-8): the child
+  # reads it with rawToChar(), cheaper than unserialize() both ways.
+  bytes <- if (kind == "exec") charToRaw(value) else serialize(value, NULL, xdr = FALSE)
   rs_check(rs_send(child$handle, kind, bytes, timeout * 1000), "Cannot send to the child R process.")
   invisible()
 }
@@ -262,6 +285,26 @@ child_resync <- function(child, why = "interrupted", grace = 2) {
     rs_next_event(handle, 200)
   }
   identical(rs_state(handle), "idle")
+}
+
+# Kills a child without waiting for it to die: it is reaped and its folder
+# removed by reap_abandoned(), at the next start or close of any session
+# (or when the zygotes are stopped). A killed process takes milliseconds
+# to go, more on a loaded machine; a timeout does not wait for that.
+child_abandon <- function(child) {
+  if (is.null(child)) {
+    return(invisible())
+  }
+  rs_signal(child$handle, 9L)
+  the$abandoned <- c(the$abandoned, list(child))
+  invisible()
+}
+
+reap_abandoned <- function() {
+  children <- the$abandoned
+  the$abandoned <- list()
+  for (child in children) child_stop(child)
+  invisible()
 }
 
 child_stop <- function(child) {

@@ -290,28 +290,39 @@ session_drop_child <- function(private) {
   invisible()
 }
 
-# Replaces the child after a timeout, a crash or a reset: the old one is
-# stopped now, the new one starts in the background and is waited for by
-# the next execution (so the caller is not kept waiting for it).
+# Replaces the child after a timeout, a crash or a reset, without keeping
+# the caller waiting: the old one is killed but not waited for (see
+# child_abandon()). The new one is forked at once from a running zygote;
+# a cold one (which forks the host R process: tens of milliseconds a
+# timeout would return later) starts when the event loop next runs, or
+# with the next execution or `$is_alive()`, whichever comes first.
 session_replace_child <- function(private, reason) {
-  session_drop_child(private)
+  old_pid <- private$child$pid %||% NA_integer_
+  child_abandon(private$child)
+  private$child <- NULL
   if (private$state == "closed") {
     return(invisible())
   }
-  started <- tryCatch(
-    {
-      session_start_child(private)
-      TRUE
-    },
-    securer_error = function(e) FALSE
-  )
-  # A child that could not even be spawned is started (and its error
-  # reported) by the next execution.
-  if (!started && private$state != "starting") session_set_state(private, "starting")
+  if (private$state != "starting") session_set_state(private, "starting")
+  if (zygote_ready(private$opts)) {
+    # A fork request to a running zygote: a fraction of a millisecond.
+    session_prestart(private)
+  } else {
+    later::later(function() session_prestart(private), 0)
+  }
   log_event(private$logger, "session_restart",
     sprintf("Session restarted (%s)", reason),
-    reason = reason, pid = private$child$pid %||% NA_integer_
+    reason = reason, pid = old_pid
   )
+  invisible()
+}
+
+# Starts the replacement child of a session that has none yet; an error
+# is left for the next execution to report.
+session_prestart <- function(private) {
+  if (private$state == "starting" && is.null(private$child)) {
+    tryCatch(session_start_child(private), securer_error = function(e) NULL)
+  }
   invisible()
 }
 
@@ -319,6 +330,7 @@ session_close <- function(private) {
   if (private$state == "closed") {
     return(invisible())
   }
+  reap_abandoned()
   session_drop_child(private)
   private$run <- NULL
   session_set_state(private, "closed")
@@ -346,6 +358,8 @@ session_restart <- function(private) {
 }
 
 session_is_alive <- function(private) {
+  # A replacement not started yet (see session_replace_child()) starts now.
+  session_prestart(private)
   private$state != "closed" && child_alive(private$child)
 }
 

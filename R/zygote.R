@@ -59,6 +59,16 @@ zygote_get <- function(opts) {
   z
 }
 
+# Whether a session with these options would be forked from a zygote
+# that is running already (so that starting one is cheap).
+zygote_ready <- function(opts) {
+  if (!zygote_wanted(opts)) {
+    return(FALSE)
+  }
+  z <- the$zygotes[[opts$zygote_key %||% zygote_key(opts)]]
+  !is.null(z) && child_alive(z)
+}
+
 # Forks a session from the zygote; NULL when no zygote can be had.
 zygote_fork <- function(opts) {
   for (attempt in 1:2) {
@@ -107,6 +117,7 @@ zygote_stop <- function(key) {
 }
 
 zygote_stop_all <- function() {
+  reap_abandoned()
   for (key in ls(the$zygotes)) zygote_stop(key)
   invisible()
 }

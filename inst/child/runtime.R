@@ -141,8 +141,9 @@ local({
     # The runtime's own frame is not the user's: a top-level stop() reports
     # no call, as at the console.
     runtime_call <- quote(eval(exprs[[i]], globalenv()))
+    parse_call <- quote(str2expression(code))
     user_call <- function(call) {
-      if (is.null(call) || identical(call, runtime_call)) NULL else call
+      if (is.null(call) || identical(call, runtime_call) || identical(call, parse_call)) NULL else call
     }
 
     condition_data <- function(e) {
@@ -168,7 +169,7 @@ local({
       result <- tryCatch(
         allowInterrupts(withCallingHandlers(
           {
-            exprs <- parse(text = code, keep.source = FALSE)
+            exprs <- str2expression(code)
             value <- NULL
             n <- length(exprs)
             for (i in seq_len(n)) {
@@ -209,9 +210,12 @@ local({
         msg <- tryCatch(recv(), interrupt = drop_interrupt)
         if (is.null(msg)) next
         switch(msg$kind,
+          # The code comes as UTF-8 bytes; a stale interrupt was dropped
+          # on receipt (rs_child_recv).
           exec = {
-            tryCatch(take_interrupt(), interrupt = drop_interrupt)
-            run(unserialize(msg$payload))
+            code <- rawToChar(msg$payload)
+            Encoding(code) <- "UTF-8"
+            run(code)
           },
           setup = setup(unserialize(msg$payload)),
           shutdown = quit(save = "no", status = 0L)

@@ -100,11 +100,13 @@ impl ChildIo {
     }
 
     fn read_some(&mut self) -> Result<(), Error> {
+        // Whatever is there, frames and all (one read per message, not one
+        // for the header and one for the body); the decoder keeps the rest.
         let mut buf = vec![0u8; 65536];
-        let want = self.decoder.wanted()?.clamp(1, buf.len());
+        self.decoder.wanted()?;
         loop {
-            // SAFETY: buf is a live, writable buffer of at least `want` bytes.
-            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), want) };
+            // SAFETY: buf is a live, writable buffer of its length.
+            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
             if n > 0 {
                 self.decoder.push(&buf[..n as usize]);
                 return Ok(());

@@ -636,16 +636,31 @@ fn rs_child_send(kind: &str, payload: Raw) -> Robj {
     )
 }
 
+extern "C" {
+    // R's flag for an interrupt (SIGINT) not yet taken; R_ext/GraphicsDevice.h.
+    static mut R_interrupts_pending: std::ffi::c_int;
+}
+
 /// Child runtime: waits at most `timeout_ms` (negative: no limit) for the
 /// next frame meant for the runtime: `list(kind = <name>, payload = <raw>)`,
 /// NULL when the time ran out or a signal arrived (R then takes a pending
 /// interrupt), or an error object (kind "closed" when the host is gone).
+/// An interrupt still pending when an exec arrives was meant for an
+/// evaluation that is over (the host interrupts only while it waits for a
+/// reply): it is dropped here, which costs no system call.
 /// @noRd
 #[extendr]
 fn rs_child_recv(timeout_ms: f64) -> Robj {
     let timeout = (timeout_ms >= 0.0).then(|| ms(timeout_ms));
     match with_child_io(|io| io.recv(timeout)) {
-        Ok(Some(f)) => list!(kind = f.kind.name(), payload = Raw::from_bytes(&f.payload)).into(),
+        Ok(Some(f)) => {
+            if f.kind == Kind::Exec {
+                // SAFETY: R's main thread (the only one calling into the
+                // runtime) writes R's own int flag, as R's handler does.
+                unsafe { R_interrupts_pending = 0 };
+            }
+            list!(kind = f.kind.name(), payload = Raw::from_bytes(&f.payload)).into()
+        }
         Ok(None) => ().into(),
         Err(e) => r_error(e),
     }

@@ -79,6 +79,8 @@ struct Pipe {
     fd: Option<OwnedFd>,
     lines: LineBuf,
     stream: Stream,
+    /// The last wait found it readable, and it has not been drained since.
+    ready: bool,
 }
 
 impl Pipe {
@@ -87,6 +89,7 @@ impl Pipe {
             fd: Some(fd),
             lines: LineBuf::default(),
             stream,
+            ready: false,
         }
     }
 }
