@@ -116,13 +116,16 @@ pool_init <- function(self, private, size, tools, sandbox, limits, verbose,
   on.exit(if (is.null(private$members)) {
     for (s in sessions) if (!is.null(s)) s$close()
   })
+  # All children start at once, then each is waited for: the pool is ready
+  # in about the time of its slowest start, not the sum of them all.
   for (i in seq_len(size)) {
     sessions[[i]] <- SecureSession$new(
       tools = tools, sandbox = sandbox, limits = limits,
       sandbox_strict = sandbox_strict, verbose = verbose,
-      audit_log = audit_log
+      audit_log = audit_log, wait = FALSE
     )
   }
+  for (s in sessions) s$await_ready()
   private$members <- sessions
   invisible(self)
 }

@@ -59,15 +59,26 @@ SecureSession <- R6::R6Class(
     #'   created 0600 if missing), or `NULL`.
     #' @param sanitize_errors Strip file paths, process ids and the host
     #'   name from error messages of the sandboxed code.
+    #' @param wait Wait until the child is ready. With `FALSE` the child
+    #'   starts and `new()` returns at once; the first execution (or
+    #'   `$await_ready()`) waits for it, so that many sessions can start at
+    #'   the same time.
     initialize = function(tools = list(), sandbox = TRUE, limits = NULL,
                           sandbox_strict = FALSE, max_executions = NULL,
                           pre_execute_hook = NULL, verbose = FALSE,
-                          audit_log = NULL, sanitize_errors = FALSE) {
+                          audit_log = NULL, sanitize_errors = FALSE,
+                          wait = TRUE) {
       session_init(
         self, private, tools, sandbox, limits, sandbox_strict,
-        max_executions, pre_execute_hook, verbose, audit_log, sanitize_errors
+        max_executions, pre_execute_hook, verbose, audit_log, sanitize_errors,
+        wait
       )
     },
+
+    #' @description Wait until the session's child is ready (after
+    #'   `wait = FALSE`, or after a timeout replaced it). Errors as `new()`
+    #'   does when it cannot start.
+    await_ready = function() session_await_ready(private),
 
     #' @description Run code in the child and return the value of its last
     #'   expression, with an `"output"` attribute holding the printed lines
@@ -222,8 +233,9 @@ session_set_state <- function(private, to) {
 
 session_init <- function(self, private, tools, sandbox, limits, sandbox_strict,
                          max_executions, pre_execute_hook, verbose, audit_log,
-                         sanitize_errors) {
+                         sanitize_errors, wait) {
   check_flag(sandbox_strict)
+  check_flag(wait)
   check_count(max_executions, allow_null = TRUE, min = 1)
   if (!is.null(pre_execute_hook) && !is.function(pre_execute_hook)) {
     securer_abort("{.arg pre_execute_hook} must be a function or {.code NULL}.",
@@ -240,8 +252,7 @@ session_init <- function(self, private, tools, sandbox, limits, sandbox_strict,
     start_timeout = getOption("securer.start_timeout", 30)
   )
   if (zygote_wanted(private$opts)) {
-    private$opts$zygote_key <- zygote_key(private$opts)
-    private$opts$zygote_request <- zygote_request_json(private$opts)
+    private$opts[c("zygote_key", "zygote_request")] <- zygote_json_of(private$opts)
   }
   private$tool_fns <- lapply(tools, function(t) t@fn)
   private$tool_args <- lapply(tools, function(t) t@args)
@@ -249,7 +260,7 @@ session_init <- function(self, private, tools, sandbox, limits, sandbox_strict,
   private$hook <- pre_execute_hook
   private$logger <- new_logger(verbose, audit_log, sanitize_errors)
   session_start_child(private)
-  session_await_child(private)
+  if (wait) session_await_child(private)
   sandboxed <- !is.null(private$opts$sandbox)
   log_event(private$logger, "session_start",
     sprintf("Session started (sandbox=%s, pid=%s)", sandboxed, private$child$pid),
@@ -357,6 +368,17 @@ session_restart <- function(private) {
   invisible()
 }
 
+session_await_ready <- function(private) {
+  if (private$state == "closed") {
+    securer_abort(
+      c("This session is closed.", i = "Create a new session, or call {.code $restart()}."),
+      class = "securer_session_error"
+    )
+  }
+  if (private$state == "starting") session_await_child(private)
+  invisible()
+}
+
 session_is_alive <- function(private) {
   # A replacement not started yet (see session_replace_child()) starts now.
   session_prestart(private)
@@ -374,9 +396,9 @@ session_poll_fds <- function(private) {
 session_sandbox_info <- function(private) {
   layers <- private$child$layers
   if (is.null(layers)) {
-    layers <- data.frame(layer = character(), active = logical(), detail = character())
+    return(data.frame(layer = character(), active = logical(), detail = character()))
   }
-  layers
+  as.data.frame(layers, stringsAsFactors = FALSE)
 }
 
 session_format <- function(self, private) {
@@ -405,13 +427,11 @@ shown_layer_warnings <- function(set) {
 # The default (non-strict) mode runs with the layers that could be applied
 # and says so once per R session and set of missing layers.
 warn_missing_layers <- function(layers, sandbox) {
-  if (is.null(sandbox) || is.null(layers) || nrow(layers) == 0L) {
+  if (is.null(sandbox) || is.null(layers) || all(layers$active | layers$layer == "limits")) {
     return(invisible())
   }
-  missing <- layers[!layers$active & layers$layer != "limits", , drop = FALSE]
-  if (nrow(missing) == 0L) {
-    return(invisible())
-  }
+  missing <- as.data.frame(layers, stringsAsFactors = FALSE)
+  missing <- missing[!missing$active & missing$layer != "limits", , drop = FALSE]
   key <- paste(missing$layer, collapse = ",")
   if (key %in% the$warned) {
     return(invisible())
