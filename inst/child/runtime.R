@@ -232,9 +232,12 @@ local({
     Sys.unsetenv("SECURER_ZYGOTE")
     start <- .Call(sym("wrap__rs_zygote_serve"), rt$max_frame)
     if (inherits(start, "securer_rs_error")) quit(save = "no", status = 0L)
-    # R's generator would otherwise continue the zygote's sequence (Rust
-    # reseeded C's rand() and made a new tempdir()).
-    set.seed(start$seed)
+    # Rust reseeded C's rand() (tempfile() names) and made a new
+    # tempdir(); R's generator seeds itself on first use (from the clock
+    # and pid) unless a state was inherited.
+    if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
+      rm(".Random.seed", envir = globalenv())
+    }
     hex <- start$token
     token <- as.raw(strtoi(substring(hex, seq(1, nchar(hex), 2), seq(2, nchar(hex), 2)), 16L))
     err <- .Call(sym("wrap__rs_child_connect"), 3L, token, rt$max_frame)

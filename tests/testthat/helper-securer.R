@@ -67,7 +67,9 @@ securer_children <- function() {
   )
   pids <- vapply(kids, function(p) {
     cmd <- tryCatch(ps::ps_cmdline(p), error = function(e) character())
-    if (any(grepl("runtime.R", cmd, fixed = TRUE)) && pid_running(ps::ps_pid(p))) {
+    # A zygote's spare sessions (forked ahead of demand) belong to no one.
+    spare <- identical(tryCatch(ps::ps_name(p), error = function(e) ""), "securer-spare")
+    if (!spare && any(grepl("runtime.R", cmd, fixed = TRUE)) && pid_running(ps::ps_pid(p))) {
       ps::ps_pid(p)
     } else {
       NA_integer_

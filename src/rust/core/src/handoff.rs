@@ -26,6 +26,11 @@ pub struct Claim {
     pub dir: Option<PathBuf>,
 }
 
+/// The process name of a spare session's processes until claimed, and of
+/// a session's after (`ps` tells them apart).
+pub const SPARE_NAME: &std::ffi::CStr = c"securer-spare";
+pub const SESSION_NAME: &std::ffi::CStr = c"R";
+
 /// The fds a claim carries: the session's IPC socket, stdout, stderr.
 pub const CLAIM_FDS: usize = 3;
 
@@ -73,6 +78,7 @@ pub fn forward(chan: RawFd, to_r: RawFd) -> Option<OwnedFd> {
     let (claim, mut fds) = receive(chan)?;
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     send(to_r, &claim, &raw).ok()?;
+    crate::sys::set_name(SESSION_NAME);
     // Init keeps the socket only; the pipes are R's.
     fds.truncate(1);
     fds.pop()

@@ -49,9 +49,6 @@ const SPARES: usize = 1;
 /// What a freshly forked session needs to go on in R.
 pub struct SessionStart {
     pub token: String,
-    /// Random bits for the session's own random number generators, which
-    /// would otherwise continue the zygote's.
-    pub seed: u32,
 }
 
 /// A session forked ahead of demand, waiting for its claim.
@@ -348,6 +345,8 @@ enum Forked {
 /// the host's fds, reports. Returns in R.
 fn become_spare(req: &ForkRequest, chan: RawFd, cgroup: &str) -> SessionStart {
     sys::close_fds_except(&[chan]);
+    // Named apart while unclaimed (both its processes), R's again after.
+    sys::set_name(handoff::SPARE_NAME);
     let (layers, claim_fd) = match &req.policy {
         Some(policy) => {
             let c = crate::sandbox::session::confine(policy, &req.limits, chan, cgroup);
@@ -371,6 +370,7 @@ fn become_spare(req: &ForkRequest, chan: RawFd, cgroup: &str) -> SessionStart {
         sys::exit_now(1);
     }
     sys::close_fds_except(&[CHILD_IPC_FD]);
+    sys::set_name(handoff::SESSION_NAME);
     let ipc = CHILD_IPC_FD;
     let claim: Claim = match serde_json::from_slice(&claim) {
         Ok(c) => c,
@@ -400,15 +400,11 @@ fn become_spare(req: &ForkRequest, chan: RawFd, cgroup: &str) -> SessionStart {
     if crate::host::random_bytes(&mut seed).is_err() {
         sys::exit_now(1);
     }
-    let seed = u32::from_le_bytes(seed);
     // C's rand() (R's tempfile() names come from it) continues the
     // zygote's sequence in every session unless reseeded.
     // SAFETY: srand with an integer; R is single-threaded.
-    unsafe { libc::srand(seed) };
-    SessionStart {
-        token: claim.token,
-        seed: seed >> 1,
-    }
+    unsafe { libc::srand(u32::from_le_bytes(seed)) };
+    SessionStart { token: claim.token }
 }
 
 /// Makes `dir` the session's home, temporary folder and working directory

@@ -597,8 +597,8 @@ extern "C" {
     fn R_setStartTime();
 }
 
-/// Zygote runtime: serves fork requests. Returns `list(token = , seed = )`
-/// in each forked session, or an error object (kind "closed") when the
+/// Zygote runtime: serves fork requests. Returns `list(token = )` in each
+/// forked session, or an error object (kind "closed") when the
 /// host is gone. A session gets a temporary folder of its own (a fresh
 /// name, under its own TMPDIR) and its own start time: both were the
 /// zygote's.
@@ -620,7 +620,7 @@ fn rs_zygote_serve(max_frame: f64) -> Robj {
                 R_reInitTempDir(1);
                 R_setStartTime();
             }
-            list!(token = start.token, seed = start.seed as i32).into()
+            list!(token = start.token).into()
         }
         Err(e) => r_error(Error::from(e)),
     }
