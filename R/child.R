@@ -296,15 +296,28 @@ child_resync <- function(child, why = "interrupted", grace = 2) {
   identical(rs_state(handle), "idle")
 }
 
-# Kills a child without waiting for it to die: it is reaped and its folder
-# removed by reap_abandoned(), at the next start or close of any session
-# (or when the zygotes are stopped). A killed process takes milliseconds
-# to go, more on a loaded machine; a timeout does not wait for that.
+# Stops a session's child without keeping the caller waiting. A forked
+# sandboxed session is only signalled (its zygote reaps it, and it has no
+# folder on the host). A child with a folder on the host is killed now and
+# reaped, and its folder removed, later (see child_abandon()): removing the
+# folder must wait until the process is gone, which takes milliseconds,
+# more on a loaded machine.
+child_stop <- function(child) {
+  if (is.null(child)) {
+    return(invisible())
+  }
+  if (length(child$dir)) child_abandon(child) else child_release(child)
+}
+
+# Kills a child without waiting for it to die: reap_abandoned() reaps it
+# and removes its folder, at the next start or close of a session, when
+# the zygotes are stopped, or from the later event loop.
 child_abandon <- function(child) {
   if (is.null(child)) {
     return(invisible())
   }
   rs_signal(child$handle, 9L)
+  if (!length(the$abandoned)) later::later(reap_abandoned, 0.1)
   the$abandoned <- c(the$abandoned, list(child))
   invisible()
 }
@@ -312,11 +325,13 @@ child_abandon <- function(child) {
 reap_abandoned <- function() {
   children <- the$abandoned
   the$abandoned <- list()
-  for (child in children) child_stop(child)
+  for (child in children) child_release(child)
   invisible()
 }
 
-child_stop <- function(child) {
+# Kills a child (waiting for a process of our own to die, at most a
+# moment) and removes its folder.
+child_release <- function(child) {
   if (is.null(child)) {
     return(invisible())
   }

@@ -66,7 +66,7 @@ zygote_get <- function(opts) {
   if (!is.null(z) && child_alive(z)) {
     return(z)
   }
-  if (!is.null(z)) child_stop(z)
+  if (!is.null(z)) child_release(z)
   z <- tryCatch(
     {
       z <- child_launch(opts, zygote = TRUE)
@@ -136,7 +136,7 @@ zygote_list <- function() {
 # Stops the zygote of `key` (the next session of that policy starts a new
 # one).
 zygote_stop <- function(key) {
-  child_stop(the$zygotes[[key]])
+  child_release(the$zygotes[[key]])
   if (exists(key, envir = the$zygotes, inherits = FALSE)) {
     rm(list = key, envir = the$zygotes)
   }

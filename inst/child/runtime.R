@@ -230,6 +230,14 @@ local({
     # A warm zygote: everything above is loaded once; each request forks a
     # confined session that returns here with its own socket as fd 3.
     Sys.unsetenv("SECURER_ZYGOTE")
+    # Compiled here once, not by the JIT in every session (its first
+    # execution would take tens of milliseconds); then a full collection,
+    # so that sessions start far from their first one (which writes to,
+    # and so copies, every page of the heap it marks).
+    for (nm in ls(rt)) {
+      if (is.function(rt[[nm]])) rt[[nm]] <- compiler::cmpfun(rt[[nm]])
+    }
+    invisible(gc(full = TRUE))
     start <- .Call(sym("wrap__rs_zygote_serve"), rt$max_frame)
     if (inherits(start, "securer_rs_error")) quit(save = "no", status = 0L)
     # Rust reseeded C's rand() (tempfile() names) and made a new

@@ -236,15 +236,22 @@ impl Process {
     }
 
     /// Kills the process (a spawned launcher's whole group; a forked
-    /// session's supervisor, whose death ends its pid namespace) and reaps
-    /// it, waiting at most `KILL_WAIT`. A process still not gone by then is
-    /// reaped later.
+    /// session's supervisor, whose death ends its pid namespace). A spawned
+    /// one is reaped, waiting at most `KILL_WAIT` (a process still not gone
+    /// by then is reaped later); a forked one is its zygote's to reap.
     pub fn kill(&mut self, reported: Option<ExitReport>) {
         reap_stragglers();
         if self.exit.is_some() {
             return;
         }
         self.signal_group(libc::SIGKILL);
+        if matches!(self.origin, Origin::Forked) && self.reap(reported).is_none() {
+            // Its zygote reaps it: nothing to wait for here (a session's
+            // namespaces take milliseconds to tear down).
+            self.exit = Some(KILLED);
+            self.pidfd = None;
+            return;
+        }
         if let Some(fd) = &self.pidfd {
             // Waits again after a signal interrupted the wait.
             let deadline = Instant::now() + KILL_WAIT;
