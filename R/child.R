@@ -3,7 +3,8 @@
 # go by kind name ("exec", "tool_result", ...); the protocol's constants
 # live in Rust (rs_protocol()).
 
-now <- function() proc.time()[[3L]]
+# Seconds on a monotonic clock, for deadlines (see rs_now()).
+now <- function() rs_now()
 
 launcher_path <- function() {
   path <- getOption("securer.launcher", Sys.getenv("SECURER_LAUNCHER"))
@@ -296,18 +297,11 @@ child_resync <- function(child, why = "interrupted", grace = 2) {
   identical(rs_state(handle), "idle")
 }
 
-# Stops a session's child without keeping the caller waiting. A forked
-# sandboxed session is only signalled (its zygote reaps it, and it has no
-# folder on the host). A child with a folder on the host is killed now and
-# reaped, and its folder removed, later (see child_abandon()): removing the
-# folder must wait until the process is gone, which takes milliseconds,
-# more on a loaded machine.
-child_stop <- function(child) {
-  if (is.null(child)) {
-    return(invisible())
-  }
-  if (length(child$dir)) child_abandon(child) else child_release(child)
-}
+# Stops a session's child: a forked sandboxed session is only signalled
+# (its zygote reaps it, and it has no folder on the host: its namespaces
+# take milliseconds to go, which close() need not wait for); a child with
+# a folder on the host is waited for, then its folder removed.
+child_stop <- function(child) child_release(child)
 
 # Kills a child without waiting for it to die: reap_abandoned() reaps it
 # and removes its folder, at the next start or close of a session, when
@@ -329,13 +323,13 @@ reap_abandoned <- function() {
   invisible()
 }
 
-# Kills a child (waiting for a process of our own to die, at most a
-# moment) and removes its folder.
+# Kills a child and removes its folder (once the child is gone, waiting at
+# most a moment).
 child_release <- function(child) {
   if (is.null(child)) {
     return(invisible())
   }
-  rs_kill(child$handle)
+  rs_kill(child$handle, length(child$dir) > 0L)
   if (length(child$dir)) {
     # Stopping never fails (it runs in finalizers too): a folder that could
     # not be removed whole is worth a warning.

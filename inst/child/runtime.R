@@ -79,9 +79,9 @@ local({
         }
       }
       tool_calls <<- tool_calls + 1L
-      # What was printed before the call reaches the host before the call.
+      # What was printed before the call reaches the host before the call
+      # (stderr is unbuffered).
       flush(stdout())
-      flush(stderr())
       send("tool_call", list(id = tool_calls, name = name, args = args))
       # Only the reply to this call (or a shutdown) comes back.
       msg <- recv(100)
@@ -99,16 +99,15 @@ local({
       formals(fn) <- stats::setNames(
         rep(list(quote(expr = )), length(arg_names)), arg_names
       )
-      body(fn) <- bquote({
-        .env <- environment()
-        .supplied <- Filter(
-          function(a) !eval(call("missing", as.name(a)), .env),
-          .(arg_names)
-        )
-        .securer_call_tool(
-          .(name), mget(.supplied, envir = .env), .(as.list(types)), sys.call()
-        )
-      })
+      # The supplied arguments, by name: c(list(), if (!missing(a))
+      # list(a = a), ...), a tenth of the cost of finding them at run time.
+      supplied <- as.call(c(as.name("c"), list(quote(list())), lapply(arg_names, function(a) {
+        value <- stats::setNames(list(as.name(a)), a)
+        call("if", call("!", call("missing", as.name(a))), as.call(c(as.name("list"), value)))
+      })))
+      body(fn) <- bquote(
+        .securer_call_tool(.(name), .(supplied), .(as.list(types)), sys.call())
+      )
       environment(fn) <- list2env(
         list(.securer_call_tool = call_tool),
         parent = baseenv()
@@ -157,8 +156,8 @@ local({
     }
 
     finish <- function(kind, value) {
+      # (stderr is unbuffered.)
       flush(stdout())
-      flush(stderr())
       tryCatch(send(kind, value), error = function(e) {
         send("error", condition_data(e))
       })

@@ -68,7 +68,8 @@ test_that("no session is started before the first call", {
   # (Children of earlier tests may end meanwhile: only new ones count.)
   expect_length(setdiff(securer_children(), before), 0L)
   run_r("1")
-  expect_length(setdiff(securer_children(), before), 1L)
+  # One session: its R (and, forked from a zygote, its supervisor).
+  expect_gte(length(setdiff(securer_children(), before)), 1L)
 })
 
 test_that("state persists across calls", {

@@ -254,16 +254,17 @@ fn rs_signal(ptr: Robj, signal: i32) -> bool {
     with_child(ptr, |c| c.signal(signal)).unwrap_or(false)
 }
 
-/// Kills the child (waiting at most a moment) and releases its fds.
-/// Idempotent.
+/// Kills the child and releases its fds. A child the host spawned is
+/// waited for (at most a moment); a forked session too with `wait` (before
+/// its folder is removed), else its zygote reaps it. Idempotent.
 /// @noRd
 #[extendr]
-fn rs_kill(ptr: Robj) {
+fn rs_kill(ptr: Robj, wait: bool) {
     if let Ok(handle) = Handle::try_from(ptr) {
         let cell: &RefCell<Option<HostChild>> = &handle;
         if let Ok(mut guard) = cell.try_borrow_mut() {
             if let Some(mut child) = guard.take() {
-                child.kill();
+                child.kill_and_wait(wait);
             }
         }
     }
@@ -385,6 +386,15 @@ fn rs_default_allowed_classes() -> Vec<String> {
         .iter()
         .map(|c| c.to_string())
         .collect()
+}
+
+/// Seconds on a monotonic clock (from an arbitrary origin): deadlines on
+/// the host. A clock read without a system call, unlike proc.time().
+/// @noRd
+#[extendr]
+fn rs_now() -> f64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
 }
 
 /// Random session token (32 bytes from the kernel), or an error object.
@@ -709,6 +719,7 @@ extendr_module! {
     fn rs_set_allowed_classes;
     fn rs_default_allowed_classes;
     fn rs_random_token;
+    fn rs_now;
     fn rs_audit_append;
     fn rs_audit_check;
     fn rs_protocol;

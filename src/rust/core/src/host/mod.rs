@@ -268,9 +268,15 @@ impl HostChild {
         self.process.signal(sig)
     }
 
-    /// Kills the child and releases its fds, waiting at most `KILL_WAIT`.
+    /// Kills the child and releases its fds, waiting at most `KILL_WAIT`
+    /// for a spawned one (a forked one is its zygote's to reap).
     pub fn kill(&mut self) {
-        self.process.kill(self.session.exit_report());
+        self.kill_and_wait(false);
+    }
+
+    /// As `kill`; `wait`: wait for a forked session to go too.
+    pub fn kill_and_wait(&mut self, wait: bool) {
+        self.process.kill(self.session.exit_report(), wait);
         self.sock = None;
         for p in self.pipes.iter_mut() {
             p.fd = None;

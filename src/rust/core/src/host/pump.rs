@@ -269,7 +269,7 @@ impl HostChild {
         self.queue.push_back(Event::ProtocolError {
             message: shown(message),
         });
-        self.process.kill(self.session.exit_report());
+        self.process.kill(self.session.exit_report(), false);
         self.finish();
     }
 
@@ -289,7 +289,7 @@ impl HostChild {
             }
             self.finish();
         } else if self.closing.is_some_and(|end| Instant::now() >= end) {
-            self.process.kill(self.session.exit_report());
+            self.process.kill(self.session.exit_report(), false);
             self.finish();
         }
     }
@@ -301,7 +301,7 @@ impl HostChild {
         }
         let reported = self.session.exit_report();
         let (code, signal) = self.process.collect(reported).unwrap_or_else(|| {
-            self.process.kill(reported);
+            self.process.kill(reported, false);
             self.process
                 .collect(reported)
                 .unwrap_or((None, Some(libc::SIGKILL)))
