@@ -286,6 +286,8 @@ impl Zygote {
                 return Ok(Forked::Zygote(None));
             }
         }
+        // SAFETY: getpid cannot fail.
+        let me = unsafe { libc::getpid() };
         // SAFETY: the zygote is single-threaded R; the child goes on as R.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
@@ -293,7 +295,7 @@ impl Zygote {
             let chan = theirs.into_raw_fd();
             // The zygote's fds are closed in `become_spare`; `serve` forgets
             // its state rather than close their numbers again.
-            return Ok(Forked::Session(become_spare(&req, chan, &self.cgroup)));
+            return Ok(Forked::Session(become_spare(&req, chan, &self.cgroup, me)));
         }
         if sandboxed {
             // SAFETY: setns on the fd of our own pid namespace.
@@ -343,7 +345,7 @@ enum Forked {
 
 /// In the forked process: makes the session, waits for its claim, takes
 /// the host's fds, reports. Returns in R.
-fn become_spare(req: &ForkRequest, chan: RawFd, cgroup: &str) -> SessionStart {
+fn become_spare(req: &ForkRequest, chan: RawFd, cgroup: &str, zygote: libc::pid_t) -> SessionStart {
     sys::close_fds_except(&[chan]);
     // Named apart while unclaimed (both its processes), R's again after.
     sys::set_name(handoff::SPARE_NAME);
@@ -353,7 +355,7 @@ fn become_spare(req: &ForkRequest, chan: RawFd, cgroup: &str) -> SessionStart {
             (c.layers, c.claim_fd)
         }
         None => {
-            let c = crate::sandbox::session::plain(&req.limits, chan);
+            let c = crate::sandbox::session::plain(&req.limits, chan, zygote);
             (c.layers, c.claim_fd)
         }
     };

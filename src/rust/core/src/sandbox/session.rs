@@ -298,12 +298,18 @@ fn confine_r(
     Ok(layers)
 }
 
-/// A session forked from a zygote without a sandbox: a process group of
-/// its own, led by its supervisor (this process, forked by the zygote),
+/// A session forked from a zygote (pid `zygote`) without a sandbox: a
+/// process group of its own, led by its supervisor (this process),
 /// which forks R. Returns in R; the supervisor waits for the claim, passes
 /// it on and supervises (without limits on the whole session: those come
 /// with the sandbox).
-pub fn plain(limits: &Limits, chan: RawFd) -> Confined {
+pub fn plain(limits: &Limits, chan: RawFd, zygote: libc::pid_t) -> Confined {
+    // Sessions die with their zygote (which dies with the host), as
+    // sandboxed ones do with their pid namespace.
+    // SAFETY: getppid cannot fail.
+    if sys::set_pdeathsig().is_err() || unsafe { libc::getppid() } != zygote {
+        sys::exit_now(1);
+    }
     // SAFETY: setsid has no arguments; a fork of the zygote is no group
     // leader, so it succeeds.
     unsafe { libc::setsid() };
