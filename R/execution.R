@@ -166,8 +166,14 @@ execution_poll <- function(private, timeout) {
   }
   # The final event may be there already: taken without a guard (see
   # execution_wait()), which is most of the cost of a poll.
-  if (identical(execution_step(private, 0, final_only = TRUE), "done")) {
+  first <- execution_step(private, 0, final_only = TRUE)
+  if (identical(first, "done")) {
     return("ready")
+  }
+  # Nothing arrived, and no wait was asked for (an event loop polling
+  # several sessions): no guard to set up either.
+  if (is.null(first) && timeout <= 0) {
+    return("timeout")
   }
   deadline <- now() + timeout / 1000
   finished <- FALSE

@@ -279,10 +279,10 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
         }
         fds <- lapply(sessions[busy], function(s) s$poll_fds())
         # A session with an event waiting already has no fds to wait on.
-        if (all(lengths(fds) > 0L)) {
-          # A pending Ctrl-C is noticed here (see execution_wait()).
+        if (all(lengths(fds) > 0L) && !length(rs_wait_fds(unlist(fds), 100))) {
+          # A quiet wait: a pending Ctrl-C is noticed here (see
+          # execution_wait(); a busy batch evaluates enough R for R to).
           Sys.sleep(0)
-          rs_wait_fds(unlist(fds), 100)
         }
         for (i in busy) {
           if (sessions[[i]]$poll_process(0) == "ready") finish(i, sessions[[i]]$read())

@@ -135,4 +135,6 @@ cat(sprintf(
   n, getRversion(), Sys.info()[["sysname"]], parallel::detectCores(),
   paste(utils::head(scan("/proc/loadavg", what = "", quiet = TRUE), 3), collapse = " ")
 ))
+old <- options(width = 200)
 print(noquote(rows), right = FALSE)
+options(old)
