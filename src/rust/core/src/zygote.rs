@@ -203,7 +203,10 @@ impl Zygote {
         let req: ForkRequest = match serde_json::from_slice(payload) {
             Ok(r) => r,
             Err(e) => {
-                reply_failure(self.ctrl, &failure(format!("invalid fork request: {e}"), None))?;
+                reply_failure(
+                    self.ctrl,
+                    &failure(format!("invalid fork request: {e}"), None),
+                )?;
                 return Ok(None);
             }
         };
@@ -281,7 +284,10 @@ impl Zygote {
             // SAFETY: unshare with a flag only.
             if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
                 let e = std::io::Error::last_os_error();
-                let f = failure(format!("cannot create a pid namespace: {e}"), e.raw_os_error());
+                let f = failure(
+                    format!("cannot create a pid namespace: {e}"),
+                    e.raw_os_error(),
+                );
                 reply_failure(self.ctrl, &f)?;
                 return Ok(Forked::Zygote(None));
             }
@@ -427,6 +433,7 @@ fn enter_folder(dir: &std::path::Path) -> Result<(), i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Limits;
 
     #[test]
     fn requests_differing_in_token_or_folder_share_spares() {

@@ -394,7 +394,10 @@ fn rs_default_allowed_classes() -> Vec<String> {
 #[extendr]
 fn rs_now() -> f64 {
     static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    ORIGIN.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
 }
 
 /// Random session token (32 bytes from the kernel), or an error object.

@@ -59,8 +59,22 @@ pub struct Confined {
 /// (forked sessions are supervised by their init either way).
 pub fn confine(policy: &SandboxPolicy, limits: &Limits, chan: RawFd, cgroup: &str) -> Confined {
     match namespaces_and_fork(policy, limits, chan) {
-        Ok(Forked { userns, proc_mounted, size, carried_count, claim_fd }) => Confined {
-            layers: confine_r(policy, limits, cgroup, userns, proc_mounted, size, carried_count),
+        Ok(Forked {
+            userns,
+            proc_mounted,
+            size,
+            carried_count,
+            claim_fd,
+        }) => Confined {
+            layers: confine_r(
+                policy,
+                limits,
+                cgroup,
+                userns,
+                proc_mounted,
+                size,
+                carried_count,
+            ),
             claim_fd,
         },
         Err(f) => Confined {
@@ -153,8 +167,13 @@ fn namespaces_and_fork(
         sysv: true,
         ..Budget::new(limits)
     };
-    let (for_init, for_r) = sys::socketpair()
-        .map_err(|e| LaunchFailure::os(Layer::Namespaces, "socketpair", e.raw_os_error().unwrap_or(0)))?;
+    let (for_init, for_r) = sys::socketpair().map_err(|e| {
+        LaunchFailure::os(
+            Layer::Namespaces,
+            "socketpair",
+            e.raw_os_error().unwrap_or(0),
+        )
+    })?;
     // SAFETY: this process is a single-threaded fork of the zygote.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -367,8 +386,8 @@ pub fn plain(limits: &Limits, chan: RawFd, zygote: libc::pid_t) -> Confined {
     // SAFETY: closing an fd this process inherited and no longer uses.
     unsafe { libc::close(chan) };
     sys::default_sigpipe();
-    let layers = super::limits::layer(limits, "per process only without the sandbox")
-        .map(|l| vec![l]);
+    let layers =
+        super::limits::layer(limits, "per process only without the sandbox").map(|l| vec![l]);
     Confined {
         layers,
         claim_fd: for_r.into_raw_fd(),
