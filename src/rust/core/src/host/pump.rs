@@ -30,17 +30,30 @@ enum Read {
     End,
 }
 
-/// Reads what is available from a non-blocking fd, at most `READ_CHUNK`.
+/// Reads what is available from a non-blocking fd, at most `READ_CHUNK`,
+/// into `out`'s spare capacity (nothing is zeroed first: a round trip
+/// reads a few hundred bytes). A read that does not fill the space given
+/// emptied the fd for now: no second read only to be told so.
 fn read_available(fd: RawFd, out: &mut Vec<u8>) -> Read {
-    let mut buf = [0u8; 65536];
+    let start = out.len();
+    let mut want = 4096;
     loop {
-        // SAFETY: buf is a live, writable buffer of the given length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        out.reserve(want);
+        let spare = out.capacity() - out.len();
+        // SAFETY: the pointer is `out`'s spare capacity, `spare` bytes long;
+        // read() writes at most that many, and only those are then counted
+        // as initialised.
+        let n = unsafe { libc::read(fd, out.as_mut_ptr().add(out.len()).cast(), spare) };
         if n > 0 {
-            out.extend_from_slice(&buf[..n as usize]);
-            if out.len() >= READ_CHUNK {
+            // SAFETY: read() initialised `n` more bytes (n <= spare).
+            unsafe { out.set_len(out.len() + n as usize) };
+            if out.len() - start >= READ_CHUNK {
                 return Read::More;
             }
+            if (n as usize) < spare {
+                return Read::Drained;
+            }
+            want = (out.len() - start).min(READ_CHUNK);
             continue;
         }
         if n == 0 {
