@@ -17,9 +17,6 @@ run_with_leak_reporter <- function(code) {
 test_that("a file that cleans up passes", {
   reporter <- run_with_leak_reporter(c(
     'test_that("clean", {',
-    # Cold: a session forked from a zygote dies with it when the reporter
-    # stops the zygotes (its fds and folder still show the leak).
-    '  options(securer.zygote = FALSE)',
     '  s <- securer::SecureSession$new(sandbox = FALSE)',
     '  expect_identical(s$execute("1"), 1)',
     '  s$close()',
@@ -33,7 +30,7 @@ test_that("a session left open is a leaked process, fds and a temporary folder",
     'test_that("leaky", {',
     # Cold: a session forked from a zygote dies with it when the reporter
     # stops the zygotes (its fds and folder still show the leak).
-    '  options(securer.zygote = FALSE)',
+    '  withr::local_options(securer.zygote = FALSE)',
     '  s <- securer::SecureSession$new(sandbox = FALSE)',
     '  assign("s", s, envir = globalenv())',
     '  expect_true(TRUE)',
