@@ -356,12 +356,22 @@ test_that("the open files limit stops opening too many files inside the sandbox"
 })
 
 test_that("an open files limit too low for R to start is a limit error", {
+  # R checks the limit when it starts: a cold start.
+  withr::local_options(securer.zygote = FALSE)
   err <- expect_error(
     SecureSession$new(sandbox = FALSE, limits = list(nofile = 64)),
     class = "securer_limit_error"
   )
   expect_identical(err$limit, "nofile")
   expect_match(conditionMessage(err), "nofile", fixed = TRUE)
+})
+
+test_that("a session forked from a zygote runs under an open files limit R could not start with", {
+  skip_if_not(identical(Sys.info()[["sysname"]], "Linux"), "the zygote is Linux only")
+  withr::local_options(securer.zygote = TRUE)
+  s <- new_session(limits = list(nofile = 64))
+  expect_identical(run_in(s, quote(system("ulimit -n", intern = TRUE))), "64")
+  expect_identical(run_in(s, quote(1 + 1)), 2)
 })
 
 test_that("the process limit stops forking too many workers inside the sandbox", {

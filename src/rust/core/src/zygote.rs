@@ -226,7 +226,7 @@ impl Zygote {
         loop {
             let spare = match self.spares.iter().position(|s| s.key == key) {
                 Some(i) => self.spares.remove(i),
-                None => match self.fork_spare()? {
+                None => match self.fork_spare(true)? {
                     Forked::Zygote(Some(s)) => s,
                     Forked::Zygote(None) => return Ok(None),
                     Forked::Session(start) => {
@@ -260,7 +260,7 @@ impl Zygote {
         // Spares of another kind are dropped: closing the channel ends them.
         self.spares.retain(|s| s.key == key);
         while self.spares.len() < SPARES {
-            match self.fork_spare()? {
+            match self.fork_spare(false)? {
                 Forked::Zygote(Some(s)) => self.spares.push(s),
                 // Could not fork now: the next request tries again.
                 Forked::Zygote(None) => return Ok(None),
@@ -270,9 +270,11 @@ impl Zygote {
         Ok(None)
     }
 
-    /// Forks a spare for the last request. A failure to fork is reported
-    /// to the host as the reply to that request.
-    fn fork_spare(&mut self) -> Result<Forked, ServeError> {
+    /// Forks a spare for the last request. With `reply` (the request waits
+    /// for it), a failure to fork is reported to the host as the reply;
+    /// without (a refill between requests), nothing is sent: the host reads
+    /// only replies to its requests.
+    fn fork_spare(&mut self, reply: bool) -> Result<Forked, ServeError> {
         let Some((key, req)) = self.last.clone() else {
             return Ok(Forked::Zygote(None));
         };
@@ -288,7 +290,9 @@ impl Zygote {
                     format!("cannot create a pid namespace: {e}"),
                     e.raw_os_error(),
                 );
-                reply_failure(self.ctrl, &f)?;
+                if reply {
+                    reply_failure(self.ctrl, &f)?;
+                }
                 return Ok(Forked::Zygote(None));
             }
         }
@@ -314,10 +318,10 @@ impl Zygote {
         }
         if pid < 0 {
             let e = std::io::Error::last_os_error();
-            reply_failure(
-                self.ctrl,
-                &failure(format!("fork failed: {e}"), e.raw_os_error()),
-            )?;
+            if reply {
+                let f = failure(format!("fork failed: {e}"), e.raw_os_error());
+                reply_failure(self.ctrl, &f)?;
+            }
             return Ok(Forked::Zygote(None));
         }
         drop(theirs);
@@ -327,7 +331,9 @@ impl Zygote {
             let e = std::io::Error::last_os_error();
             sys::kill(pid, libc::SIGKILL);
             let f = failure(format!("pidfd_open failed: {e}"), e.raw_os_error());
-            reply_failure(self.ctrl, &f)?;
+            if reply {
+                reply_failure(self.ctrl, &f)?;
+            }
             return Ok(Forked::Zygote(None));
         }
         Ok(Forked::Zygote(Some(Spare {
