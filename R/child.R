@@ -3,7 +3,8 @@
 # go by kind name ("exec", "tool_result", ...); the protocol's constants
 # live in Rust (rs_protocol()).
 
-now <- function() proc.time()[[3L]]
+# Seconds on a monotonic clock, for deadlines (see rs_now()).
+now <- function() rs_now()
 
 launcher_path <- function() {
   path <- getOption("securer.launcher", Sys.getenv("SECURER_LAUNCHER"))
@@ -72,7 +73,7 @@ launch_spec_json <- function(opts, token, dir, zygote = FALSE) {
   policy <- if (!is.null(sandbox)) {
     sandbox_policy_spec(sandbox, strict = opts$strict, fallback_tmp = dir)
   }
-  if (zygote) policy$zygote <- TRUE
+  if (zygote && !is.null(policy)) policy$zygote <- TRUE
   spec <- list(
     program = r_binary(),
     args = I(c(
@@ -93,6 +94,7 @@ launch_spec_json <- function(opts, token, dir, zygote = FALSE) {
 # is forked from a warm zygote (see zygote.R); otherwise, or when no zygote
 # can run, it is launched cold. child_setup() waits until it is ready.
 child_spawn <- function(opts) {
+  reap_abandoned()
   if (zygote_wanted(opts)) {
     child <- zygote_fork(opts)
     if (!is.null(child)) {
@@ -129,15 +131,24 @@ new_child <- function(handle, dir) {
   child$pid <- rs_pid(handle)
   child$layers <- NULL
   child$ready <- FALSE
+  # The output limit last given to its pump.
+  child$output_limit <- NULL
   child
 }
 
 # A cold start through the launcher. With `zygote = TRUE` the child becomes
 # a warm zygote: it says hello, then waits for fork requests.
-child_launch <- function(opts, zygote = FALSE) {
-  token <- rs_check(rs_random_token(), "Cannot make a session token.")
+# A session's own folder on the host (its home without a sandbox, or in
+# the fallback tier), removed with the session.
+session_dir <- function() {
   dir <- tempfile("securer-")
   dir.create(dir, mode = "0700")
+  dir
+}
+
+child_launch <- function(opts, zygote = FALSE) {
+  token <- rs_check(rs_random_token(), "Cannot make a session token.")
+  dir <- session_dir()
   json <- launch_spec_json(opts, token, dir, zygote)
   handle <- rs_spawn(launcher_path(), json, token, opts$max_frame)
   if (inherits(handle, "securer_rs_error")) unlink(dir, recursive = TRUE)
@@ -164,7 +175,9 @@ child_wait_ready <- function(child, timeout, strict = FALSE) {
     switch(ev$type,
       output = lines <- utils::tail(c(lines, ev$lines), 20L),
       ready = {
-        child$layers <- as.data.frame(ev$layers, stringsAsFactors = FALSE)
+        # A list of columns; a data frame only when someone asks (see
+        # session_sandbox_info()): as.data.frame() costs a tenth of a start.
+        child$layers <- ev$layers
         return(invisible(child))
       },
       launch_failed = securer_abort(
@@ -221,16 +234,36 @@ allowed_classes <- function() {
   union(rs_default_allowed_classes(), extra)
 }
 
+# The wire protocol's constants (rs_protocol()), read from Rust once.
+protocol <- function() {
+  if (is.null(the$protocol)) the$protocol <- rs_protocol()
+  the$protocol
+}
+
 # Bytes of output one execution stores; later output is dropped behind one
 # marker line.
 output_limit <- function() {
-  limit <- getOption("securer.max_output_bytes", rs_protocol()$max_output_bytes)
+  # (getOption()'s default argument builds the whole options() list.)
+  limit <- getOption("securer.max_output_bytes") %||% protocol()$max_output_bytes
   check_number(limit, arg = "options(securer.max_output_bytes)", allow_inf = TRUE)
   limit
 }
 
+# Gives the child's pump the output limit for the next execution (a call
+# into Rust only when it changed).
+child_set_output_limit <- function(child) {
+  limit <- output_limit()
+  if (!identical(child$output_limit, limit)) {
+    rs_check(rs_set_output_limit(child$handle, limit), "Cannot set the output limit.")
+    child$output_limit <- limit
+  }
+  invisible()
+}
+
 child_send <- function(child, kind, value, timeout) {
-  bytes <- serialize(value, NULL, xdr = FALSE)
+  # Code goes as its UTF-8 bytes (check_code() made it UTF-8): the child
+  # reads it with rawToChar(), cheaper than unserialize() both ways.
+  bytes <- if (kind == "exec") charToRaw(value) else serialize(value, NULL, xdr = FALSE)
   rs_check(rs_send(child$handle, kind, bytes, timeout * 1000), "Cannot send to the child R process.")
   invisible()
 }
@@ -264,11 +297,39 @@ child_resync <- function(child, why = "interrupted", grace = 2) {
   identical(rs_state(handle), "idle")
 }
 
-child_stop <- function(child) {
+# Stops a session's child: a forked sandboxed session is only signalled
+# (its zygote reaps it, and it has no folder on the host: its namespaces
+# take milliseconds to go, which close() need not wait for); a child with
+# a folder on the host is waited for, then its folder removed.
+child_stop <- function(child) child_release(child)
+
+# Kills a child without waiting for it to die: reap_abandoned() reaps it
+# and removes its folder, at the next start or close of a session, when
+# the zygotes are stopped, or from the later event loop.
+child_abandon <- function(child) {
   if (is.null(child)) {
     return(invisible())
   }
-  rs_kill(child$handle)
+  rs_signal(child$handle, 9L)
+  if (!length(the$abandoned)) later::later(reap_abandoned, 0.1)
+  the$abandoned <- c(the$abandoned, list(child))
+  invisible()
+}
+
+reap_abandoned <- function() {
+  children <- the$abandoned
+  the$abandoned <- list()
+  for (child in children) child_release(child)
+  invisible()
+}
+
+# Kills a child and removes its folder (once the child is gone, waiting at
+# most a moment).
+child_release <- function(child) {
+  if (is.null(child)) {
+    return(invisible())
+  }
+  rs_kill(child$handle, length(child$dir) > 0L)
   if (length(child$dir)) {
     # Stopping never fails (it runs in finalizers too): a folder that could
     # not be removed whole is worth a warning.

@@ -98,7 +98,7 @@ execution_begin <- function(private, code, timeout, validate, output_handler,
   }
   run <- new_run(timeout, output_handler, max_tool_calls, max_output_lines)
   if (private$logger$on) log_event(private$logger, "execute_start", NULL, code = code)
-  rs_check(rs_set_output_limit(private$child$handle, output_limit()), "Cannot set the output limit.")
+  child_set_output_limit(private$child)
   child_send(private$child, "exec", code, min(timeout, 30))
   # From here on the child is working for this run.
   session_set_state(private, "busy")
@@ -116,10 +116,13 @@ new_run <- function(timeout, output_handler, max_tool_calls, max_output_lines) {
   run$max_tool_calls <- max_tool_calls
   run$max_lines <- max_output_lines
   run$tool_calls <- 0L
-  run$output <- new_line_buffer()
+  # Made when the first output arrives (most executions print nothing).
+  run$output <- NULL
   run$truncated <- FALSE
   # The final event, once it is known.
   run$final <- NULL
+  # An event taken by the unguarded first step that needs host code.
+  run$pending <- NULL
   # For the audit log: "complete", "timeout" or "error", and the message.
   run$outcome <- "error"
   run$error <- NULL
@@ -134,6 +137,13 @@ execution_wait <- function(private) {
   # `stop(<condition>)` or `invokeRestart("abort")`) unwinds through here:
   # the child must not be left one reply behind.
   on.exit(if (!finished) execution_abandon(private))
+  # Most executions answer with their final event at once: taking it runs
+  # no host code that can fail, so it needs no guard (a tryCatch() costs
+  # as much as the rest of the round trip on the host).
+  if (identical(execution_step(private, 100, final_only = TRUE), "done")) {
+    finished <- TRUE
+    return(invisible())
+  }
   execution_guard(private, repeat {
     ev <- execution_step(private, 100)
     if (identical(ev, "done")) break
@@ -153,6 +163,17 @@ execution_poll <- function(private, timeout) {
   run <- private$run
   if (is.null(run)) {
     return("nocall")
+  }
+  # The final event may be there already: taken without a guard (see
+  # execution_wait()), which is most of the cost of a poll.
+  first <- execution_step(private, 0, final_only = TRUE)
+  if (identical(first, "done")) {
+    return("ready")
+  }
+  # Nothing arrived, and no wait was asked for (an event loop polling
+  # several sessions): no guard to set up either.
+  if (is.null(first) && timeout <= 0) {
+    return("timeout")
   }
   deadline <- now() + timeout / 1000
   finished <- FALSE
@@ -180,19 +201,31 @@ execution_guard <- function(private, expr) {
 # nothing happened, "progress" when an event was handled, "done" once the
 # final event is known (result, error, refused value, exit, protocol error,
 # timeout).
-execution_step <- function(private, wait_ms) {
+#
+# With `final_only`, an event that needs host code (output, a tool call) is
+# kept for the next step instead of being handled: "pending" then.
+execution_step <- function(private, wait_ms, final_only = FALSE) {
   run <- private$run
   if (is.null(run) || !is.null(run$final)) {
     return("done")
   }
   left <- run$deadline - now()
-  # Past the deadline, what already arrived still counts (the host thread
-  # may have been busy elsewhere, e.g. with another pool session); only a
-  # child with nothing to say has timed out.
-  ev <- rs_check(
-    rs_next_event(private$child$handle, if (left > 0) min(wait_ms, left * 1000) else 0),
-    "Lost the child R process."
-  )
+  ev <- run$pending
+  if (is.null(ev)) {
+    # Past the deadline, what already arrived still counts (the host
+    # thread may have been busy elsewhere, e.g. with another pool
+    # session); only a child with nothing to say has timed out.
+    ev <- rs_check(
+      rs_next_event(private$child$handle, if (left > 0) min(wait_ms, left * 1000) else 0),
+      "Lost the child R process."
+    )
+  } else {
+    run$pending <- NULL
+  }
+  if (final_only && !is.null(ev) && ev$type %in% c("output", "tool_call", "refused")) {
+    run$pending <- ev
+    return("pending")
+  }
   late <- left <= 0
   if (is.null(ev)) {
     if (!late) {
@@ -227,10 +260,15 @@ execution_read <- function(private) {
   on.exit(if (private$state == "busy") session_set_state(private, "idle"), add = TRUE)
   output <- lines_of(run$output)
   private$output <- output
-  res <- tryCatch(
-    execution_outcome(private, run, run$final),
-    error = function(e) list(value = NULL, visible = TRUE, error = e)
-  )
+  res <- if (identical(run$final$type, "result")) {
+    # Checked in Rust: only a plain value to unserialize (no guard needed).
+    result_outcome(private, run, run$final)
+  } else {
+    tryCatch(
+      execution_outcome(private, run, run$final),
+      error = function(e) list(value = NULL, visible = TRUE, error = e)
+    )
+  }
   res$output <- output
   if (private$logger$on) {
     # An audit log that cannot be written fails the execution, unless it
@@ -296,7 +334,7 @@ add_output <- function(run, lines) {
     return(invisible())
   }
   if (!is.null(run$max_lines)) {
-    room <- max(0, run$max_lines - run$output$n)
+    room <- max(0, run$max_lines - (run$output$n %||% 0L))
     # The marker follows the last kept line, even when that line and the
     # first dropped one arrive together.
     if (length(lines) > room) {
@@ -307,6 +345,7 @@ add_output <- function(run, lines) {
       )
     }
   }
+  if (is.null(run$output)) run$output <- new_line_buffer()
   push_lines(run$output, lines)
   if (!is.null(run$handler)) {
     for (line in lines) run$handler(line)
@@ -335,7 +374,7 @@ push_lines <- function(buf, lines) {
   invisible()
 }
 
-lines_of <- function(buf) buf$x[seq_len(buf$n)]
+lines_of <- function(buf) if (is.null(buf)) character() else buf$x[seq_len(buf$n)]
 
 log_execution_end <- function(logger, run) {
   secs <- round(now() - run$started, 3)

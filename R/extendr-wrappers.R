@@ -50,10 +50,11 @@ rs_set_output_limit <- function(ptr, bytes) .Call(wrap__rs_set_output_limit, ptr
 #' @noRd
 rs_signal <- function(ptr, signal) .Call(wrap__rs_signal, ptr, signal)
 
-#' Kills the child (waiting at most a moment) and releases its fds.
-#' Idempotent.
+#' Kills the child and releases its fds. A child the host spawned is
+#' waited for (at most a moment); a forked session too with `wait` (before
+#' its folder is removed), else its zygote reaps it. Idempotent.
 #' @noRd
-rs_kill <- function(ptr) .Call(wrap__rs_kill, ptr)
+rs_kill <- function(ptr, wait) .Call(wrap__rs_kill, ptr, wait)
 
 #' pid of the child (the launcher, or a forked session's supervisor), or NA.
 #' @noRd
@@ -109,6 +110,11 @@ rs_default_allowed_classes <- function() .Call(wrap__rs_default_allowed_classes)
 #' @noRd
 rs_random_token <- function() .Call(wrap__rs_random_token)
 
+#' Seconds on a monotonic clock (from an arbitrary origin): deadlines on
+#' the host. A clock read without a system call, unlike proc.time().
+#' @noRd
+rs_now <- function() .Call(wrap__rs_now)
+
 #' Appends one line to an audit log: NULL, or an error object.
 #' @noRd
 rs_audit_append <- function(path, line) .Call(wrap__rs_audit_append, path, line)
@@ -153,7 +159,10 @@ rs_clean_text <- function(x, max_chars) .Call(wrap__rs_clean_text, x, max_chars)
 rs_zygote_fork <- function(zygote, request_json, token, max_frame, timeout_ms) .Call(wrap__rs_zygote_fork, zygote, request_json, token, max_frame, timeout_ms)
 
 #' Zygote runtime: serves fork requests. Returns `list(token = )` in each
-#' forked session, or an error object (kind "closed") when the host is gone.
+#' forked session, or an error object (kind "closed") when the
+#' host is gone. A session gets a temporary folder of its own (a fresh
+#' name, under its own TMPDIR) and its own start time: both were the
+#' zygote's.
 #' @noRd
 rs_zygote_serve <- function(max_frame) .Call(wrap__rs_zygote_serve, max_frame)
 
@@ -171,6 +180,9 @@ rs_child_send <- function(kind, payload) .Call(wrap__rs_child_send, kind, payloa
 #' next frame meant for the runtime: `list(kind = <name>, payload = <raw>)`,
 #' NULL when the time ran out or a signal arrived (R then takes a pending
 #' interrupt), or an error object (kind "closed" when the host is gone).
+#' An interrupt still pending when an exec arrives was meant for an
+#' evaluation that is over (the host interrupts only while it waits for a
+#' reply): it is dropped here, which costs no system call.
 #' @noRd
 rs_child_recv <- function(timeout_ms) .Call(wrap__rs_child_recv, timeout_ms)
 

@@ -18,10 +18,9 @@ execution_outcome <- function(private, run, ev) {
     timeout = {
       run$outcome <- "timeout"
       session_replace_child(private, "timeout")
-      timeout <- run$timeout
       failed(securer_error_cnd(
         c(
-          "Execution timed out after {timeout} seconds.",
+          sprintf("Execution timed out after %s seconds.", format(run$timeout)),
           i = "The child was stopped and replaced; its global environment is empty again."
         ),
         "securer_timeout",

@@ -59,10 +59,12 @@ SecureSessionPool <- R6::R6Class(
     #' @description Run several pieces of code at once across the sessions.
     #' @param codes A character vector of code.
     #' @param timeout Seconds allowed for each piece.
+    #' @param progress Show a cli progress bar (it appears once the batch
+    #'   has run for a couple of seconds).
     #' @return A list in the order of `codes`: each element the value, or
     #'   the condition object (a `securer_error`) of a failed piece.
-    execute_many = function(codes, timeout = 30) {
-      pool_execute_many(private, codes, timeout)
+    execute_many = function(codes, timeout = 30, progress = interactive()) {
+      pool_execute_many(private, codes, timeout, progress)
     },
 
     #' @description Run code without blocking: returns a promise (package
@@ -138,13 +140,16 @@ pool_init <- function(self, private, size, tools, sandbox, limits, verbose,
   on.exit(if (is.null(private$members)) {
     for (s in sessions) if (!is.null(s)) s$close()
   })
+  # All children start at once, then each is waited for: the pool is ready
+  # in about the time of its slowest start, not the sum of them all.
   for (i in seq_len(size)) {
     sessions[[i]] <- SecureSession$new(
       tools = tools, sandbox = sandbox, limits = limits,
       sandbox_strict = sandbox_strict, verbose = verbose,
-      audit_log = audit_log
+      audit_log = audit_log, wait = FALSE
     )
   }
+  for (s in sessions) s$await_ready()
   private$members <- sessions
   private$held <- logical(size)
   invisible(self)
@@ -248,7 +253,7 @@ check_session_fn <- function(fn) {
   }
 }
 
-pool_execute_many <- function(private, codes, timeout) {
+pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
   pool_check_open(private)
   if (!is.character(codes) || anyNA(codes)) {
     securer_abort("{.arg codes} must be a character vector without NA.",
@@ -256,60 +261,70 @@ pool_execute_many <- function(private, codes, timeout) {
     )
   }
   timeout <- check_timeout(timeout)
+  check_flag(progress)
   sessions <- private$members
   n <- length(codes)
   results <- vector("list", n)
   nxt <- 1L
-  # Session index -> the index of the code it runs.
-  active <- integer()
+  # For each session, the index of the code it runs (0: none).
+  running <- integer(length(sessions))
+  bar <- if (progress && n > 0L) {
+    cli::cli_progress_bar("Running code", total = n, .envir = environment())
+  }
   finish <- function(i, res) {
-    k <- active[[as.character(i)]]
-    results[k] <<- list(if (is.null(res$error)) res$value else res$error)
-    active <<- active[names(active) != as.character(i)]
+    results[running[[i]]] <<- list(if (is.null(res$error)) res$value else res$error)
+    running[[i]] <<- 0L
+    if (!is.null(bar)) cli::cli_progress_update(id = bar)
     pool_after_use(private, i)
   }
   # However the batch ends (Ctrl-C, an error on the host), no session is
   # left running a piece whose answer nobody will read.
   on.exit(
-    for (id in names(active)) {
-      s <- sessions[[as.integer(id)]]
-      s$interrupt()
-      s$read()
+    for (i in which(running > 0L)) {
+      sessions[[i]]$interrupt()
+      sessions[[i]]$read()
     },
     add = TRUE
   )
   interrupted <- tryCatch(
     {
       repeat {
-        for (i in which(pool_free(private))) {
-          if (nxt > n) break
-          k <- nxt
-          nxt <- nxt + 1L
-          err <- tryCatch(
-            {
-              sessions[[i]]$call(codes[[k]], timeout = timeout)
-              NULL
-            },
-            securer_error = identity
-          )
-          if (is.null(err)) active[[as.character(i)]] <- k else results[k] <- list(err)
+        if (nxt <= n) {
+          for (i in which(running == 0L & pool_free(private))) {
+            if (nxt > n) break
+            k <- nxt
+            nxt <- nxt + 1L
+            err <- tryCatch(
+              {
+                sessions[[i]]$call(codes[[k]], timeout = timeout)
+                NULL
+              },
+              securer_error = identity
+            )
+            if (is.null(err)) {
+              running[[i]] <- k
+            } else {
+              results[k] <- list(err)
+              if (!is.null(bar)) cli::cli_progress_update(id = bar)
+            }
+          }
         }
-        if (!length(active)) {
+        busy <- which(running > 0L)
+        if (!length(busy)) {
           if (nxt > n) break
           # Asynchronous executions hold every session: run the event loop
           # that finishes them.
           later::run_now(0.1)
           next
         }
-        ids <- as.integer(names(active))
-        fds <- lapply(ids, function(i) sessions[[i]]$poll_fds())
+        fds <- lapply(sessions[busy], function(s) s$poll_fds())
         # A session with an event waiting already has no fds to wait on.
-        if (all(lengths(fds) > 0L)) {
-          # A pending Ctrl-C is noticed here (see execution_wait()).
+        if (all(lengths(fds) > 0L) && !length(rs_wait_fds(unlist(fds), 100))) {
+          # A quiet wait: a pending Ctrl-C is noticed here (see
+          # execution_wait(); a busy batch evaluates enough R for R to).
           Sys.sleep(0)
-          rs_wait_fds(unlist(fds), 100)
         }
-        for (i in ids) {
+        for (i in busy) {
           if (sessions[[i]]$poll_process(0) == "ready") finish(i, sessions[[i]]$read())
         }
       }
@@ -317,6 +332,7 @@ pool_execute_many <- function(private, codes, timeout) {
     },
     interrupt = function(e) TRUE
   )
+  if (!is.null(bar)) cli::cli_progress_done(id = bar)
   if (interrupted) {
     securer_abort(
       c("Batch interrupted.", i = "The pool's sessions are still usable."),

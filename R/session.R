@@ -61,15 +61,26 @@ SecureSession <- R6::R6Class(
     #'   created 0600 if missing), or `NULL`.
     #' @param sanitize_errors Strip file paths, process ids and the host
     #'   name from error messages of the sandboxed code.
+    #' @param wait Wait until the child is ready. With `FALSE` the child
+    #'   starts and `new()` returns at once; the first execution (or
+    #'   `$await_ready()`) waits for it, so that many sessions can start at
+    #'   the same time.
     initialize = function(tools = list(), sandbox = TRUE, limits = NULL,
                           sandbox_strict = FALSE, max_executions = NULL,
                           pre_execute_hook = NULL, verbose = FALSE,
-                          audit_log = NULL, sanitize_errors = FALSE) {
+                          audit_log = NULL, sanitize_errors = FALSE,
+                          wait = TRUE) {
       session_init(
         self, private, tools, sandbox, limits, sandbox_strict,
-        max_executions, pre_execute_hook, verbose, audit_log, sanitize_errors
+        max_executions, pre_execute_hook, verbose, audit_log, sanitize_errors,
+        wait
       )
     },
+
+    #' @description Wait until the session's child is ready (after
+    #'   `wait = FALSE`, or after a timeout replaced it). Errors as `new()`
+    #'   does when it cannot start.
+    await_ready = function() session_await_ready(private),
 
     #' @description Run code in the child and return the value of its last
     #'   expression, with an `"output"` attribute holding the printed lines
@@ -231,8 +242,9 @@ session_set_state <- function(private, to) {
 
 session_init <- function(self, private, tools, sandbox, limits, sandbox_strict,
                          max_executions, pre_execute_hook, verbose, audit_log,
-                         sanitize_errors) {
+                         sanitize_errors, wait) {
   check_flag(sandbox_strict)
+  check_flag(wait)
   check_count(max_executions, allow_null = TRUE, min = 1)
   if (!is.null(pre_execute_hook) && !is.function(pre_execute_hook)) {
     securer_abort("{.arg pre_execute_hook} must be a function or {.code NULL}.",
@@ -249,8 +261,7 @@ session_init <- function(self, private, tools, sandbox, limits, sandbox_strict,
     start_timeout = getOption("securer.start_timeout", 30)
   )
   if (zygote_wanted(private$opts)) {
-    private$opts$zygote_key <- zygote_key(private$opts)
-    private$opts$zygote_request <- zygote_request_json(private$opts)
+    private$opts[c("zygote_key", "zygote_request")] <- zygote_json_of(private$opts)
   }
   private$tool_fns <- lapply(tools, function(t) t@fn)
   private$tool_args <- lapply(tools, function(t) t@args)
@@ -258,7 +269,7 @@ session_init <- function(self, private, tools, sandbox, limits, sandbox_strict,
   private$hook <- pre_execute_hook
   private$logger <- new_logger(verbose, audit_log, sanitize_errors)
   session_start_child(private)
-  session_await_child(private)
+  if (wait) session_await_child(private)
   sandboxed <- !is.null(private$opts$sandbox)
   log_event(private$logger, "session_start",
     sprintf("Session started (sandbox=%s, pid=%s)", sandboxed, private$child$pid),
@@ -299,28 +310,39 @@ session_drop_child <- function(private) {
   invisible()
 }
 
-# Replaces the child after a timeout, a crash or a reset: the old one is
-# stopped now, the new one starts in the background and is waited for by
-# the next execution (so the caller is not kept waiting for it).
+# Replaces the child after a timeout, a crash or a reset, without keeping
+# the caller waiting: the old one is killed but not waited for (see
+# child_abandon()). The new one is forked at once from a running zygote;
+# a cold one (which forks the host R process: tens of milliseconds a
+# timeout would return later) starts when the event loop next runs, or
+# with the next execution or `$is_alive()`, whichever comes first.
 session_replace_child <- function(private, reason) {
-  session_drop_child(private)
+  old_pid <- private$child$pid %||% NA_integer_
+  child_abandon(private$child)
+  private$child <- NULL
   if (private$state == "closed") {
     return(invisible())
   }
-  started <- tryCatch(
-    {
-      session_start_child(private)
-      TRUE
-    },
-    securer_error = function(e) FALSE
-  )
-  # A child that could not even be spawned is started (and its error
-  # reported) by the next execution.
-  if (!started && private$state != "starting") session_set_state(private, "starting")
+  if (private$state != "starting") session_set_state(private, "starting")
+  if (zygote_ready(private$opts)) {
+    # A fork request to a running zygote: a fraction of a millisecond.
+    session_prestart(private)
+  } else {
+    later::later(function() session_prestart(private), 0)
+  }
   log_event(private$logger, "session_restart",
     sprintf("Session restarted (%s)", reason),
-    reason = reason, pid = private$child$pid %||% NA_integer_
+    reason = reason, pid = old_pid
   )
+  invisible()
+}
+
+# Starts the replacement child of a session that has none yet; an error
+# is left for the next execution to report.
+session_prestart <- function(private) {
+  if (private$state == "starting" && is.null(private$child)) {
+    tryCatch(session_start_child(private), securer_error = function(e) NULL)
+  }
   invisible()
 }
 
@@ -328,6 +350,7 @@ session_close <- function(private) {
   if (private$state == "closed") {
     return(invisible())
   }
+  reap_abandoned()
   session_drop_child(private)
   private$run <- NULL
   session_set_state(private, "closed")
@@ -354,7 +377,20 @@ session_restart <- function(private) {
   invisible()
 }
 
+session_await_ready <- function(private) {
+  if (private$state == "closed") {
+    securer_abort(
+      c("This session is closed.", i = "Create a new session, or call {.code $restart()}."),
+      class = "securer_session_error"
+    )
+  }
+  if (private$state == "starting") session_await_child(private)
+  invisible()
+}
+
 session_is_alive <- function(private) {
+  # A replacement not started yet (see session_replace_child()) starts now.
+  session_prestart(private)
   private$state != "closed" && child_alive(private$child)
 }
 
@@ -369,9 +405,9 @@ session_poll_fds <- function(private) {
 session_sandbox_info <- function(private) {
   layers <- private$child$layers
   if (is.null(layers)) {
-    layers <- data.frame(layer = character(), active = logical(), detail = character())
+    return(data.frame(layer = character(), active = logical(), detail = character()))
   }
-  layers
+  as.data.frame(layers, stringsAsFactors = FALSE)
 }
 
 session_format <- function(self, private) {
@@ -400,13 +436,11 @@ shown_layer_warnings <- function(set) {
 # The default (non-strict) mode runs with the layers that could be applied
 # and says so once per R session and set of missing layers.
 warn_missing_layers <- function(layers, sandbox) {
-  if (is.null(sandbox) || is.null(layers) || nrow(layers) == 0L) {
+  if (is.null(sandbox) || is.null(layers) || all(layers$active | layers$layer == "limits")) {
     return(invisible())
   }
-  missing <- layers[!layers$active & layers$layer != "limits", , drop = FALSE]
-  if (nrow(missing) == 0L) {
-    return(invisible())
-  }
+  missing <- as.data.frame(layers, stringsAsFactors = FALSE)
+  missing <- missing[!missing$active & missing$layer != "limits", , drop = FALSE]
   key <- paste(missing$layer, collapse = ",")
   if (key %in% the$warned) {
     return(invisible())

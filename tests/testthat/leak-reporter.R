@@ -93,6 +93,11 @@ LeakReporter <- function(reporter = testthat::ProgressReporter) {
           later::later_fd(function(...) NULL, timeout = 0)
           later::run_now(0.1)
         }
+        # So does nanonext (mirai's messaging) keep an epoll and an eventfd
+        # from its first socket on.
+        if (requireNamespace("nanonext", quietly = TRUE)) {
+          close(nanonext::socket("req"))
+        }
         # So does curl (the HTTP client of ellmer's tests) keep a socket
         # pair from its first transfer: one to a closed local port.
         # And its default multi handle (asynchronous requests: ellmer's

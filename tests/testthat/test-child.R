@@ -63,7 +63,8 @@ tier_child <- function(tier, tools = list(), .env = parent.frame()) {
 
 # Sends `code` to a child-layer child as an exec request.
 child_exec <- function(child, code) {
-  err <- securer:::rs_send(child$handle, "exec", serialize(code, NULL, xdr = FALSE), 10000)
+  # Code goes as its UTF-8 bytes (see child_send()).
+  err <- securer:::rs_send(child$handle, "exec", charToRaw(enc2utf8(code)), 10000)
   expect_null(err)
 }
 

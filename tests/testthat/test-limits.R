@@ -373,12 +373,23 @@ test_that("limits too small for R to start are refused at once, naming the least
 })
 
 test_that("an open files limit too low for R to start is a limit error", {
+  # R checks the limit when it starts: a cold start.
+  withr::local_options(securer.zygote = FALSE)
   err <- expect_error(
     SecureSession$new(sandbox = FALSE, limits = list(nofile = 64)),
     class = "securer_limit_error"
   )
   expect_identical(err$limit, "nofile")
   expect_match(conditionMessage(err), "nofile", fixed = TRUE)
+})
+
+test_that("a forked session refuses an open files limit R could not start with, as a cold one does", {
+  skip_if_not(identical(Sys.info()[["sysname"]], "Linux"), "the zygote is Linux only")
+  withr::local_options(securer.zygote = TRUE)
+  err <- expect_error(new_session(limits = list(nofile = 64)), class = "securer_limit_error")
+  expect_identical(err$limit, "nofile")
+  s <- new_session(limits = list(nofile = 200))
+  expect_identical(run_in(s, quote(system("ulimit -n", intern = TRUE))), "200")
 })
 
 test_that("the process limit stops forking too many workers inside the sandbox", {

@@ -163,7 +163,8 @@ test_that("a forked session cannot signal its siblings or the zygote", {
   z <- zygote_of(a)
   targets <- setdiff(tree_pids(z$pid), tree_pids(a$pid()))
   b_tree <- process_tree(b$pid())
-  z_chain <- process_tree(z$pid)
+  # (Spare sessions come and go with the zygote's requests.)
+  z_chain <- Filter(function(h) !identical(ps::ps_name(h), "securer-spare"), process_tree(z$pid))
   expect_gte(length(b_tree), 2L)
   expect_true(all(tree_pids(b$pid()) %in% targets))
   # B's and the zygote's host pids mean nothing in A's pid namespace.
@@ -391,4 +392,78 @@ test_that("close() ends a forked session's supervisor and session processes", {
   expect_true(wait_handles_gone(tree))
   expect_false(s$is_alive())
   expect_true(pid_running(z$pid))
+})
+
+# What a fork would share ------------------------------------------------------
+
+test_that("forked sessions never share tempfile() names or temporary folders", {
+  skip_if_no_zygote()
+  a <- sandboxed_session()
+  b <- sandboxed_session()
+  expect_true(forked(a) && forked(b))
+  names_in <- function(s) run_in(s, quote(basename(c(tempdir(), replicate(5, tempfile())))))
+  na <- names_in(a)
+  nb <- names_in(b)
+  # Both R processes are pid 2 of their namespaces: C's rand() alone tells
+  # the names apart, and it is reseeded in each session.
+  expect_length(intersect(na, nb), 0L)
+  expect_true(run_in(a, quote(dir.exists(tempdir()))))
+})
+
+test_that("without a sandbox, sessions are forked too, each in its own group and folder", {
+  skip_if_not(identical(Sys.info()[["sysname"]], "Linux"), "the zygote is Linux only")
+  withr::local_options(securer.zygote = TRUE)
+  a <- new_session()
+  b <- new_session()
+  key <- securer:::zygote_key(list(sandbox = NULL, max_frame = securer:::max_frame_option()))
+  z <- securer:::zygote_list()[[key]]
+  expect_false(is.null(z))
+  # The supervisors (sessions' pids) are under the zygote; R under them.
+  expect_true(all(c(a$pid(), b$pid()) %in% tree_pids(z$pid)))
+  info <- function(s) {
+    run_in(s, quote(list(
+      home = Sys.getenv("HOME"), tmp = tempdir(), wd = getwd(),
+      pgid = as.integer(scan("/proc/self/stat", what = "", quiet = TRUE)[[5L]]),
+      names = basename(replicate(5, tempfile())),
+      key = Sys.getenv("SECURER_TOKEN", "none")
+    )))
+  }
+  ia <- info(a)
+  ib <- info(b)
+  expect_false(identical(ia$home, ib$home))
+  expect_true(startsWith(ia$tmp, ia$home))
+  expect_identical(normalizePath(ia$wd), normalizePath(ia$home))
+  # Each session leads a process group of its own (its supervisor's).
+  expect_identical(ia$pgid, as.integer(a$pid()))
+  expect_false(identical(ia$pgid, ib$pgid))
+  expect_length(intersect(ia$names, ib$names), 0L)
+  expect_identical(ia$key, "none")
+})
+
+test_that("without a sandbox, a forked session keeps its own limits and its group dies with it", {
+  skip_if_not(identical(Sys.info()[["sysname"]], "Linux"), "the zygote is Linux only")
+  withr::local_options(securer.zygote = TRUE)
+  a <- new_session(limits = list(cpu = 5, nofile = 200))
+  b <- new_session(limits = list(cpu = 7))
+  expect_identical(run_in(a, quote(system("ulimit -t", intern = TRUE))), "5")
+  expect_identical(run_in(b, quote(system("ulimit -t", intern = TRUE))), "7")
+  expect_identical(run_in(a, quote(system("ulimit -n", intern = TRUE))), "200")
+  # A process the session leaves running in its group ends with it.
+  bg <- run_in(a, quote(as.integer(system("sleep 300 > /dev/null 2>&1 & echo $!", intern = TRUE))))
+  expect_true(pid_running(bg))
+  a$close()
+  expect_true(wait_pid_gone(bg))
+  expect_identical(run_in(b, quote(1 + 1)), 2)
+})
+
+test_that("a timeout in a forked session without a sandbox replaces it at once", {
+  skip_if_not(identical(Sys.info()[["sysname"]], "Linux"), "the zygote is Linux only")
+  withr::local_options(securer.zygote = TRUE)
+  s <- new_session()
+  s$execute("x <- 1")
+  pid <- s$pid()
+  expect_error(s$execute("Sys.sleep(30)", timeout = 0.5), class = "securer_timeout")
+  expect_true(wait_pid_gone(pid))
+  expect_false(s$execute("exists('x')"))
+  expect_false(identical(s$pid(), pid))
 })

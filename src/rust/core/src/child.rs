@@ -100,13 +100,20 @@ impl ChildIo {
     }
 
     fn read_some(&mut self) -> Result<(), Error> {
-        let mut buf = vec![0u8; 65536];
-        let want = self.decoder.wanted()?.clamp(1, buf.len());
+        // Whatever is there, frames and all (one read per message, not one
+        // for the header and one for the body); the decoder keeps the rest.
+        // Into uninitialised space: zeroing 64 KiB per message cost more
+        // than the rest of the read.
+        let want = self.decoder.wanted()?.clamp(4096, 65536);
+        let mut buf: Vec<u8> = Vec::with_capacity(want);
         loop {
-            // SAFETY: buf is a live, writable buffer of at least `want` bytes.
+            // SAFETY: buf's capacity is `want` bytes; read() writes at most
+            // that many, and only those are then counted as initialised.
             let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), want) };
             if n > 0 {
-                self.decoder.push(&buf[..n as usize]);
+                // SAFETY: read() initialised `n` bytes (n <= want).
+                unsafe { buf.set_len(n as usize) };
+                self.decoder.push(&buf);
                 return Ok(());
             }
             if n == 0 {

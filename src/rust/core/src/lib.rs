@@ -5,6 +5,8 @@ pub mod child;
 pub mod error;
 pub mod fdpass;
 pub mod frame;
+#[cfg(target_os = "linux")]
+pub mod handoff;
 pub mod host;
 pub mod launch;
 pub mod policy;

@@ -83,15 +83,21 @@ pub struct SandboxPolicy {
 }
 
 /// What the host asks a zygote for: one session, confined by `policy`
-/// (the zygote's own policy) and `limits`.
+/// (the zygote's own policy; `None` for a zygote without a sandbox, whose
+/// sessions get per-process limits, a process group and a folder of their
+/// own) and `limits`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ForkRequest {
-    pub policy: SandboxPolicy,
+    pub policy: Option<SandboxPolicy>,
     #[serde(default)]
     pub limits: Limits,
     /// The session's hello token (hex), handed to the R runtime.
     pub token: String,
+    /// Without a sandbox: the session's folder (its home, temporary folder
+    /// and working directory), made by the host.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
 }
 
 /// A limit on the whole session (all its processes) that its supervisor

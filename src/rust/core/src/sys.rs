@@ -360,6 +360,12 @@ pub(crate) fn install_fd(from: RawFd, to: RawFd) -> Result<(), i32> {
     Ok(())
 }
 
+/// Sets this process's name (what `ps` shows; `comm`, at most 15 bytes).
+pub(crate) fn set_name(name: &std::ffi::CStr) {
+    // SAFETY: prctl with a valid NUL-terminated string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
 pub(crate) fn set_dumpable(on: bool) {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong, 0, 0, 0) };

@@ -254,16 +254,17 @@ fn rs_signal(ptr: Robj, signal: i32) -> bool {
     with_child(ptr, |c| c.signal(signal)).unwrap_or(false)
 }
 
-/// Kills the child (waiting at most a moment) and releases its fds.
-/// Idempotent.
+/// Kills the child and releases its fds. A child the host spawned is
+/// waited for (at most a moment); a forked session too with `wait` (before
+/// its folder is removed), else its zygote reaps it. Idempotent.
 /// @noRd
 #[extendr]
-fn rs_kill(ptr: Robj) {
+fn rs_kill(ptr: Robj, wait: bool) {
     if let Ok(handle) = Handle::try_from(ptr) {
         let cell: &RefCell<Option<HostChild>> = &handle;
         if let Ok(mut guard) = cell.try_borrow_mut() {
             if let Some(mut child) = guard.take() {
-                child.kill();
+                child.kill_and_wait(wait);
             }
         }
     }
@@ -385,6 +386,18 @@ fn rs_default_allowed_classes() -> Vec<String> {
         .iter()
         .map(|c| c.to_string())
         .collect()
+}
+
+/// Seconds on a monotonic clock (from an arbitrary origin): deadlines on
+/// the host. A clock read without a system call, unlike proc.time().
+/// @noRd
+#[extendr]
+fn rs_now() -> f64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
 }
 
 /// Random session token (32 bytes from the kernel), or an error object.
@@ -589,19 +602,41 @@ thread_local! {
     static CHILD_IO: RefCell<Option<ChildIo>> = const { RefCell::new(None) };
 }
 
+extern "C" {
+    // R's session temporary folder and the origin of proc.time()'s elapsed
+    // time; Rembedded.h.
+    static mut R_TempDir: *mut std::ffi::c_char;
+    fn R_reInitTempDir(die_on_fail: std::ffi::c_int);
+    fn R_setStartTime();
+}
+
 /// Zygote runtime: serves fork requests. Returns `list(token = )` in each
-/// forked session, or an error object (kind "closed") when the host is gone.
+/// forked session, or an error object (kind "closed") when the
+/// host is gone. A session gets a temporary folder of its own (a fresh
+/// name, under its own TMPDIR) and its own start time: both were the
+/// zygote's.
 /// @noRd
 #[extendr]
 fn rs_zygote_serve(max_frame: f64) -> Robj {
-    value_or_error(
-        securer_core::zygote::serve(
-            securer_core::policy::CHILD_IPC_FD,
-            frame::frame_limit(max_frame),
-        )
-        .map(|start| Robj::from(list!(token = start.token)))
-        .map_err(Error::from),
-    )
+    match securer_core::zygote::serve(
+        securer_core::policy::CHILD_IPC_FD,
+        frame::frame_limit(max_frame),
+    ) {
+        Ok(start) => {
+            // SAFETY: R's main thread, before any R code of the session
+            // runs. The zygote's folder name is left to the zygote (its
+            // string is not freed: R may have handed it out). With a
+            // NULL R_TempDir, R makes a new folder under TMPDIR (exiting if
+            // it cannot: no error unwinds through here).
+            unsafe {
+                R_TempDir = std::ptr::null_mut();
+                R_reInitTempDir(1);
+                R_setStartTime();
+            }
+            list!(token = start.token).into()
+        }
+        Err(e) => r_error(Error::from(e)),
+    }
 }
 
 /// Child runtime: adopts the inherited IPC socket and says hello. NULL, or
@@ -636,16 +671,31 @@ fn rs_child_send(kind: &str, payload: Raw) -> Robj {
     )
 }
 
+extern "C" {
+    // R's flag for an interrupt (SIGINT) not yet taken; R_ext/GraphicsDevice.h.
+    static mut R_interrupts_pending: std::ffi::c_int;
+}
+
 /// Child runtime: waits at most `timeout_ms` (negative: no limit) for the
 /// next frame meant for the runtime: `list(kind = <name>, payload = <raw>)`,
 /// NULL when the time ran out or a signal arrived (R then takes a pending
 /// interrupt), or an error object (kind "closed" when the host is gone).
+/// An interrupt still pending when an exec arrives was meant for an
+/// evaluation that is over (the host interrupts only while it waits for a
+/// reply): it is dropped here, which costs no system call.
 /// @noRd
 #[extendr]
 fn rs_child_recv(timeout_ms: f64) -> Robj {
     let timeout = (timeout_ms >= 0.0).then(|| ms(timeout_ms));
     match with_child_io(|io| io.recv(timeout)) {
-        Ok(Some(f)) => list!(kind = f.kind.name(), payload = Raw::from_bytes(&f.payload)).into(),
+        Ok(Some(f)) => {
+            if f.kind == Kind::Exec {
+                // SAFETY: R's main thread (the only one calling into the
+                // runtime) writes R's own int flag, as R's handler does.
+                unsafe { R_interrupts_pending = 0 };
+            }
+            list!(kind = f.kind.name(), payload = Raw::from_bytes(&f.payload)).into()
+        }
         Ok(None) => ().into(),
         Err(e) => r_error(e),
     }
@@ -672,6 +722,7 @@ extendr_module! {
     fn rs_set_allowed_classes;
     fn rs_default_allowed_classes;
     fn rs_random_token;
+    fn rs_now;
     fn rs_audit_append;
     fn rs_audit_check;
     fn rs_protocol;

@@ -79,6 +79,8 @@ struct Pipe {
     fd: Option<OwnedFd>,
     lines: LineBuf,
     stream: Stream,
+    /// The last wait found it readable, and it has not been drained since.
+    ready: bool,
 }
 
 impl Pipe {
@@ -87,6 +89,7 @@ impl Pipe {
             fd: Some(fd),
             lines: LineBuf::default(),
             stream,
+            ready: false,
         }
     }
 }
@@ -218,9 +221,17 @@ impl HostChild {
         self.session.discarded()
     }
 
-    /// True while the process has not been seen to exit.
+    /// True while the process has not been seen to exit. A forked
+    /// session's supervisor reports R's end on the socket before it exits
+    /// itself: a report already waiting there counts.
     pub fn is_alive(&mut self) -> bool {
-        self.session.phase() != Phase::Closed && !self.process.has_exited()
+        if self.session.phase() == Phase::Closed || self.process.has_exited() {
+            return false;
+        }
+        if self.session.exit_report().is_none() {
+            self.pump_waiting();
+        }
+        self.session.exit_report().is_none()
     }
 
     /// Replaces the S3 classes accepted in values from the child.
@@ -265,9 +276,15 @@ impl HostChild {
         self.process.signal(sig)
     }
 
-    /// Kills the child and releases its fds, waiting at most `KILL_WAIT`.
+    /// Kills the child and releases its fds, waiting at most `KILL_WAIT`
+    /// for a spawned one (a forked one is its zygote's to reap).
     pub fn kill(&mut self) {
-        self.process.kill(self.session.exit_report());
+        self.kill_and_wait(false);
+    }
+
+    /// As `kill`; `wait`: wait for a forked session to go too.
+    pub fn kill_and_wait(&mut self, wait: bool) {
+        self.process.kill(self.session.exit_report(), wait);
         self.sock = None;
         for p in self.pipes.iter_mut() {
             p.fd = None;

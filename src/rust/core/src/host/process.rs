@@ -96,7 +96,7 @@ impl Process {
         let pipes = (child.stdout.take(), child.stderr.take());
         let mut process = Process::spawned(child);
         let (Some(out), Some(err)) = pipes else {
-            process.kill(None);
+            process.kill(None, false);
             return Err(
                 Error::new(ErrorKind::Socket, "the launcher's output pipes are missing")
                     .with_pid(pid),
@@ -105,7 +105,7 @@ impl Process {
         let (stdout, stderr) = (OwnedFd::from(out), OwnedFd::from(err));
         for fd in [&stdout, &stderr] {
             if let Err(e) = set_nonblocking(fd.as_raw_fd()) {
-                process.kill(None);
+                process.kill(None, false);
                 return Err(Error::caused_by(ErrorKind::Socket, &e).with_pid(pid));
             }
         }
@@ -236,15 +236,23 @@ impl Process {
     }
 
     /// Kills the process (a spawned launcher's whole group; a forked
-    /// session's supervisor, whose death ends its pid namespace) and reaps
-    /// it, waiting at most `KILL_WAIT`. A process still not gone by then is
-    /// reaped later.
-    pub fn kill(&mut self, reported: Option<ExitReport>) {
+    /// session's supervisor, whose death ends its pid namespace). A spawned
+    /// one is reaped, waiting at most `KILL_WAIT` (a process still not gone
+    /// by then is reaped later); a forked one is its zygote's to reap, and
+    /// waited for (as long) only with `wait_forked`.
+    pub fn kill(&mut self, reported: Option<ExitReport>, wait_forked: bool) {
         reap_stragglers();
         if self.exit.is_some() {
             return;
         }
         self.signal_group(libc::SIGKILL);
+        if !wait_forked && matches!(self.origin, Origin::Forked) && self.reap(reported).is_none() {
+            // Its zygote reaps it: nothing to wait for here (a session's
+            // namespaces take milliseconds to tear down).
+            self.exit = Some(KILLED);
+            self.pidfd = None;
+            return;
+        }
         if let Some(fd) = &self.pidfd {
             // Waits again after a signal interrupted the wait.
             let deadline = Instant::now() + KILL_WAIT;
@@ -272,7 +280,7 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        self.kill(None);
+        self.kill(None, false);
     }
 }
 
@@ -328,7 +336,7 @@ mod tests {
                 .expect("read");
         }
         let member: u32 = out.trim().parse().expect("pid of the member");
-        p.kill(None);
+        p.kill(None, false);
         assert_eq!(p.collect(None), Some(KILLED));
         // Gone, or a zombie waiting for whoever adopted it.
         let gone = || {

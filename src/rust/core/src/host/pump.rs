@@ -30,17 +30,30 @@ enum Read {
     End,
 }
 
-/// Reads what is available from a non-blocking fd, at most `READ_CHUNK`.
+/// Reads what is available from a non-blocking fd, at most `READ_CHUNK`,
+/// into `out`'s spare capacity (nothing is zeroed first: a round trip
+/// reads a few hundred bytes). A read that does not fill the space given
+/// emptied the fd for now: no second read only to be told so.
 fn read_available(fd: RawFd, out: &mut Vec<u8>) -> Read {
-    let mut buf = [0u8; 65536];
+    let start = out.len();
+    let mut want = 4096;
     loop {
-        // SAFETY: buf is a live, writable buffer of the given length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        out.reserve(want);
+        let spare = out.capacity() - out.len();
+        // SAFETY: the pointer is `out`'s spare capacity, `spare` bytes long;
+        // read() writes at most that many, and only those are then counted
+        // as initialised.
+        let n = unsafe { libc::read(fd, out.as_mut_ptr().add(out.len()).cast(), spare) };
         if n > 0 {
-            out.extend_from_slice(&buf[..n as usize]);
-            if out.len() >= READ_CHUNK {
+            // SAFETY: read() initialised `n` more bytes (n <= spare).
+            unsafe { out.set_len(out.len() + n as usize) };
+            if out.len() - start >= READ_CHUNK {
                 return Read::More;
             }
+            if (n as usize) < spare {
+                return Read::Drained;
+            }
+            want = (out.len() - start).min(READ_CHUNK);
             continue;
         }
         if n == 0 {
@@ -52,6 +65,14 @@ fn read_available(fd: RawFd, out: &mut Vec<u8>) -> Read {
             _ => return Read::End,
         }
     }
+}
+
+/// Which of a child's fds one wait found readable.
+#[derive(Debug, Default, Clone, Copy)]
+struct Ready {
+    sock: bool,
+    pipes: [bool; 2],
+    exit: bool,
 }
 
 /// Untrusted text for an event: cleaned and bounded.
@@ -80,6 +101,12 @@ impl HostChild {
 
     /// The next event, waiting at most `timeout`. `None` when nothing
     /// happened in time, and after the `Exited` event.
+    ///
+    /// One wait per pass, and only the fds it found readable are read: a
+    /// round trip costs one `ppoll`, one read of the socket and none of the
+    /// quiet pipes. The child flushes its output before it replies, and the
+    /// socket is polled before the pipes, so output that preceded a reply
+    /// is always seen in the same pass as the reply.
     pub fn next_event(&mut self, timeout: Duration) -> Option<Event> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -94,58 +121,113 @@ impl HostChild {
             if let Some(end) = self.closing {
                 until = until.min(end);
             }
-            self.wait(until.saturating_duration_since(now));
+            let ready = self.wait(until.saturating_duration_since(now));
+            for (pipe, r) in self.pipes.iter_mut().zip(ready.pipes) {
+                pipe.ready |= r;
+            }
             self.pump_pipes(false);
-            self.pump_socket();
-            self.check_exit();
+            if ready.sock {
+                self.pump_socket();
+            }
+            if ready.exit || self.closing.is_some() {
+                self.check_exit();
+            }
             if self.queue.is_empty() && Instant::now() >= deadline {
                 return None;
             }
         }
     }
 
-    /// Waits until one of our fds is ready or `wait` passes.
-    fn wait(&self, wait: Duration) {
-        let fds = self.poll_fds();
-        let ms = wait.as_millis().min(i32::MAX as u128) as i32;
-        let mut pfds: Vec<libc::pollfd> = fds
-            .iter()
-            .map(|fd| libc::pollfd {
-                fd: *fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: pfds is a live array of pollfd of the given length (an
-        // empty array with a timeout is a plain sleep of at most `wait`).
-        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    /// Takes in what is already waiting on the socket, without blocking
+    /// (events are queued for `next_event`).
+    pub(super) fn pump_waiting(&mut self) {
+        let ready = self
+            .sock
+            .as_ref()
+            .is_some_and(|s| crate::sys::poll_one(s.as_raw_fd(), libc::POLLIN, 0) != 0);
+        if ready {
+            self.pump_socket();
+        }
     }
 
-    /// Reads both pipes into lines. `flush`: an unfinished line counts as a
-    /// line (before a reply, so output precedes what it preceded).
+    /// Waits until one of our fds is ready or `wait` passes (to the
+    /// microsecond: a wait shorter than a millisecond is not a busy loop).
+    fn wait(&self, wait: Duration) -> Ready {
+        let mut pfds = [libc::pollfd {
+            fd: -1,
+            events: libc::POLLIN,
+            revents: 0,
+        }; 4];
+        // The socket before the pipes (see `next_event`).
+        if let Some(s) = &self.sock {
+            pfds[0].fd = s.as_raw_fd();
+        }
+        for (i, p) in self.pipes.iter().enumerate() {
+            if let Some(fd) = &p.fd {
+                pfds[1 + i].fd = fd.as_raw_fd();
+            }
+        }
+        if self.session.phase() != Phase::Closed {
+            if let Some(fd) = self.process.exit_fd() {
+                pfds[3].fd = fd;
+            }
+        }
+        let ts = libc::timespec {
+            tv_sec: wait.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: wait.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: pfds is a live array of 4 pollfd (negative fds are
+        // ignored); ts is a valid timespec; no signal mask is given.
+        let n = unsafe { libc::ppoll(pfds.as_mut_ptr(), 4, &ts, std::ptr::null()) };
+        if n <= 0 {
+            return Ready::default();
+        }
+        let hit = |i: usize| pfds[i].fd >= 0 && pfds[i].revents != 0;
+        Ready {
+            sock: hit(0),
+            pipes: [hit(1), hit(2)],
+            exit: hit(3),
+        }
+    }
+
+    /// Reads the pipes found readable into lines. `flush`: an unfinished
+    /// line counts as a line (before a reply, so output precedes what it
+    /// preceded).
     pub(super) fn pump_pipes(&mut self, flush: bool) {
+        self.pump_pipes_with(flush, false);
+    }
+
+    /// As `pump_pipes`; `force` reads both pipes whatever the last wait
+    /// found (the child is gone: what is left is read to the end).
+    fn pump_pipes_with(&mut self, flush: bool, force: bool) {
         for i in 0..2 {
-            let Some(fd) = self.pipes[i].fd.as_ref().map(|f| f.as_raw_fd()) else {
-                continue;
-            };
-            let mut bytes = Vec::new();
-            let eof = read_available(fd, &mut bytes) == Read::End;
             let pipe = &mut self.pipes[i];
             let mut raw = Vec::new();
-            pipe.lines.push(&bytes, &mut raw);
+            let mut eof = false;
+            if let Some(fd) = pipe.fd.as_ref().map(|f| f.as_raw_fd()) {
+                if pipe.ready || force {
+                    let mut bytes = Vec::new();
+                    let read = read_available(fd, &mut bytes);
+                    // More may wait behind a full chunk: read on next pass.
+                    pipe.ready = read == Read::More;
+                    eof = read == Read::End;
+                    pipe.lines.push(&bytes, &mut raw);
+                }
+            }
             if flush || eof {
                 pipe.lines.flush(&mut raw);
             }
             if eof {
                 pipe.fd = None;
             }
+            if raw.is_empty() {
+                continue;
+            }
+            let stream = pipe.stream;
             let mut lines = Vec::new();
             self.budget.admit(raw, &mut lines);
             if !lines.is_empty() {
-                self.queue.push_back(Event::Output {
-                    stream: pipe.stream,
-                    lines,
-                });
+                self.queue.push_back(Event::Output { stream, lines });
             }
         }
     }
@@ -212,7 +294,7 @@ impl HostChild {
         self.queue.push_back(Event::ProtocolError {
             message: shown(message),
         });
-        self.process.kill(self.session.exit_report());
+        self.process.kill(self.session.exit_report(), false);
         self.finish();
     }
 
@@ -232,7 +314,7 @@ impl HostChild {
             }
             self.finish();
         } else if self.closing.is_some_and(|end| Instant::now() >= end) {
-            self.process.kill(self.session.exit_report());
+            self.process.kill(self.session.exit_report(), false);
             self.finish();
         }
     }
@@ -244,13 +326,13 @@ impl HostChild {
         }
         let reported = self.session.exit_report();
         let (code, signal) = self.process.collect(reported).unwrap_or_else(|| {
-            self.process.kill(reported);
+            self.process.kill(reported, false);
             self.process
                 .collect(reported)
                 .unwrap_or((None, Some(libc::SIGKILL)))
         });
         self.sock = None;
-        self.pump_pipes(true);
+        self.pump_pipes_with(true, true);
         for p in self.pipes.iter_mut() {
             p.fd = None;
         }

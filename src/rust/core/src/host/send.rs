@@ -26,10 +26,33 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Kernel randomness drawn in blocks: one `getrandom` per 64 request ids
+/// instead of one per request (a round trip is a few system calls in all).
+struct IdSource {
+    buf: [u8; 512],
+    at: usize,
+}
+
+static IDS: std::sync::Mutex<IdSource> = std::sync::Mutex::new(IdSource {
+    buf: [0; 512],
+    at: 512,
+});
+
 /// A random request id (never 0, which marks "no id").
 fn random_id() -> Result<u64, Error> {
+    let mut src = IDS
+        .lock()
+        .map_err(|_| Error::new(ErrorKind::Random, "the id source is poisoned"))?;
+    if src.at + 8 > src.buf.len() {
+        random_bytes(&mut src.buf)?;
+        src.at = 0;
+    }
     let mut b = [0u8; 8];
-    random_bytes(&mut b)?;
+    b.copy_from_slice(&src.buf[src.at..src.at + 8]);
+    // Each id is used once: its bytes are not kept.
+    let at = src.at;
+    src.buf[at..at + 8].fill(0);
+    src.at += 8;
     Ok(u64::from_le_bytes(b).max(1))
 }
 

@@ -22,7 +22,7 @@ use super::{caps, landlock, mounts, seccomp};
 use crate::policy::{ExitReport, LaunchFailure, Layer, LayerState, Limits, SandboxPolicy};
 use crate::report;
 use crate::sys::{self, mount};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 /// Enters a user namespace of its own, uid and gid 0 mapped to 0 of the
@@ -42,17 +42,64 @@ fn own_user_namespace() -> Result<(), i32> {
     Ok(())
 }
 
+/// A confined spare session, in R (pid 2), or in its init when the session
+/// could not be made: what to report once claimed, and where the claim
+/// comes from (see `handoff`).
+pub struct Confined {
+    pub layers: Result<Vec<LayerState>, LaunchFailure>,
+    pub claim_fd: RawFd,
+}
+
 /// Called in the session's init, which the zygote forked as pid 1 of a new
-/// pid namespace, with the session's IPC socket at `ipc_fd`. Returns only
-/// in the confined R process (pid 2).
+/// pid namespace ahead of demand; `chan` is where its claim will come
+/// from. Returns in the confined R process (pid 2), or in init when the
+/// session could not be made; init itself waits for the claim, passes it
+/// on to R and supervises the session.
 /// `cgroup`: what the zygote's launcher found of cgroup v2 on the host
 /// (forked sessions are supervised by their init either way).
-pub fn confine(
+pub fn confine(policy: &SandboxPolicy, limits: &Limits, chan: RawFd, cgroup: &str) -> Confined {
+    match namespaces_and_fork(policy, limits, chan) {
+        Ok(Forked {
+            userns,
+            proc_mounted,
+            size,
+            carried_count,
+            claim_fd,
+        }) => Confined {
+            layers: confine_r(
+                policy,
+                limits,
+                cgroup,
+                userns,
+                proc_mounted,
+                size,
+                carried_count,
+            ),
+            claim_fd,
+        },
+        Err(f) => Confined {
+            layers: Err(f),
+            claim_fd: chan,
+        },
+    }
+}
+
+/// What init made of the session before forking R.
+struct Forked {
+    userns: Result<(), i32>,
+    proc_mounted: bool,
+    size: u64,
+    carried_count: usize,
+    /// R's end of the pair over which init passes the claim on.
+    claim_fd: RawFd,
+}
+
+/// Init's part: namespaces, mounts, the fork of R. Returns in R.
+fn namespaces_and_fork(
     policy: &SandboxPolicy,
     limits: &Limits,
-    ipc_fd: RawFd,
-    cgroup: &str,
-) -> Result<Vec<LayerState>, LaunchFailure> {
+    chan: RawFd,
+) -> Result<Forked, LaunchFailure> {
     let strict = policy.strict;
     // Private IPC and network namespaces too: Landlock covers neither SysV
     // IPC nor /proc/net, and shared ones would let sibling sessions
@@ -120,7 +167,13 @@ pub fn confine(
         sysv: true,
         ..Budget::new(limits)
     };
-    let supervised = budget.describe();
+    let (for_init, for_r) = sys::socketpair().map_err(|e| {
+        LaunchFailure::os(
+            Layer::Namespaces,
+            "socketpair",
+            e.raw_os_error().unwrap_or(0),
+        )
+    })?;
     // SAFETY: this process is a single-threaded fork of the zygote.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -131,6 +184,14 @@ pub fn confine(
         ));
     }
     if pid > 0 {
+        drop(for_r);
+        // Idle until claimed; then the socket stays with init (for the
+        // exit report) and the claim goes on to R.
+        let Some(ipc) = crate::handoff::forward(chan, for_init.as_raw_fd()) else {
+            sys::kill(pid, libc::SIGKILL);
+            sys::exit_now(0)
+        };
+        let ipc_fd = ipc.into_raw_fd();
         let post = Post {
             r_pid: pid,
             own_pid_ns: true,
@@ -153,6 +214,35 @@ pub fn confine(
     sys::set_mask(&old_mask);
     // SAFETY: setsid has no arguments.
     unsafe { libc::setsid() };
+    drop(for_init);
+    // The zygote's channel is init's business.
+    // SAFETY: closing an fd this process inherited and no longer uses.
+    unsafe { libc::close(chan) };
+    Ok(Forked {
+        userns,
+        proc_mounted,
+        size,
+        carried_count,
+        claim_fd: for_r.into_raw_fd(),
+    })
+}
+
+/// R's part: capabilities, Landlock, seccomp, limits.
+fn confine_r(
+    policy: &SandboxPolicy,
+    limits: &Limits,
+    cgroup: &str,
+    userns: Result<(), i32>,
+    proc_mounted: bool,
+    size: u64,
+    carried_count: usize,
+) -> Result<Vec<LayerState>, LaunchFailure> {
+    let strict = policy.strict;
+    let budget = Budget {
+        sysv: true,
+        ..Budget::new(limits)
+    };
+    let supervised = budget.describe();
 
     let existing = |paths: &[PathBuf]| -> Vec<PathBuf> {
         paths.iter().filter(|p| p.exists()).cloned().collect()
@@ -225,4 +315,81 @@ pub fn confine(
     }
     layers.push(super::limits::layer(limits, &session)?);
     Ok(layers)
+}
+
+/// A session forked from a zygote (pid `zygote`) without a sandbox: a
+/// process group of its own, led by its supervisor (this process),
+/// which forks R. Returns in R; the supervisor waits for the claim, passes
+/// it on and supervises (without limits on the whole session: those come
+/// with the sandbox).
+pub fn plain(limits: &Limits, chan: RawFd, zygote: libc::pid_t) -> Confined {
+    // Sessions die with their zygote (which dies with the host), as
+    // sandboxed ones do with their pid namespace.
+    // SAFETY: getppid cannot fail.
+    if sys::set_pdeathsig().is_err() || unsafe { libc::getppid() } != zygote {
+        sys::exit_now(1);
+    }
+    // SAFETY: setsid has no arguments; a fork of the zygote is no group
+    // leader, so it succeeds.
+    unsafe { libc::setsid() };
+    // Orphans of R stay in reach of the supervisor, which ends them.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+    let fail = |what: &str, e: i32| Confined {
+        layers: Err(LaunchFailure::os(Layer::Supervisor, what, e)),
+        claim_fd: chan,
+    };
+    let mut waited: Vec<libc::c_int> = super::namespaces::FORWARDED.to_vec();
+    waited.push(libc::SIGCHLD);
+    let set = sys::sigset(&waited);
+    sys::set_default_handler(libc::SIGCHLD);
+    let old_mask = match sys::block(&set) {
+        Ok(m) => m,
+        Err(e) => return fail("sigprocmask", e),
+    };
+    let (for_sup, for_r) = match sys::socketpair() {
+        Ok(p) => p,
+        Err(e) => return fail("socketpair", e.raw_os_error().unwrap_or(0)),
+    };
+    // SAFETY: getpid cannot fail.
+    let me = unsafe { libc::getpid() };
+    // SAFETY: this process is a single-threaded fork of the zygote.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return fail("cannot fork the session", sys::errno());
+    }
+    if pid > 0 {
+        drop(for_r);
+        let Some(ipc) = crate::handoff::forward(chan, for_sup.as_raw_fd()) else {
+            sys::kill(pid, libc::SIGKILL);
+            sys::exit_now(0)
+        };
+        let ipc_fd = ipc.into_raw_fd();
+        let post = Post {
+            r_pid: pid,
+            own_pid_ns: false,
+            // The host signals the supervisor (by its pidfd), not the group.
+            forward: true,
+            keep: vec![ipc_fd],
+            cgroup: None,
+        };
+        supervisor::run(post, Budget::default(), &set, |status, limit| {
+            report::exit(ipc_fd, &ExitReport::from_wait_status(status, limit))
+        })
+    }
+    // SAFETY: getppid cannot fail.
+    if sys::set_pdeathsig().is_err() || unsafe { libc::getppid() } != me {
+        sys::exit_now(1);
+    }
+    sys::set_mask(&old_mask);
+    drop(for_sup);
+    // SAFETY: closing an fd this process inherited and no longer uses.
+    unsafe { libc::close(chan) };
+    sys::default_sigpipe();
+    let layers =
+        super::limits::layer(limits, "per process only without the sandbox").map(|l| vec![l]);
+    Confined {
+        layers,
+        claim_fd: for_r.into_raw_fd(),
+    }
 }
