@@ -96,6 +96,13 @@ rs_poll_fds <- function(ptr) .Call(wrap__rs_poll_fds, ptr)
 #' @noRd
 rs_check_value <- function(bytes, max_bytes, classes) .Call(wrap__rs_check_value, bytes, max_bytes, classes)
 
+#' Child runtime: checks the value of the last expression as the host
+#' will (`rs_check_value()`): NULL when it can cross, else
+#' `list(message, printable)`, `printable` saying whether R can print it
+#' safely for the console transcript (see `ValueError::printable`).
+#' @noRd
+rs_check_result <- function(bytes, max_bytes, classes) .Call(wrap__rs_check_result, bytes, max_bytes, classes)
+
 #' Sets the S3 classes accepted in values from this child. NULL, or an
 #' error object.
 #' @noRd

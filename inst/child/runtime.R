@@ -12,6 +12,7 @@ local({
   rt$send_sym <- sym("wrap__rs_child_send")
   rt$recv_sym <- sym("wrap__rs_child_recv")
   rt$check_sym <- sym("wrap__rs_check_value")
+  rt$check_result_sym <- sym("wrap__rs_check_result")
   rt$type_ok_sym <- sym("wrap__rs_tool_type_ok")
   rt$fs <- lapply(
     c(
@@ -456,42 +457,57 @@ local({
     finish <- function(kind, value) {
       flush(stdout())
       flush(stderr())
-      bytes <- serialize(value, NULL, xdr = FALSE)
-      if (length(bytes) > max_frame && is.character(value$console)) {
-        # Checked alone, the value fits; with the transcript it does not:
-        # the transcript gives way.
-        room <- max_frame - (length(bytes) - nchar(value$console, type = "bytes")) - 64
-        value$console <- if (room > 0) {
-          paste0(
-            rawToChar(charToRaw(value$console)[seq_len(room)]),
+      sent <- tryCatch(
+        {
+          send(kind, value)
+          TRUE
+        },
+        error = function(e) FALSE
+      )
+      if (sent) return(invisible())
+      # Checked alone, the value fits; with the transcript it does not:
+      # the transcript gives way, then the value.
+      if (is.character(value$console)) {
+        room <- max_frame %/% 8
+        bytes <- charToRaw(value$console)
+        if (length(bytes) > room) {
+          value$console <- paste0(
+            rawToChar(bytes[seq_len(room)]),
             "\n[... output cut to fit the message limit ...]"
           )
         }
-        bytes <- serialize(value, NULL, xdr = FALSE)
       }
-      if (length(bytes) > max_frame && kind == "result") {
+      if (kind == "result" && !is.null(value$value)) {
         value$refused <- sprintf(
-          "value of %.0f bytes exceeds limit of %.0f bytes", length(bytes), max_frame
+          "value of %.0f bytes exceeds limit of %.0f bytes",
+          length(serialize(value$value, NULL, xdr = FALSE)) + 1024, max_frame
         )
         value$value <- NULL
-        bytes <- serialize(value, NULL, xdr = FALSE)
       }
-      err <- .Call(send_sym, kind, bytes)
-      if (!is.null(err)) quit(save = "no", status = 70L)
+      tryCatch(send(kind, value), error = function(e) {
+        send("error", list(
+          message = paste("the result could not be sent:", conditionMessage(e)),
+          call = NA_character_, class = c("simpleError", "error", "condition")
+        ))
+      })
     }
 
     # The value to send: the value itself when it can cross to the host,
-    # else NULL and why not (an invisible value nobody asked to see, such
-    # as a final `fit <- lm(...)`, is simply NULL).
+    # else NULL and why not, and whether R can print it safely (see
+    # securer_core's ValueError::printable). An invisible value nobody
+    # asked to see, such as a final `fit <- lm(...)`, is simply NULL.
     checked_value <- function(value, visible) {
       if (is.null(value)) return(list(value = NULL))
       err <- tryCatch(
-        .Call(check_sym, serialize(value, NULL, xdr = FALSE), max_frame, classes),
-        error = function(e) list(message = conditionMessage(e))
+        .Call(check_result_sym, serialize(value, NULL, xdr = FALSE), max_frame, classes),
+        error = function(e) list(message = conditionMessage(e), printable = TRUE)
       )
       if (is.null(err)) return(list(value = value))
       if (!visible) return(list(value = NULL))
-      list(value = NULL, refused = err$message, value_class = utils::head(class(value), 5L))
+      list(
+        value = NULL, refused = err$message, printable = isTRUE(err$printable),
+        value_class = utils::head(class(value), 5L)
+      )
     }
 
     # A request: list(code, plots, console); a bare string is code with
@@ -506,22 +522,28 @@ local({
         allowInterrupts(withCallingHandlers(
           {
             exprs <- parse(text = req$code, keep.source = FALSE)
-            value <- NULL
+            checked <- list(value = NULL)
             visible <- TRUE
             n <- length(exprs)
             for (i in seq_len(n)) {
               res <- withVisible(eval(exprs[[i]], globalenv()))
-              value <- res$value
               visible <- res$visible
               # Console-like: visible values print; the last one into the
-              # transcript only.
-              if (visible) {
-                if (i < n) print_value(value) else console_print(value)
+              # transcript only, unless R cannot print it safely.
+              if (i < n) {
+                if (visible) print_value(res$value)
+              } else {
+                checked <- checked_value(res$value, visible)
+                if (visible && (is.null(checked$refused) || checked$printable)) {
+                  console_print(res$value)
+                } else if (visible) {
+                  console_write(paste0("[securer: the value is not printed: ", checked$refused, "]\n"))
+                }
               }
               emit_warnings()
               console_trim()
             }
-            list(ok = TRUE, value = value, visible = visible)
+            c(list(ok = TRUE, visible = visible), checked)
           },
           warning = on_warning,
           message = on_message
@@ -551,9 +573,10 @@ local({
       }
       text <- console_close()
       if (result$ok) {
-        out <- c(
-          checked_value(result$value, result$visible),
-          list(visible = result$visible, console = text, plots_omitted = omitted)
+        out <- list(
+          value = result$value, visible = result$visible, console = text,
+          plots_omitted = omitted, refused = result$refused,
+          value_class = result$value_class
         )
         finish("result", out)
       } else {

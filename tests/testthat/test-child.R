@@ -387,7 +387,7 @@ for (tier in tiers) {
 
 test_that("the protocol's constants come from Rust", {
   p <- securer:::rs_protocol()
-  expect_identical(p$version, 2L)
+  expect_identical(p$version, 3L)
   expect_identical(p$kinds[c("exec", "result", "error", "tool_call")], c(exec = 2L, result = 3L, error = 4L, tool_call = 5L))
   expect_identical(p$header_bytes, 5L)
   expect_identical(p$ids_bytes, 16L)

@@ -371,6 +371,24 @@ fn rs_check_value(bytes: Raw, max_bytes: f64, classes: Nullable<Strings>) -> Rob
     unit_or_error(rvalue::check_with(bytes.as_slice(), &limits).map_err(Error::from))
 }
 
+/// Child runtime: checks the value of the last expression as the host
+/// will (`rs_check_value()`): NULL when it can cross, else
+/// `list(message, printable)`, `printable` saying whether R can print it
+/// safely for the console transcript (see `ValueError::printable`).
+/// @noRd
+#[extendr]
+fn rs_check_result(bytes: Raw, max_bytes: f64, classes: Strings) -> Robj {
+    let limits = rvalue::CheckLimits {
+        max_bytes: frame::frame_limit(max_bytes),
+        allowed_classes: Some(classes.iter().map(|s| String::from(&**s)).collect()),
+        ..rvalue::CheckLimits::default()
+    };
+    match rvalue::check_with(bytes.as_slice(), &limits) {
+        Ok(()) => ().into(),
+        Err(e) => list!(message = e.to_string(), printable = e.printable()).into(),
+    }
+}
+
 /// Sets the S3 classes accepted in values from this child. NULL, or an
 /// error object.
 /// @noRd
@@ -854,6 +872,7 @@ extendr_module! {
     fn rs_wait_fds;
     fn rs_poll_fds;
     fn rs_check_value;
+    fn rs_check_result;
     fn rs_set_allowed_classes;
     fn rs_default_allowed_classes;
     fn rs_random_token;
