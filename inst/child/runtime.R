@@ -254,7 +254,10 @@ local({
         c(cs$head, tail)
       }
       bytes[bytes == as.raw(0L)] <- as.raw(0x3fL)
-      rawToChar(bytes)
+      # Valid UTF-8, as the host requires of every string (output may hold
+      # any bytes, and the halves may cut a character).
+      text <- iconv(rawToChar(bytes), from = "", to = "UTF-8", sub = "\ufffd")
+      if (is.na(text)) "" else text
     }
 
     print_value <- function(value) {
@@ -336,12 +339,6 @@ local({
       text <- paste0(prefix, warnings_text(ws))
       cat(text, file = stderr())
       console_write(text)
-      # warnings() shows them, as at the console.
-      last <- stats::setNames(
-        lapply(ws, function(w) user_call(conditionCall(w))),
-        vapply(ws, conditionMessage, "")
-      )
-      try(assign("last.warning", utils::head(last, 50L), envir = baseenv()), silent = TRUE)
       invisible()
     }
 
@@ -466,16 +463,26 @@ local({
       )
       if (sent) return(invisible())
       # Checked alone, the value fits; with the transcript it does not:
-      # the transcript gives way, then the value.
+      # the transcript gives way (cut to the room left), then the value.
       if (is.character(value$console)) {
-        room <- max_frame %/% 8
+        rest <- value
+        rest$console <- NULL
+        room <- max_frame - length(serialize(rest, NULL, xdr = FALSE)) - 256
         bytes <- charToRaw(value$console)
-        if (length(bytes) > room) {
-          value$console <- paste0(
-            rawToChar(bytes[seq_len(room)]),
+        value$console <- if (room > 64) {
+          paste0(
+            rawToChar(bytes[seq_len(min(room - 64, length(bytes)))]),
             "\n[... output cut to fit the message limit ...]"
           )
         }
+        sent <- tryCatch(
+          {
+            send(kind, value)
+            TRUE
+          },
+          error = function(e) FALSE
+        )
+        if (sent) return(invisible())
       }
       if (kind == "result" && !is.null(value$value)) {
         value$refused <- sprintf(
