@@ -251,6 +251,7 @@ execution_read <- function(private) {
   res$output <- output
   res$console <- run$console
   res$plots <- structure(run$plots, omitted = run$plots_dropped)
+  if (!is.null(attr(res$value, "plots", exact = TRUE))) attr(res$value, "plots") <- res$plots
   private$console <- res$console
   private$plots <- res$plots
   if (!is.null(res$error)) {

@@ -356,6 +356,8 @@ local({
 
     plot_cfg <- NULL
     live_dev <- 0L
+    # Pages started on any device (a printed ggplot or lattice object draws).
+    pages_started <- 0L
     last_plot <- NULL
     snaps <- list()
     plots_omitted <- 0L
@@ -374,15 +376,32 @@ local({
       "C_strHeight", "C_plot_window"
     )
 
-    plot_empty <- function(p) {
-      calls <- tryCatch(
+    # The native routine of each display list entry, as evaluate names it.
+    plot_calls <- function(p) {
+      tryCatch(
         unlist(lapply(p[[1]], function(x) {
           f <- x[[2]][[1]]
           if (is.list(f) && !is.null(f[["name"]])) f[["name"]] else "other"
         })),
         error = function(e) "other"
       )
-      length(calls) == 0L || all(calls %in% empty_calls)
+    }
+
+    plot_empty <- function(p) all(plot_calls(p) %in% empty_calls)
+
+    # Did `p` only add calls that draw nothing (par(), layout()) to `last`?
+    # Then the page looks the same and is not sent again.
+    par_change <- function(last, p) {
+      if (is.null(last)) return(FALSE)
+      n <- length(last[[1]])
+      calls <- plot_calls(p)
+      length(p[[1]]) > n && identical(last[[1]][seq_len(n)], p[[1]][seq_len(n)]) &&
+        all(calls[-seq_len(n)] %in% empty_calls)
+    }
+
+    new_page <- function(...) {
+      pages_started <<- pages_started + 1L
+      snapshot()
     }
 
     snapshot <- function(incomplete = FALSE) {
@@ -392,7 +411,9 @@ local({
       }
       if (!incomplete && !isTRUE(graphics::par("page"))) return(invisible())
       p <- grDevices::recordPlot()
-      if (identical(p, last_plot) || plot_empty(p)) return(invisible())
+      if (identical(p, last_plot) || plot_empty(p) || par_change(last_plot, p)) {
+        return(invisible())
+      }
       last_plot <<- p
       if (length(snaps) < plot_cfg$max_plots) {
         snaps[[length(snaps) + 1L]] <<- p
@@ -403,6 +424,11 @@ local({
     }
 
     plots_open <- function(cfg) {
+      # What was drawn while images were off is not sent later.
+      if (!is.null(cfg) && is.null(plot_cfg) && live_dev != 0L &&
+        identical(grDevices::dev.cur()[[1L]], live_dev)) {
+        last_plot <<- grDevices::recordPlot()
+      }
       plot_cfg <<- cfg
       snaps <<- list()
       plots_omitted <<- 0L
@@ -445,8 +471,8 @@ local({
       omitted
     }
 
-    setHook("before.plot.new", function(...) snapshot())
-    setHook("before.grid.newpage", function(...) snapshot())
+    setHook("before.plot.new", new_page)
+    setHook("before.grid.newpage", new_page)
     setHook("persp", function(...) snapshot())
 
     # --- Executions ------------------------------------------------------
@@ -542,7 +568,15 @@ local({
               } else {
                 checked <- checked_value(res$value, visible)
                 if (visible && (is.null(checked$refused) || checked$printable)) {
+                  drawn <- pages_started
                   console_print(res$value)
+                  # A graphics object (ggplot, lattice) is shown by drawing
+                  # it: once drawn, like an invisible value, it is not worth
+                  # an error that it cannot come back.
+                  if (!is.null(checked$refused) && pages_started > drawn) {
+                    checked <- list(value = NULL)
+                    visible <- FALSE
+                  }
                 } else if (visible) {
                   console_write(paste0("[securer: the value is not printed: ", checked$refused, "]\n"))
                 }
