@@ -85,9 +85,9 @@ file_abort <- function(kind, header, detail, ...) {
   )
 }
 
-# Runs `expr` (file requests) with the session marked busy; afterwards it is
-# idle again, or starting when its child had to be replaced.
-with_file_session <- function(private, expr) {
+# Makes sure the session can move files now: not closed, not executing
+# code, its child ready (started if it had to be replaced).
+file_session_ready <- function(private) {
   if (private$state == "busy") {
     securer_abort(
       c(
@@ -106,6 +106,12 @@ with_file_session <- function(private, expr) {
   if (private$state == "starting" || !child_alive(private$child)) {
     session_await_child(private)
   }
+  invisible()
+}
+
+# Runs `expr` (file requests) with the session marked busy; afterwards it is
+# idle again, or starting when its child had to be replaced.
+with_file_session <- function(private, expr) {
   session_set_state(private, "busy")
   on.exit(if (private$state == "busy") session_set_state(private, "idle"))
   expr
@@ -224,6 +230,7 @@ session_upload <- function(private, path, to, max_size, timeout) {
       path = path
     )
   }
+  file_session_ready(private)
   roots <- session_roots(private)
   target <- session_path(roots, to %||% basename(src), "to")
   tmp_size <- private$opts$sandbox$tmp_size
@@ -273,6 +280,7 @@ session_download <- function(private, from, path, overwrite, max_size, timeout) 
   check_flag(overwrite)
   timeout <- check_timeout(timeout)
   max_size <- file_size_cap(max_size)
+  file_session_ready(private)
   roots <- session_roots(private)
   src <- session_path(roots, from, "from")
   dest <- path.expand(path)
@@ -325,15 +333,17 @@ session_download <- function(private, from, path, overwrite, max_size, timeout) 
   invisible(dest)
 }
 
-session_files <- function(private, dir, recursive, max_entries) {
+session_files <- function(private, dir, recursive, max_entries, timeout) {
   check_flag(recursive)
   check_count(max_entries, min = 1)
+  timeout <- check_timeout(timeout)
+  file_session_ready(private)
   roots <- session_roots(private)
   src <- session_path(roots, dir %||% roots[[1L]], "dir")
   what <- cli::format_inline("Cannot list {.path {src}}.")
   reply <- with_file_session(
     private,
-    file_call(private, list(op = "list", path = src, recursive = recursive, max = max_entries), 30, what)
+    file_call(private, list(op = "list", path = src, recursive = recursive, max = max_entries), timeout, what)
   )
   entries <- checked_listing(reply$entries, max_entries)
   if (isTRUE(reply$truncated)) {

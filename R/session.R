@@ -263,8 +263,9 @@ SecureSession <- R6::R6Class(
     #' @param recursive Also list the contents of subfolders.
     #' @param max_entries Most entries listed (a warning says when there
     #'   were more).
-    files = function(dir = NULL, recursive = FALSE, max_entries = 10000) {
-      session_files(private, dir, recursive, max_entries)
+    #' @param timeout Seconds to wait for the session.
+    files = function(dir = NULL, recursive = FALSE, max_entries = 10000, timeout = 60) {
+      session_files(private, dir, recursive, max_entries, timeout)
     },
 
     #' @description One-line description.
