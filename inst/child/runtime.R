@@ -411,7 +411,9 @@ local({
       }
       if (!incomplete && !isTRUE(graphics::par("page"))) return(invisible())
       p <- grDevices::recordPlot()
-      if (identical(p, last_plot) || plot_empty(p) || par_change(last_plot, p)) {
+      # The display lists only: the rest of a recording changes when, for
+      # example, grid is loaded.
+      if (identical(p[[1]], last_plot[[1]]) || plot_empty(p) || par_change(last_plot, p)) {
         return(invisible())
       }
       last_plot <<- p
