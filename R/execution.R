@@ -250,7 +250,8 @@ execution_read <- function(private) {
   )
   res$output <- output
   res$console <- run$console
-  res$plots <- structure(run$plots, omitted = run$plots_dropped)
+  res$plots <- run$plots
+  if (run$plots_dropped > 0L) attr(res$plots, "omitted") <- run$plots_dropped
   if (!is.null(attr(res$value, "plots", exact = TRUE))) attr(res$value, "plots") <- res$plots
   private$console <- res$console
   private$plots <- res$plots

@@ -172,9 +172,9 @@ SecureSession <- R6::R6Class(
     #'   `list(value, visible, error, output, console, plots)`, `error`
     #'   being the classed condition (a `securer_error`, which also carries
     #'   `console` and `plots`) or `NULL`, `console` the transcript (see
-    #'   `$last_console()`) and `plots` a list of `securer_plot`s (its
-    #'   attribute `"omitted"` counts images left out); `NULL` while it
-    #'   runs.
+    #'   `$last_console()`) and `plots` a list of `securer_plot`s (an
+    #'   attribute `"omitted"` counts images left out, if any); `NULL`
+    #'   while it runs.
     read = function() execution_read(private),
 
     #' @description Stop the running execution (low level): the child's
