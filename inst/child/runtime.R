@@ -167,30 +167,43 @@ local({
     # expression, message, warning and tool call).
 
     console <- NULL
+    # The raw connection, kept open from one execution to the next.
+    console_con <- NULL
+
+    # Is `con` still the connection we opened? The code may have closed it
+    # (closeAllConnections()), and its number may belong to a new one by
+    # then: the id says.
+    ours <- function(con) {
+      !is.null(con) && tryCatch(
+        {
+          cur <- getConnection(as.integer(con))
+          identical(attr(cur, "conn_id"), attr(con, "conn_id")) && isOpen(cur)
+        },
+        error = function(e) FALSE
+      )
+    }
 
     console_open <- function(max) {
       if (!is.numeric(max) || length(max) != 1L || is.na(max) || max <= 0) {
         console <<- NULL
         return(invisible())
       }
-      con <- rawConnection(raw(0), "w")
-      console <<- list(con = con, sinks = sink.number(), max = max, head = raw(0), omitted = 0)
-      sink(con, split = TRUE)
+      if (ours(console_con)) {
+        seek(console_con, 0, rw = "write")
+        truncate(console_con)
+      } else {
+        console_con <<- rawConnection(raw(0), "w")
+      }
+      console <<- list(con = console_con, sinks = sink.number(), max = max, head = raw(0), omitted = 0)
+      sink(console_con, split = TRUE)
       invisible()
     }
 
-    # A connection the code closed (closeAllConnections()) ends the
-    # transcript; the execution goes on. (Its number may belong to a new
-    # connection by then: the id says whether it is still ours.)
+    # A connection the code closed ends the transcript; the execution goes
+    # on.
     console_live <- function() {
       if (is.null(console)) return(FALSE)
-      ok <- tryCatch(
-        {
-          cur <- getConnection(as.integer(console$con))
-          identical(attr(cur, "conn_id"), attr(console$con, "conn_id")) && isOpen(cur)
-        },
-        error = function(e) FALSE
-      )
+      ok <- ours(console$con)
       if (!ok) console <<- NULL
       ok
     }
@@ -229,9 +242,12 @@ local({
       sink(console$con)
       on.exit(sink(), add = TRUE)
       # The transcript keeps `max` bytes at most: printing far more of a
-      # long vector only costs time.
-      old <- options(max.print = min(getOption("max.print", 99999L), max(1000, console$max %/% 16)))
-      on.exit(options(old), add = TRUE)
+      # long vector or data frame only costs time.
+      limit <- max(100, console$max %/% 64)
+      if (!is.atomic(value) || length(value) > limit) {
+        old <- options(max.print = min(getOption("max.print", 99999L), limit))
+        on.exit(options(old), add = TRUE)
+      }
       tryCatch(print_value(value), error = function(e) console_write(error_text(e)))
       invisible()
     }
@@ -243,7 +259,6 @@ local({
       console <<- NULL
       while (sink.number() > cs$sinks) sink()
       tail <- rawConnectionValue(cs$con)
-      close(cs$con)
       bytes <- if (cs$omitted > 0) {
         c(
           cs$head,
@@ -254,10 +269,14 @@ local({
         c(cs$head, tail)
       }
       bytes[bytes == as.raw(0L)] <- as.raw(0x3fL)
-      # Valid UTF-8, as the host requires of every string (output may hold
-      # any bytes, and the halves may cut a character).
-      text <- iconv(rawToChar(bytes), from = "", to = "UTF-8", sub = "\ufffd")
-      if (is.na(text)) "" else text
+      text <- rawToChar(bytes)
+      if (any(bytes >= as.raw(0x80L))) {
+        # Valid UTF-8, as the host requires of every string (output may
+        # hold any bytes, and the halves may cut a character).
+        text <- iconv(text, from = "", to = "UTF-8", sub = "\ufffd")
+        if (is.na(text)) text <- ""
+      }
+      text
     }
 
     print_value <- function(value) {
@@ -448,6 +467,7 @@ local({
       pages <- snaps
       snaps <<- list()
       omitted <- plots_omitted
+      if (length(pages) == 0L) return(omitted)
       file <- tempfile("securer-plot-", fileext = ".png")
       for (p in pages) {
         drawn <- tryCatch(
@@ -482,20 +502,31 @@ local({
     finish <- function(kind, value) {
       flush(stdout())
       flush(stderr())
-      sent <- tryCatch(
-        {
-          send(kind, value)
-          TRUE
-        },
-        error = function(e) FALSE
-      )
-      if (sent) return(invisible())
-      # Checked alone, the value fits; with the transcript it does not:
-      # the transcript gives way (cut to the room left), then the value.
+      try_send <- function(value) {
+        tryCatch(
+          {
+            send(kind, value)
+            TRUE
+          },
+          error = function(e) FALSE
+        )
+      }
+      if (try_send(value)) return(invisible())
+      # Too large for one message. A value too large on its own is refused
+      # (the transcript still shows it); otherwise the transcript gives way,
+      # cut to the room the value leaves.
+      size <- length(serialize(value$value, NULL, xdr = FALSE))
+      rest <- value
+      rest["value"] <- list(NULL)
+      rest["console"] <- list(NULL)
+      size <- size + length(serialize(rest, NULL, xdr = FALSE))
+      if (kind == "result" && size > max_frame) {
+        value$refused <- sprintf("value of %.0f bytes exceeds limit of %.0f bytes", size, max_frame)
+        value["value"] <- list(NULL)
+        if (try_send(value)) return(invisible())
+      }
       if (is.character(value$console)) {
-        rest <- value
-        rest$console <- NULL
-        room <- max_frame - length(serialize(rest, NULL, xdr = FALSE)) - 256
+        room <- max_frame - size - 128
         bytes <- charToRaw(value$console)
         value$console <- if (room > 64) {
           paste0(
@@ -503,21 +534,7 @@ local({
             "\n[... output cut to fit the message limit ...]"
           )
         }
-        sent <- tryCatch(
-          {
-            send(kind, value)
-            TRUE
-          },
-          error = function(e) FALSE
-        )
-        if (sent) return(invisible())
-      }
-      if (kind == "result" && !is.null(value$value)) {
-        value$refused <- sprintf(
-          "value of %.0f bytes exceeds limit of %.0f bytes",
-          length(serialize(value$value, NULL, xdr = FALSE)) + 1024, max_frame
-        )
-        value$value <- NULL
+        if (try_send(value)) return(invisible())
       }
       tryCatch(send(kind, value), error = function(e) {
         send("error", list(
@@ -532,7 +549,11 @@ local({
     # securer_core's ValueError::printable). An invisible value nobody
     # asked to see, such as a final `fit <- lm(...)`, is simply NULL.
     checked_value <- function(value, visible) {
-      if (is.null(value)) return(list(value = NULL))
+      # A vector without attributes is safe to print whatever the checker
+      # says of it (and the host checks it anyway): not serialized twice.
+      if (is.null(value) || (is.atomic(value) && is.null(attributes(value)))) {
+        return(list(value = value))
+      }
       err <- tryCatch(
         .Call(check_result_sym, serialize(value, NULL, xdr = FALSE), max_frame, classes),
         error = function(e) list(message = conditionMessage(e), printable = TRUE)

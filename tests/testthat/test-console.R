@@ -125,8 +125,9 @@ test_that("an oversized value raises the documented securer_value_error, naming 
   # Its printed form is in the transcript, cut to the transcript's cap.
   expect_match(s$last_console(), "[1] ", fixed = TRUE)
   # A value just under the cap comes back, with its transcript cut to fit.
-  v <- s$execute("as.raw(rep(1, 1024^2 - 200))")
-  expect_length(strip_output(v), 1024^2 - 200)
+  v <- s$execute("as.raw(rep(1, 1024^2 - 1000))")
+  expect_length(strip_output(v), 1024^2 - 1000)
+  expect_match(s$last_console(), "output cut to fit the message limit", fixed = TRUE)
 })
 
 test_that("errors close the transcript as the console does", {
