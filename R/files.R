@@ -248,7 +248,12 @@ session_upload <- function(private, path, to, max_size, timeout) {
   what <- cli::format_inline("Cannot upload {.path {path}} to {.path {target}}.")
   chunk <- file_chunk_bytes(private$opts$max_frame)
   with_file_session(private, {
-    reply <- file_call(private, list(op = "put", path = target, size = size), timeout, what)
+    reply <- file_call(private, list(op = "put", path = target, name = basename(src), size = size), timeout, what)
+    # The child puts the file at `target`, or into it when it is a folder.
+    placed <- c(target, file.path(target, basename(src)))
+    if (!identical(reply$path, placed[[1L]]) && !identical(reply$path, placed[[2L]])) {
+      securer_abort("The session sent a malformed reply to a file request.", class = "securer_ipc_error")
+    }
     con <- file(src, "rb")
     on.exit(close(con), add = TRUE)
     sent <- 0
@@ -272,7 +277,7 @@ session_upload <- function(private, path, to, max_size, timeout) {
     sprintf("Uploaded %s (%s) to %s", path, format_bytes(size), target),
     path = target, size = size
   )
-  invisible(untrusted_text(reply$path, max_chars = 4096))
+  invisible(reply$path)
 }
 
 session_download <- function(private, from, path, overwrite, max_size, timeout) {

@@ -231,9 +231,10 @@ SecureSession <- R6::R6Class(
     #'   space (see Details). Returns the path in the session, invisibly.
     #' @param path The file on the host.
     #' @param to Where it goes in the session: a path relative to the
-    #'   session's root or an absolute one inside the writable space;
-    #'   `NULL` for the file's name in the root. An existing file is
-    #'   replaced; its folder must exist.
+    #'   session's root or an absolute one inside the writable space (a
+    #'   folder there means the file's name in that folder); `NULL` for the
+    #'   file's name in the root. An existing file is replaced; its folder
+    #'   must exist.
     #' @param max_size Largest file, in bytes; `NULL` for
     #'   `getOption("securer.max_file_size")` (100 MiB).
     #' @param timeout Seconds to wait for the session at each step.

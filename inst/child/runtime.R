@@ -677,12 +677,14 @@ local({
       if (!op %in% c("chunk", "put_end", "get_chunk")) files_reset()
       switch(op,
         put = {
-          target <- fs_call("target", req$roots, req$path)
+          # Into a folder: under the file's own name.
+          path <- if (dir.exists(req$path)) file.path(req$path, req$name) else req$path
+          target <- fs_call("target", req$roots, path)
           if (!is.null(bad <- fs_failed(target))) return(bad)
           sink <- fs_call("sink_open", target, req$size)
           if (!is.null(bad <- fs_failed(sink))) return(bad)
           upload <<- sink
-          list(ok = TRUE, path = target)
+          list(ok = TRUE, path = path)
         },
         chunk = {
           if (is.null(upload)) return(list(ok = FALSE, problem = "file_io", message = "no upload in progress"))

@@ -93,6 +93,11 @@ for (tier in file_tiers) {
     s$upload(host_file("two"), "sub/x.txt")
     expect_identical(run_in(s, quote(readLines("sub/x.txt"))), "two")
     root <- root_of(s)
+    # Into a folder, under the file's own name.
+    f <- host_file("three")
+    expect_identical(s$upload(f, "sub"), file.path(root, "sub", basename(f)))
+    expect_identical(run_in(s, bquote(readLines(file.path("sub", .(basename(f)))))), "three")
+    s$execute(sprintf("unlink(file.path('sub', %s))", deparse(basename(f))))
     flat <- s$files("sub")
     expect_identical(flat$path, file.path(root, "sub", c("up", "x.txt")))
     expect_identical(flat$type, c("symlink", "file"))
@@ -161,7 +166,6 @@ for (tier in file_tiers) {
     expect_error(s$files("no-such-folder"), class = "securer_file_not_found_error")
     s$execute("dir.create('adir', showWarnings = FALSE)")
     expect_error(s$download("adir", out), class = "securer_file_error")
-    expect_error(s$upload(host_file(), "adir"), class = "securer_file_error")
     expect_error(s$download("x", file.path(tempdir(), "no-such-folder", "x")), class = "securer_file_not_found_error")
     expect_identical(strip_output(s$execute("1 + 1")), 2)
   })
@@ -220,6 +224,14 @@ for (tier in file_tiers) {
       expect_match(conditionMessage(err), "{Sys.getpid()}", fixed = TRUE)
     })
     expect_identical(sort(list.files(dir, all.files = TRUE, no.. = TRUE)), "target.bin")
+    expect_identical(strip_output(s$execute("1 + 1")), 2)
+  })
+
+  test_that(paste0("a child that names another place for an upload is not believed (", tier, ")"), {
+    s <- file_session(tier)
+    with_tampered(s, "function(req) switch(req$op, put = list(ok = TRUE, path = '/home'), list(ok = TRUE))", {
+      expect_error(s$upload(host_file(), "x.csv"), class = "securer_ipc_error")
+    })
     expect_identical(strip_output(s$execute("1 + 1")), 2)
   })
 
