@@ -163,9 +163,10 @@ new_securer_plot <- function(png, width, height) {
 #' A `securer_plot` holds one PNG image drawn by sandboxed code (see
 #' [plot_options()]): `$png` (the bytes, checked on arrival), `$width` and
 #' `$height` (pixels). `print()` and `plot()` draw it on the current
-#' graphics device, like printing a ggplot; they need the png package,
-#' which reads the image. `save_plot()` writes it to a PNG file, replacing
-#' the file whole (it is written beside the target and renamed over it).
+#' graphics device, like printing a ggplot; drawing needs the png package,
+#' which reads the image (without it `print()` describes the image and
+#' `plot()` fails). `save_plot()` writes it to a PNG file, replacing the
+#' file whole (it is written beside the target and renamed over it).
 #'
 #' @param x,plot A `securer_plot`.
 #' @param path File to write.
@@ -197,6 +198,10 @@ format.securer_plot <- function(x, ...) {
 #' @rdname securer_plot
 #' @export
 print.securer_plot <- function(x, ...) {
+  if (!requireNamespace("png", quietly = TRUE)) {
+    cat(format(x), "\n", sep = "")
+    return(invisible(x))
+  }
   plot(x, ...)
 }
 
