@@ -4,11 +4,13 @@ pub mod audit;
 pub mod child;
 pub mod error;
 pub mod fdpass;
+pub mod files;
 pub mod frame;
 #[cfg(target_os = "linux")]
 pub mod handoff;
 pub mod host;
 pub mod launch;
+pub mod png;
 pub mod policy;
 pub mod report;
 pub mod rvalue;
