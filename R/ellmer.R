@@ -2,8 +2,11 @@
 #'
 #' Gives a language model an `execute_r_code` tool: it sends R code, the
 #' code runs in a [SecureSession] (sandboxed by default), and the model
-#' gets back the printed output and the value of the last expression, as
-#' compact text made by [format_tool_result()]. Register the tool with an
+#' gets back what R's console would have shown (printed output, messages,
+#' warnings and the printed value, rendered in the sandbox, so that
+#' results such as `summary(lm(...))` that cannot cross as values are
+#' shown too) and the plots the code drew, as PNG images (see
+#' [format_tool_content()]). Register the tool with an
 #' [ellmer](https://ellmer.tidyverse.org/) chat with `$register_tool()`.
 #' `as_ellmer_tool()` is the same function.
 #'
@@ -79,9 +82,15 @@
 #'   from the error messages the model gets.
 #' @param annotations A list of annotations (see
 #'   [ellmer::tool_annotations()]) that override the ones the tool sets.
+#' @param images Send the plots the code draws to the model as images
+#'   (they cost tokens; with `FALSE` none are rendered).
+#' @param plots The size, resolution and caps of those images:
+#'   [plot_options()] (or `TRUE` for the defaults).
+#' @param max_images Most images sent per call; the text says how many
+#'   more were drawn.
 #' @return An ellmer tool (an `ellmer::ToolDef`, itself a function of
 #'   `code`) named `execute_r_code`.
-#' @seealso [format_tool_result()] for the text the model receives,
+#' @seealso [format_tool_content()] for what the model receives,
 #'   [securer_tools_from_ellmer()] for ellmer tools inside the sandbox,
 #'   [securer_mcp_server()] to serve the tool over MCP.
 #' @examples
@@ -122,9 +131,11 @@ securer_as_ellmer_tool <- function(session = NULL, tools = list(),
                                    sandbox = TRUE, limits = NULL,
                                    timeout = 30, async = NULL,
                                    approve = NULL, sanitize_errors = FALSE,
-                                   annotations = list()) {
+                                   annotations = list(), images = TRUE,
+                                   plots = plot_options(), max_images = 4) {
   state <- ellmer_tool_state(
-    session, tools, sandbox, limits, timeout, async, approve, sanitize_errors
+    session, tools, sandbox, limits, timeout, async, approve, sanitize_errors,
+    images, plots, max_images
   )
   if (!is.list(annotations) || (length(annotations) && is.null(names(annotations)))) {
     securer_abort("{.arg annotations} must be a named list, as made by {.fn ellmer::tool_annotations}.",
@@ -144,13 +155,21 @@ as_ellmer_tool <- securer_as_ellmer_tool
 # Everything one tool (or MCP server) keeps between calls: where the code
 # runs, and the options of each call.
 ellmer_tool_state <- function(session, tools, sandbox, limits, timeout,
-                              async, approve, sanitize_errors) {
+                              async, approve, sanitize_errors, images = TRUE,
+                              plots = plot_options(), max_images = 4) {
   require_ellmer("create an ellmer tool")
   check_number(timeout, allow_inf = TRUE)
   check_flag(sanitize_errors)
   if (!is.null(async)) check_flag(async)
+  check_flag(images)
+  check_count(max_images)
   state <- new.env(parent = emptyenv())
   state$timeout <- timeout
+  state$images <- images
+  state$max_images <- max_images
+  # No images sent, none rendered (nor when none may be sent).
+  state$plots <- if (images && max_images > 0) resolve_plots(plots) else NULL
+  if (is.null(state$plots)) state$plots <- FALSE
   state$async <- async
   state$sanitize <- sanitize_errors
   state$owned <- is.null(session)
@@ -327,16 +346,16 @@ ellmer_session <- function(state) {
 # A blocking call: returns the text (or content) for the model, or raises
 # the error written for it.
 ellmer_execute <- function(state, code) {
-  ellmer_tool_value(ellmer_parts(state, code))
+  content_value(ellmer_parts(state, code))
 }
 
-# The content parts of a blocking call (see execution_content()); the MCP
+# The content parts of a blocking call (see tool_content_parts()); the MCP
 # server makes its own content of them.
 ellmer_parts <- function(state, code) {
   if (!is.null(state$pool)) {
     res <- tryCatch(
       state$pool$with_session(
-        function(s) run_and_read(s, code, state$timeout),
+        function(s) run_and_read(s, code, state),
         acquire_timeout = state$timeout
       ),
       error = function(e) ellmer_tool_fail(e, code, state)
@@ -344,18 +363,23 @@ ellmer_parts <- function(state, code) {
     return(ellmer_answer(res, code, state, NULL))
   }
   got <- tryCatch(ellmer_session(state), error = function(e) ellmer_tool_fail(e, code, state))
-  ellmer_answer(run_and_read(got$session, code, state$timeout), code, state, got$note)
+  ellmer_answer(run_and_read(got$session, code, state), code, state, got$note)
 }
 
 # `$read()`'s answer for `code` run on `session`, blocking.
-run_and_read <- function(session, code, timeout) {
-  tryCatch(
+run_and_read <- function(session, code, state) {
+  res <- tryCatch(
     {
-      res <- withVisible(session$execute(code, timeout = timeout, max_output_lines = 1000))
+      res <- withVisible(session$execute(code,
+        timeout = state$timeout, max_output_lines = 1000, plots = state$plots
+      ))
       list(value = res$value, visible = res$visible, output = session$last_output(), error = NULL)
     },
     error = function(e) list(value = NULL, visible = TRUE, output = NULL, error = e)
   )
+  res$console <- session$last_console()
+  res$plots <- session$last_plots()
+  res
 }
 
 # An asynchronous call: a promise of the text (or content) for the model,
@@ -365,13 +389,13 @@ run_and_read <- function(session, code, timeout) {
 ellmer_execute_async <- function(state, code) {
   timeout <- state$timeout
   start <- function(session) {
-    session$call(code, timeout = timeout, max_output_lines = 1000)
+    session$call(code, timeout = timeout, max_output_lines = 1000, plots = state$plots)
     session$read_async()
   }
   if (!is.null(state$pool)) {
     p <- state$pool$with_session_async(start)
     return(promises::then(p,
-      onFulfilled = function(res) ellmer_tool_value(ellmer_answer(res, code, state, NULL)),
+      onFulfilled = function(res) content_value(ellmer_answer(res, code, state, NULL)),
       onRejected = function(e) ellmer_tool_fail(e, code, state)
     ))
   }
@@ -380,7 +404,7 @@ ellmer_execute_async <- function(state, code) {
     got <- tryCatch(ellmer_session(state), error = function(e) ellmer_tool_fail(e, code, state))
     promises::then(
       tryCatch(start(got$session), error = function(e) promises::promise_reject(e)),
-      onFulfilled = function(res) ellmer_tool_value(ellmer_answer(res, code, state, got$note)),
+      onFulfilled = function(res) content_value(ellmer_answer(res, code, state, got$note)),
       onRejected = function(e) ellmer_tool_fail(e, code, state, note = got$note)
     )
   })
@@ -391,30 +415,17 @@ ellmer_execute_async <- function(state, code) {
 
 # `$read()`'s answer made into what the model gets: the execution's
 # content parts, after the note (if any); the error written for the model
-# when the code failed.
+# when the code failed (not when only its value could not cross: the
+# transcript shows it).
 ellmer_answer <- function(res, code, state, note) {
-  if (!is.null(res$error)) {
+  if (!is.null(res$error) && !value_refused(res)) {
     ellmer_tool_fail(res$error, code, state, note = note)
   }
-  parts <- execution_content(res)
+  parts <- tool_content_parts(res, state$images, state$max_images,
+    max_lines = 50, max_chars = 4000
+  )
   if (!is.null(note)) parts <- c(list(list(type = "text", text = note)), parts)
   parts
-}
-
-# Content parts (see execution_content()) as an ellmer tool's value: one
-# string when all are text, else a list of ellmer Content objects (which
-# ellmer sends to the model, and mcptools turns into MCP content).
-ellmer_tool_value <- function(parts) {
-  types <- vapply(parts, function(p) p$type, character(1))
-  if (all(types == "text")) {
-    return(paste(vapply(parts, function(p) p$text, character(1)), collapse = "\n\n"))
-  }
-  lapply(parts, function(p) {
-    switch(p$type,
-      text = ellmer::ContentText(p$text),
-      image = ellmer::ContentImageInline(type = p$mime_type, data = p$data)
-    )
-  })
 }
 
 # Raises `e` again as an error whose message is plain text for the model

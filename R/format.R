@@ -50,27 +50,10 @@ format_tool_result <- function(value, max_lines = 50, max_chars = 4000) {
   format_execution(value, output, TRUE, max_lines, max_chars)
 }
 
-# What a language model is shown of one finished execution, `res` being
-# `$read()`'s answer (value, visible, output): a list of parts, each
-# `list(type = "text", text = )` (or, for images, `list(type = "image",
-# mime_type = , data = <base64>)`). The one place where an execution
-# becomes content for a model: the ellmer tool (ellmer_tool_value()) and
-# the MCP server (mcp_content_block()) turn these parts into their own
-# content types, so what is rendered here (plots, console text) reaches
-# both.
-execution_content <- function(res) {
-  value <- res$value
-  if (!is.null(value)) attr(value, "output") <- NULL
-  text <- format_execution(value, res$output, isTRUE(res$visible),
-    max_lines = 50, max_chars = 4000
-  )
-  list(list(type = "text", text = text))
-}
-
 # The text of one execution: its printed `output` lines, then `value` when
-# it was `visible`. Used by format_tool_result() and the ellmer tool (which
-# knows visibility and takes output from `$last_output()`, so that output
-# is not lost when the value is NULL and cannot carry an attribute).
+# it was `visible`. Used by format_tool_result() and, when there is no
+# console transcript, by tool_content_parts() (which knows visibility and
+# has the output lines even when the value is NULL and cannot carry them).
 format_execution <- function(value, output, visible, max_lines, max_chars) {
   output <- clean_lines(output)
   # Printing them would draw them.

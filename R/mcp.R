@@ -48,7 +48,7 @@
 #' @param tools A list of [securer_tool()]s or ellmer tools (see
 #'   [securer_tools_from_ellmer()]), or the path of an R file that returns
 #'   such a list when sourced (on the host, once, at start).
-#' @param sandbox,limits,timeout,approve,sanitize_errors As for
+#' @param sandbox,limits,timeout,approve,sanitize_errors,images,plots,max_images As for
 #'   [securer_as_ellmer_tool()].
 #' @param input,output Connections the messages are read from and written
 #'   to: standard input and output by default.
@@ -76,14 +76,16 @@
 #' @export
 securer_mcp_server <- function(tools = list(), sandbox = TRUE, limits = NULL,
                                timeout = 30, approve = NULL,
-                               sanitize_errors = FALSE,
+                               sanitize_errors = FALSE, images = TRUE,
+                               plots = plot_options(), max_images = 4,
                                input = file("stdin"), output = stdout()) {
   require_ellmer("serve MCP")
   if (is.character(tools)) tools <- source_tools_file(tools)
   # Calls block: one client, one message at a time.
   state <- ellmer_tool_state(
     NULL, tools, sandbox, limits, timeout,
-    async = FALSE, approve = approve, sanitize_errors = sanitize_errors
+    async = FALSE, approve = approve, sanitize_errors = sanitize_errors,
+    images = images, plots = plots, max_images = max_images
   )
   on.exit(ellmer_tool_close(state), add = TRUE)
   execute_r_code <- function(code) ellmer_execute(state, code)
@@ -164,7 +166,7 @@ mcp_call <- function(server, id, params) {
   mcp_result(id, mcp_execute(server$state, code))
 }
 
-# One call: the execution's content parts (see execution_content()) as MCP
+# One call: the execution's content parts (see tool_content_parts()) as MCP
 # content blocks, or its error, written for the model, as a tool error.
 mcp_execute <- function(state, code) {
   tryCatch(

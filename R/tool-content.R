@@ -60,11 +60,26 @@ format_tool_content <- function(result, images = TRUE, max_images = 4,
   check_count(max_images)
   check_number(max_lines, min = 0, allow_inf = TRUE)
   check_number(max_chars, min = 0, allow_inf = TRUE)
-  err <- result$error
-  console <- result$console
-  if (!is.null(err) && !(inherits(err, "securer_value_error") && is.character(console))) {
-    stop(err)
+  if (!is.null(result$error) && !value_refused(result)) {
+    stop(result$error)
   }
+  content_value(tool_content_parts(result, images, max_images, max_lines, max_chars))
+}
+
+# An answer whose only failure is a value that could not cross: its
+# transcript shows the value, which is what a model needs.
+value_refused <- function(result) {
+  inherits(result$error, "securer_value_error") && is.character(result$console)
+}
+
+# What a language model is shown of one execution (`result` as for
+# format_tool_content()): a list of parts, `list(type = "text", text = )`
+# or `list(type = "image", mime_type = , data = <base64>)`. The one place
+# where an execution becomes content for a model: format_tool_content()
+# and the ellmer tool make ellmer content of the parts (content_value()),
+# the MCP server MCP content blocks (mcp_content_block()).
+tool_content_parts <- function(result, images, max_images, max_lines, max_chars) {
+  console <- result$console
   plots <- Filter(function(p) inherits(p, "securer_plot"), result$plots)
   omitted <- attr(result$plots, "omitted", exact = TRUE)
   omitted <- if (is.numeric(omitted) && length(omitted) == 1L && !is.na(omitted)) omitted else 0
@@ -89,8 +104,24 @@ format_tool_content <- function(result, images = TRUE, max_images = 4,
       sprintf("[%d plot%s drawn; images are not sent]", left, if (left == 1) "" else "s")
     })
   }
-  if (length(shown) == 0L) {
-    return(text)
+  c(
+    list(list(type = "text", text = text)),
+    lapply(shown, function(p) {
+      list(type = "image", mime_type = "image/png", data = base64_line(p$png))
+    })
+  )
+}
+
+# Base64 on one line, as data URLs need it (jsonlite wraps at 76 columns).
+base64_line <- function(bytes) gsub("[\r\n]", "", jsonlite::base64_enc(bytes))
+
+# Content parts as an ellmer tool returns them: one string when all are
+# text, else a list of ellmer content objects (which ellmer sends to the
+# model, and mcptools turns into MCP content).
+content_value <- function(parts) {
+  types <- vapply(parts, function(p) p$type, character(1))
+  if (all(types == "text")) {
+    return(paste(vapply(parts, function(p) p$text, character(1)), collapse = "\n\n"))
   }
   if (!requireNamespace("ellmer", quietly = TRUE)) {
     securer_abort(
@@ -101,12 +132,12 @@ format_tool_content <- function(result, images = TRUE, max_images = 4,
       class = "securer_input_error"
     )
   }
-  c(
-    list(ellmer::ContentText(text)),
-    lapply(shown, function(p) {
-      ellmer::ContentImageInline("image/png", jsonlite::base64_enc(p$png))
-    })
-  )
+  lapply(parts, function(p) {
+    switch(p$type,
+      text = ellmer::ContentText(p$text),
+      image = ellmer::ContentImageInline(type = p$mime_type, data = p$data)
+    )
+  })
 }
 
 # A transcript cut to `max_lines` lines and `max_chars` characters,

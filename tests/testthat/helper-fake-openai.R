@@ -4,7 +4,30 @@
 # and Chat Completions (`chat_openai_compatible()`, POST
 # /v1/chat/completions), each plain or streamed (server-sent events, when
 # the request says `stream: true`).
-#
+
+# The tool results in a Responses API `input`. A result with images is
+# sent by ellmer as "See below", followed by user messages that hold its
+# parts between <tool-content> markers.
+responses_tool_results <- function(input) {
+  at <- which(vapply(input, function(i) identical(i$type, "function_call_output"), logical(1)))
+  vapply(at, function(j) {
+    out <- input[[j]]$output
+    if (!(is.character(out) && grepl("^See .*below", out))) {
+      return(paste(unlist(out), collapse = "\n"))
+    }
+    texts <- character()
+    for (item in input[-seq_len(j)]) {
+      if (!identical(item$role, "user")) break
+      for (p in item$content) {
+        if (identical(p$type, "input_text") && !grepl("^</?tool-contents?( [^>]*)?>$", p$text)) {
+          texts <- c(texts, p$text)
+        }
+      }
+    }
+    paste(texts, collapse = "\n")
+  }, character(1))
+}
+
 # `turns` scripts the model: its k-th reply asks for calls of
 # execute_r_code with the codes in `turns[[k]]` (several at once when that
 # element has several; a character vector is one call per reply). Once
@@ -17,6 +40,8 @@ fake_openai_app <- function(turns, dir) {
   app$use(webfakes::mw_json())
   app$locals$turns <- as.list(turns)
   app$locals$dir <- dir
+  # The app runs in another process: it gets the function, not this file.
+  app$locals$tool_results <- rlang::set_env(responses_tool_results, baseenv())
 
   record <- function(req) {
     n <- length(list.files(req$app$locals$dir)) + 1L
@@ -48,8 +73,7 @@ fake_openai_app <- function(turns, dir) {
 
   app$post("/v1/responses", function(req, res) {
     record(req)
-    items <- Filter(function(i) identical(i$type, "function_call_output"), req$json$input)
-    results <- vapply(items, function(i) i$output, character(1))
+    results <- req$app$locals$tool_results(req$json$input)
     calls <- next_calls(req$app$locals$turns, length(results))
     usage <- list(input_tokens = 10, output_tokens = 5, total_tokens = 15)
     text <- NULL
@@ -166,8 +190,7 @@ fake_requests <- function(server) {
 # Completions messages.
 fake_tool_results <- function(request) {
   if (!is.null(request$input)) {
-    items <- Filter(function(i) identical(i$type, "function_call_output"), request$input)
-    return(vapply(items, function(i) i$output, character(1)))
+    return(responses_tool_results(request$input))
   }
   msgs <- Filter(function(m) identical(m$role, "tool"), request$messages)
   vapply(msgs, function(m) m$content, character(1))

@@ -79,19 +79,53 @@ test_that("state persists across calls", {
   expect_identical(run_r("x + 1"), "[1] 43")
 })
 
-test_that("printed output comes before the value", {
+test_that("the model gets the console's text: output and values in order", {
   skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   expect_identical(
     run_r("print('hi'); cat('there\\n'); 1 + 1"),
-    "Output:\n[1] \"hi\"\nthere\n\nResult:\n[1] 2"
+    "[1] \"hi\"\nthere\n[1] 2"
   )
+})
+
+test_that("results that cannot cross as values are shown as the console shows them", {
+  skip_if_not_installed("ellmer", "0.5.0")
+  run_r <- securer_as_ellmer_tool(sandbox = FALSE)
+  text <- run_r("fit <- lm(mpg ~ wt, mtcars); summary(fit)")
+  expect_match(text, "Residual standard error: 3.046", fixed = TRUE)
+  expect_identical(run_r("mpg ~ wt"), "mpg ~ wt")
+  # The session is in step afterwards.
+  expect_identical(run_r("coef(fit)[[1]] > 37"), "[1] TRUE")
+})
+
+test_that("plots reach the model as images, within the caps; images can be turned off", {
+  skip_if_not_installed("ellmer", "0.5.0")
+  run_r <- securer_as_ellmer_tool(sandbox = FALSE, max_images = 2, plots = plot_options(width = 320, height = 240))
+  value <- run_r("for (i in 1:3) plot(i); 7")
+  expect_length(value, 3L)
+  expect_true(S7::S7_inherits(value[[1]], ellmer::ContentText))
+  expect_identical(value[[1]]@text, "[1] 7\n[1 more plot drawn but not shown]")
+  for (img in value[2:3]) {
+    expect_true(S7::S7_inherits(img, ellmer::ContentImageInline))
+    expect_identical(img@type, "image/png")
+    expect_match(img@data, "^[A-Za-z0-9+/]+=*$")
+    png <- jsonlite::base64_dec(img@data)
+    expect_identical(png[1:8], as.raw(c(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)))
+    # Width and height from the IHDR chunk: the size asked for.
+    expect_identical(readBin(png[17:24], "integer", 2L, endian = "big"), c(320L, 240L))
+  }
+  # Control: without images the same code gives text, and nothing is drawn.
+  text_only <- securer_as_ellmer_tool(sandbox = FALSE, images = FALSE)
+  expect_identical(text_only("plot(1); 7"), "[1] 7")
+  expect_error(securer_as_ellmer_tool(sandbox = FALSE, images = NA), class = "securer_input_error")
+  expect_error(securer_as_ellmer_tool(sandbox = FALSE, max_images = -1), class = "securer_input_error")
+  expect_error(securer_as_ellmer_tool(sandbox = FALSE, plots = "big"), class = "securer_input_error")
 })
 
 test_that("printed output is kept when the value is NULL", {
   skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
-  expect_identical(run_r("cat('hello\\n')"), "Output:\nhello")
+  expect_identical(run_r("cat('hello\\n')"), "hello")
 })
 
 test_that("an invisible value without output says there is no visible result", {
@@ -104,7 +138,10 @@ test_that("a long result is truncated", {
   skip_if_not_installed("ellmer", "0.5.0")
   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
   res <- run_r("data.frame(i = 1:500)")
-  expect_match(res, "# ... with 490 more rows (500 total)", fixed = TRUE)
+  # Its beginning and end, with what was left out in between.
+  expect_match(res, "^      i\n1     1\n")
+  expect_match(res, "[... 451 lines omitted ...]", fixed = TRUE)
+  expect_match(res, "\n500 500$")
 })
 
 test_that("the code can call the securer tools", {
@@ -443,7 +480,7 @@ test_that("a tool on a pool runs calls on the pool's sessions and says state may
   expect_match(run_r@description, "- echo(x = <any>)", fixed = TRUE)
   expect_identical(run_r("echo(42)"), "[1] 42")
   expect_identical(run_r("y <- 1"), "(no visible result)")
-  expect_identical(run_r("cat('hi\\n')"), "Output:\nhi")
+  expect_identical(run_r("cat('hi\\n')"), "hi")
   err <- expect_error(run_r("stop('no')"), class = "securer_child_error")
   expect_identical(conditionMessage(err), "Error: no")
 })
@@ -468,9 +505,9 @@ test_that("a closed pool cannot be given to the tool", {
 test_that("content parts become one string, or ellmer content when there are images", {
   skip_if_not_installed("ellmer", "0.5.0")
   text <- list(type = "text", text = "[1] 42")
-  expect_identical(ellmer_tool_value(list(text, list(type = "text", text = "more"))), "[1] 42\n\nmore")
+  expect_identical(content_value(list(text, list(type = "text", text = "more"))), "[1] 42\n\nmore")
   image <- list(type = "image", mime_type = "image/png", data = "iVBORw0KGgo=")
-  value <- ellmer_tool_value(list(text, image))
+  value <- content_value(list(text, image))
   expect_length(value, 2L)
   expect_true(S7::S7_inherits(value[[1]], ellmer::ContentText))
   expect_identical(value[[1]]@text, "[1] 42")

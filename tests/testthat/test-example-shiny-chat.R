@@ -1,7 +1,7 @@
 # The Shiny example (inst/examples/shiny-chat) in a real headless browser:
 # a user types a question, the fake model (helper-fake-openai.R) asks for
 # execute_r_code, the code runs in the app's sandboxed session, and the
-# page shows the code, its output and the model's answer. Every wait is for
+# page shows the code, its output, its plot and the model's answer. Every wait is for
 # a condition on the page (the deadlines only bound a failure).
 
 # Debian's Chromium, or the browser CHROMOTE_CHROME names.
@@ -88,7 +88,11 @@ drive_browser <- function(chromium, url, question) {
     # the finished run.
     wait_for("document.getElementById('chat').innerText.includes('The answer is 42')")
     wait_for("document.querySelector('#runs .securer-run[data-status=done]') !== null")
+    # The plot the code drew, once the browser has decoded it.
+    loaded <- "Array.from(document.querySelectorAll('#runs .securer-plots img')).filter(i => i.complete && i.naturalWidth > 0).length"
+    wait_for(paste(loaded, "> 0"))
     list(
+      images = js(loaded),
       initial = initial,
       chat = js("document.getElementById('chat').innerText"),
       run = js("document.querySelector('#runs .securer-run').innerText"),
@@ -109,7 +113,8 @@ test_that("the Shiny example streams the chat and shows the code the model ran a
     "no headless browser: install Debian's chromium (tools/install.sh does) or set CHROMOTE_CHROME"
   )
 
-  server <- local_fake_openai("d <- query_db('mtcars', 7); nrow(d) * 6")
+  code <- "d <- query_db('mtcars', 7); plot(d$wt, d$mpg); nrow(d) * 6"
+  server <- local_fake_openai(code)
   url <- local_example_app(server$base_url)
   question <- "How many rows does the query give, times 6?"
   shown <- drive_browser(chromium, url, question)
@@ -120,10 +125,14 @@ test_that("the Shiny example streams the chat and shows the code the model ran a
   expect_match(shown$chat, question, fixed = TRUE)
   expect_match(shown$chat, "The answer is 42", fixed = TRUE)
   expect_match(shown$run, "Run 1", fixed = TRUE)
-  expect_identical(shown$code, "d <- query_db('mtcars', 7); nrow(d) * 6")
+  expect_identical(shown$code, code)
   expect_identical(shown$output, "[1] 42")
+  # The plot drawn in the sandbox is on the page, and went to the model.
+  expect_identical(shown$images, 1L)
 
   reqs <- fake_requests(server)
   expect_true(isTRUE(reqs[[1]]$stream))
-  expect_identical(fake_tool_results(reqs[[2]]), "[1] 42")
+  sent <- as.character(jsonlite::toJSON(reqs[[2]], auto_unbox = TRUE))
+  expect_match(sent, "[1] 42", fixed = TRUE)
+  expect_match(sent, "data:image/png;base64,", fixed = TRUE)
 })

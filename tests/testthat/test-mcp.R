@@ -83,6 +83,19 @@ test_that("image parts become MCP image content", {
   expect_identical(mcp_content_block(list(type = "text", text = "hi")), list(type = "text", text = "hi"))
 })
 
+test_that("a plot drawn by the code reaches the client as an image block; images can be turned off", {
+  call <- request(1L, "tools/call", list(name = "execute_r_code", arguments = list(code = "plot(1:3); 7")))
+  content <- serve_lines(list(call), sandbox = FALSE)[[1]]$result$content
+  expect_identical(vapply(content, function(b) b$type, ""), c("text", "image"))
+  expect_identical(content[[1]]$text, "[1] 7")
+  expect_identical(content[[2]]$mimeType, "image/png")
+  png <- jsonlite::base64_dec(content[[2]]$data)
+  expect_identical(png[1:4], as.raw(c(0x89, 0x50, 0x4e, 0x47)))
+  # Control: without images, text only.
+  content <- serve_lines(list(call), sandbox = FALSE, images = FALSE)[[1]]$result$content
+  expect_identical(content, list(list(type = "text", text = "[1] 7")))
+})
+
 # --- a real server process --------------------------------------------------------
 
 skip_if_not_installed("processx")

@@ -116,12 +116,13 @@ test_that("format_tool_content() checks its arguments", {
 
 # A fake OpenAI server for the Responses API (`chat_openai()`) and Chat
 # Completions (`chat_openai_compatible()`): the first request gets a call
-# of run_r with `code`; the next gets a reply that counts the images in
+# of `tool` with `code`; the next gets a reply that counts the images in
 # the request. Every request body is written to `dir`.
-image_app <- function(code, dir) {
+image_app <- function(code, dir, tool) {
   app <- webfakes::new_app()
   app$use(webfakes::mw_json())
   app$locals$code <- code
+  app$locals$tool <- tool
   app$locals$dir <- dir
   record <- function(req) {
     n <- length(list.files(req$app$locals$dir)) + 1L
@@ -135,7 +136,7 @@ image_app <- function(code, dir) {
     called <- any(vapply(req$json$input, function(i) identical(i$type, "function_call_output"), logical(1)))
     output <- if (!called) {
       list(list(
-        type = "function_call", id = "fc_1", call_id = "call_1", name = "run_r",
+        type = "function_call", id = "fc_1", call_id = "call_1", name = req$app$locals$tool,
         arguments = args_json(req$app$locals$code), status = "completed"
       ))
     } else {
@@ -162,7 +163,7 @@ image_app <- function(code, dir) {
     if (!called) {
       message <- list(role = "assistant", content = NULL, tool_calls = list(list(
         id = "call_1", type = "function",
-        `function` = list(name = "run_r", arguments = args_json(req$app$locals$code))
+        `function` = list(name = req$app$locals$tool, arguments = args_json(req$app$locals$code))
       )))
       finish <- "tool_calls"
     } else {
@@ -181,11 +182,11 @@ image_app <- function(code, dir) {
   app
 }
 
-local_image_server <- function(code, .env = parent.frame()) {
+local_image_server <- function(code, tool = "run_r", .env = parent.frame()) {
   # Last of all: free the HTTP client's handles to the stopped server.
   withr::defer(gc(), envir = .env)
   dir <- withr::local_tempdir(.local_envir = .env)
-  web <- webfakes::local_app_process(image_app(code, dir), .local_envir = .env)
+  web <- webfakes::local_app_process(image_app(code, dir, tool), .local_envir = .env)
   list(base_url = paste0(web$url(), "v1"), dir = dir)
 }
 
@@ -194,8 +195,7 @@ requests_of <- function(server) {
   lapply(files, jsonlite::read_json, simplifyVector = FALSE)
 }
 
-# An ellmer tool of R code built on format_tool_content(), as
-# securer_as_ellmer_tool() would be.
+# A tool of the user's own, built on format_tool_content().
 content_tool <- function(session, images = TRUE) {
   run_r <- function(code) {
     res <- read_of(session, code)
@@ -215,17 +215,18 @@ for (api in c("responses", "completions")) {
     skip_if_not_installed("webfakes")
     skip_if_no_sandbox()
     session <- sandboxed_session()
-    server <- local_image_server("plot(pressure); nrow(pressure)")
+    server <- local_image_server("plot(pressure); nrow(pressure)", tool = "execute_r_code")
     chat <- if (api == "responses") {
       ellmer::chat_openai(base_url = server$base_url, credentials = function() "test-key", model = "gpt-4o-mini", echo = "none")
     } else {
       ellmer::chat_openai_compatible(base_url = server$base_url, credentials = function() "test-key", model = "gpt-4o-mini", echo = "none")
     }
-    chat$register_tool(content_tool(session))
+    chat$register_tool(securer_as_ellmer_tool(session, max_images = 2))
 
     expect_identical(as.character(chat$chat("Plot the pressure data.")), "I see 1 image(s)")
     png <- session$last_plots()[[1]]$png
-    want <- paste0("data:image/png;base64,", jsonlite::base64_enc(png))
+    # One line of base64: a data URL with line breaks is not one.
+    want <- paste0("data:image/png;base64,", gsub("\n", "", jsonlite::base64_enc(png)))
     reqs <- requests_of(server)
     expect_length(reqs, 2L)
     body <- reqs[[2]]

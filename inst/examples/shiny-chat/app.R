@@ -2,8 +2,8 @@
 # securer's sandbox. The chat streams (ellmer's stream_async() into
 # shinychat); the code runs without blocking the app (the tool returns a
 # promise in asynchronous chats), so other users' sessions stay responsive;
-# the panel on the right shows each piece of code the model ran and what it
-# printed.
+# the panel on the right shows each piece of code the model ran, what it
+# printed and the plots it drew.
 #
 # Run it with:
 #   shiny::runApp(system.file("examples", "shiny-chat", package = "securer"))
@@ -53,8 +53,8 @@ run_card <- function(run) {
     div(class = "d-flex justify-content-between", tags$strong(paste("Run", run$n)), status),
     tags$pre(class = "securer-code", run$code),
     if (length(run$text)) tags$pre(class = "securer-output", paste(run$text, collapse = "\n\n")),
-    # Plots: the tool returns them as ellmer image content (issue 9 makes
-    # the sandbox render them); each is shown here.
+    # Plots: drawn in the sandbox, checked as PNGs on the host, returned by
+    # the tool as ellmer image content; each is shown here.
     if (length(run$images)) {
       div(class = "securer-plots", lapply(run$images, function(img) {
         tags$img(src = paste0("data:", img$type, ";base64,", img$data), class = "img-fluid")
@@ -63,8 +63,8 @@ run_card <- function(run) {
   )
 }
 
-# What the tool returned: its text, and images once the tool returns them
-# (a list of ellmer content objects instead of one string).
+# What the tool returned: one string, or its text and images (a list of
+# ellmer content objects) when the code drew.
 run_result <- function(result) {
   if (!is.null(result@error)) {
     err <- result@error
