@@ -152,24 +152,3 @@ test_that("invalid budgets are refused", {
   expect_error(format_tool_result(1, max_chars = "a"), class = "securer_input_error")
 })
 
-# execution_content(): what the agent integrations show a model of one
-# execution ($read()'s answer).
-
-test_that("an execution's content is its text, the output attribute not printed twice", {
-  res <- list(value = structure(42, output = "working"), visible = TRUE, output = "working", error = NULL)
-  expect_identical(
-    execution_content(res),
-    list(list(type = "text", text = "Output:\nworking\n\nResult:\n[1] 42"))
-  )
-})
-
-test_that("an invisible value is not shown, its output is", {
-  expect_identical(
-    execution_content(list(value = 1, visible = FALSE, output = character(), error = NULL)),
-    list(list(type = "text", text = "(no visible result)"))
-  )
-  expect_identical(
-    execution_content(list(value = NULL, visible = FALSE, output = "hi", error = NULL)),
-    list(list(type = "text", text = "Output:\nhi"))
-  )
-})

@@ -106,6 +106,24 @@ test_that("without a transcript the value and output are formatted as format_too
   expect_identical(format_tool_content(res), "Output:\n[1] \"hi\"\n\nResult:\n[1] 42")
 })
 
+test_that("content parts: an invisible value is not shown, its output is; images are one line of base64", {
+  parts <- function(res) tool_content_parts(res, TRUE, 4, 50, 4000)
+  expect_identical(
+    parts(list(value = 1, visible = FALSE, output = character())),
+    list(list(type = "text", text = "(no visible result)"))
+  )
+  expect_identical(
+    parts(list(value = NULL, visible = FALSE, output = "hi")),
+    list(list(type = "text", text = "Output:\nhi"))
+  )
+  # (Bytes that base64 takes past one 76-column line.)
+  png <- new_securer_plot(as.raw(0:255), 16L, 16L)
+  got <- parts(list(console = "[1] 1", plots = list(png)))
+  expect_identical(got[[2]]$mime_type, "image/png")
+  expect_identical(jsonlite::base64_dec(got[[2]]$data), png$png)
+  expect_false(grepl("\n", got[[2]]$data))
+})
+
 test_that("format_tool_content() checks its arguments", {
   expect_input_error(format_tool_content("x"), "result")
   expect_input_error(format_tool_content(list(), images = NA), "images")
