@@ -769,11 +769,16 @@ local({
       if (is.function(rt[[nm]])) rt[[nm]] <- compiler::cmpfun(rt[[nm]])
     }
     invisible(gc(full = TRUE))
+    # The zygote needs no temporary folder; without it, each session's
+    # tempdir(check = TRUE) makes one of its own under its TMPDIR (R's
+    # API for a new one).
+    unlink(tempdir(), recursive = TRUE)
     start <- .Call(sym("wrap__rs_zygote_serve"), rt$max_frame)
     if (inherits(start, "securer_rs_error")) quit(save = "no", status = 0L)
-    # Rust reseeded C's rand() (tempfile() names) and made a new
-    # tempdir(); R's generator seeds itself on first use (from the clock
-    # and pid) unless a state was inherited.
+    if (!dir.exists(tempdir(check = TRUE))) quit(save = "no", status = 70L)
+    # Rust reseeded C's rand() (tempfile() names); R's generator seeds
+    # itself on first use (from the clock and pid) unless a state was
+    # inherited.
     if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
       rm(".Random.seed", envir = globalenv())
     }

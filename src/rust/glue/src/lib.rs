@@ -805,19 +805,10 @@ thread_local! {
     static CHILD_IO: RefCell<Option<ChildIo>> = const { RefCell::new(None) };
 }
 
-extern "C" {
-    // R's session temporary folder and the origin of proc.time()'s elapsed
-    // time; Rembedded.h.
-    static mut R_TempDir: *mut std::ffi::c_char;
-    fn R_reInitTempDir(die_on_fail: std::ffi::c_int);
-    fn R_setStartTime();
-}
-
 /// Zygote runtime: serves fork requests. Returns `list(token = )` in each
 /// forked session, or an error object (kind "closed") when the
-/// host is gone. A session gets a temporary folder of its own (a fresh
-/// name, under its own TMPDIR) and its own start time: both were the
-/// zygote's.
+/// host is gone. (The runtime gives each session a temporary folder of
+/// its own: see inst/child/runtime.R.)
 /// @noRd
 #[extendr]
 fn rs_zygote_serve(max_frame: f64) -> Robj {
@@ -825,19 +816,7 @@ fn rs_zygote_serve(max_frame: f64) -> Robj {
         securer_core::policy::CHILD_IPC_FD,
         frame::frame_limit(max_frame),
     ) {
-        Ok(start) => {
-            // SAFETY: R's main thread, before any R code of the session
-            // runs. The zygote's folder name is left to the zygote (its
-            // string is not freed: R may have handed it out). With a
-            // NULL R_TempDir, R makes a new folder under TMPDIR (exiting if
-            // it cannot: no error unwinds through here).
-            unsafe {
-                R_TempDir = std::ptr::null_mut();
-                R_reInitTempDir(1);
-                R_setStartTime();
-            }
-            list!(token = start.token).into()
-        }
+        Ok(start) => list!(token = start.token).into(),
         Err(e) => r_error(Error::from(e)),
     }
 }
