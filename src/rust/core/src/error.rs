@@ -150,20 +150,10 @@ impl From<crate::rvalue::ValueError> for Error {
     }
 }
 
+#[cfg(unix)]
 impl From<crate::audit::AuditError> for Error {
     fn from(e: crate::audit::AuditError) -> Error {
         Error::caused_by(ErrorKind::Audit, &e)
-    }
-}
-
-#[cfg(target_os = "linux")]
-impl From<crate::zygote::ServeError> for Error {
-    fn from(e: crate::zygote::ServeError) -> Error {
-        let kind = match e {
-            crate::zygote::ServeError::Closed => ErrorKind::Closed,
-            _ => ErrorKind::Zygote,
-        };
-        Error::caused_by(kind, &e)
     }
 }
 
