@@ -5,11 +5,11 @@
 
 session_execute_async <- function(private, code, timeout, validate,
                                   output_handler, max_tool_calls,
-                                  max_code_length, max_output_lines) {
+                                  max_code_length, max_output_lines, plots) {
   promises::promise(function(resolve, reject) {
     execution_begin(
       private, code, timeout, validate, output_handler, max_tool_calls,
-      max_code_length, max_output_lines
+      max_code_length, max_output_lines, plots
     )
     execution_watch(private, function(res) {
       if (is.null(res$error)) resolve(res$value) else reject(res$error)

@@ -261,9 +261,7 @@ child_set_output_limit <- function(child) {
 }
 
 child_send <- function(child, kind, value, timeout) {
-  # Code goes as its UTF-8 bytes (check_code() made it UTF-8): the child
-  # reads it with rawToChar(), cheaper than unserialize() both ways.
-  bytes <- if (kind == "exec") charToRaw(value) else serialize(value, NULL, xdr = FALSE)
+  bytes <- serialize(value, NULL, xdr = FALSE)
   rs_check(rs_send(child$handle, kind, bytes, timeout * 1000), "Cannot send to the child R process.")
   invisible()
 }

@@ -13,10 +13,10 @@
 
 session_execute <- function(self, private, code, timeout, validate,
                             output_handler, max_tool_calls, max_code_length,
-                            max_output_lines) {
+                            max_output_lines, plots) {
   execution_begin(
     private, code, timeout, validate, output_handler, max_tool_calls,
-    max_code_length, max_output_lines
+    max_code_length, max_output_lines, plots
   )
   execution_wait(private)
   res <- execution_read(private)
@@ -29,8 +29,9 @@ session_execute <- function(self, private, code, timeout, validate,
 # Checks the request and sends the code; the session becomes busy.
 execution_begin <- function(private, code, timeout, validate, output_handler,
                             max_tool_calls, max_code_length,
-                            max_output_lines) {
+                            max_output_lines, plots = NULL) {
   code <- check_code(code)
+  plots <- resolve_plots(plots)
   timeout <- check_timeout(timeout)
   check_flag(validate)
   check_count(max_tool_calls, allow_null = TRUE)
@@ -97,9 +98,12 @@ execution_begin <- function(private, code, timeout, validate, output_handler,
     session_await_child(private)
   }
   run <- new_run(timeout, output_handler, max_tool_calls, max_output_lines)
+  run$plots_cfg <- plots_request(plots, private$opts$max_frame)
+  run$console_cap <- console_cap(private$opts$max_frame)
   if (private$logger$on) log_event(private$logger, "execute_start", NULL, code = code)
   child_set_output_limit(private$child)
-  child_send(private$child, "exec", code, min(timeout, 30))
+  request <- list(code = code, plots = run$plots_cfg, console = run$console_cap)
+  child_send(private$child, "exec", request, min(timeout, 30))
   # From here on the child is working for this run.
   session_set_state(private, "busy")
   private$executions <- private$executions + 1L
@@ -126,6 +130,13 @@ new_run <- function(timeout, output_handler, max_tool_calls, max_output_lines) {
   # For the audit log: "complete", "timeout" or "error", and the message.
   run$outcome <- "error"
   run$error <- NULL
+  # Checked images (securer_plot objects), how many were left out (by the
+  # child, or dropped here), and why images were refused.
+  run$plots <- list()
+  run$plots_dropped <- 0L
+  run$plot_errors <- character()
+  # The console transcript, once the final event brought it.
+  run$console <- NULL
   run
 }
 
@@ -244,6 +255,12 @@ execution_step <- function(private, wait_ms, final_only = FALSE) {
       return("progress")
     }
     ev <- list(type = "timeout")
+  } else if (ev$type == "plot") {
+    receive_plot(run, ev$payload)
+    if (!late) {
+      return("progress")
+    }
+    ev <- list(type = "timeout")
   }
   run$final <- ev
   "done"
@@ -260,16 +277,24 @@ execution_read <- function(private) {
   on.exit(if (private$state == "busy") session_set_state(private, "idle"), add = TRUE)
   output <- lines_of(run$output)
   private$output <- output
-  res <- if (identical(run$final$type, "result")) {
-    # Checked in Rust: only a plain value to unserialize (no guard needed).
-    result_outcome(private, run, run$final)
-  } else {
-    tryCatch(
-      execution_outcome(private, run, run$final),
-      error = function(e) list(value = NULL, visible = TRUE, error = e)
-    )
-  }
+  # The result also carries the child's console text and counts: any
+  # surprise there is the execution's error, never the host's.
+  res <- tryCatch(
+    execution_outcome(private, run, run$final),
+    error = function(e) list(value = NULL, visible = TRUE, error = e)
+  )
   res$output <- output
+  res$console <- run$console
+  res$plots <- run$plots
+  if (run$plots_dropped > 0L) attr(res$plots, "omitted") <- run$plots_dropped
+  if (!is.null(attr(res$value, "plots", exact = TRUE))) attr(res$value, "plots") <- res$plots
+  private$console <- res$console
+  private$plots <- res$plots
+  if (!is.null(res$error)) {
+    res$error$console <- res$console
+    res$error$plots <- res$plots
+  }
+  warn_refused_plots(run)
   if (private$logger$on) {
     # An audit log that cannot be written fails the execution, unless it
     # failed already (then the first error is the one to see).

@@ -97,6 +97,13 @@ rs_poll_fds <- function(ptr) .Call(wrap__rs_poll_fds, ptr)
 #' @noRd
 rs_check_value <- function(bytes, max_bytes, classes) .Call(wrap__rs_check_value, bytes, max_bytes, classes)
 
+#' Child runtime: checks the value of the last expression as the host
+#' will (`rs_check_value()`): NULL when it can cross, else
+#' `list(message, printable)`, `printable` saying whether R can print it
+#' safely for the console transcript (see `ValueError::printable`).
+#' @noRd
+rs_check_result <- function(bytes, max_bytes, classes) .Call(wrap__rs_check_result, bytes, max_bytes, classes)
+
 #' Sets the S3 classes accepted in values from this child. NULL, or an
 #' error object.
 #' @noRd
@@ -185,6 +192,56 @@ rs_child_send <- function(kind, payload) .Call(wrap__rs_child_send, kind, payloa
 #' reply): it is dropped here, which costs no system call.
 #' @noRd
 rs_child_recv <- function(timeout_ms) .Call(wrap__rs_child_recv, timeout_ms)
+
+#' Checks PNG bytes from the child (see `securer_core::png`):
+#' `list(png = <raw>, width, height)`, the rebuilt file holding only what a
+#' reader needs, or an error object of kind "image".
+#' @noRd
+rs_png_check <- function(bytes, max_width, max_height, max_bytes) .Call(wrap__rs_png_check, bytes, max_width, max_height, max_bytes)
+
+#' Starts writing `path` (at most `max_bytes`) through a new file beside it
+#' that is renamed over it by `rs_file_sink_commit()` (see
+#' `securer_core::files::AtomicFile`): an external pointer, or an error
+#' object. Released unfinished (`rs_file_sink_close()`, or by the garbage
+#' collector), it leaves nothing behind.
+#' @noRd
+rs_file_sink_open <- function(path, max_bytes) .Call(wrap__rs_file_sink_open, path, max_bytes)
+
+#' Appends bytes to a file started by `rs_file_sink_open()`: NULL, or an
+#' error object.
+#' @noRd
+rs_file_sink_write <- function(sink, bytes) .Call(wrap__rs_file_sink_write, sink, bytes)
+
+#' Renames the finished file over its target: NULL, or an error object.
+#' @noRd
+rs_file_sink_commit <- function(sink) .Call(wrap__rs_file_sink_commit, sink)
+
+#' Abandons an unfinished file (its temporary file is removed). Idempotent.
+#' @noRd
+rs_file_sink_close <- function(sink) .Call(wrap__rs_file_sink_close, sink)
+
+#' Child runtime: where a file uploaded to `path` goes, inside the
+#' writable space of `roots` (the first is where relative paths start):
+#' the resolved path, or an error object (kind "file_...").
+#' @noRd
+rs_fs_target <- function(roots, path) .Call(wrap__rs_fs_target, roots, path)
+
+#' Child runtime: opens an existing regular file of at most `max_bytes` in
+#' the writable space of `roots`: `list(handle, size)`, or an error object.
+#' @noRd
+rs_fs_open_read <- function(roots, path, max_bytes) .Call(wrap__rs_fs_open_read, roots, path, max_bytes)
+
+#' Child runtime: the next at most `n` bytes of a file opened by
+#' `rs_fs_open_read()` (empty at its end), or an error object.
+#' @noRd
+rs_fs_read <- function(handle, n) .Call(wrap__rs_fs_read, handle, n)
+
+#' Child runtime: the entries of folder `dir` in the writable space of
+#' `roots` (`recursive`: of its subfolders too; links are not followed):
+#' `list(path, kind, size, modified, truncated)` with at most
+#' `max_entries` rows, or an error object.
+#' @noRd
+rs_fs_list <- function(roots, dir, recursive, max_entries) .Call(wrap__rs_fs_list, roots, dir, recursive, max_entries)
 
 
 

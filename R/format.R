@@ -16,6 +16,8 @@
 #'   is both output and a value, the value gets at least half of each
 #'   budget.
 #' * `NULL` becomes `"NULL"`.
+#' * The images of the `"plots"` attribute are not part of the text (see
+#'   [format_tool_content()], which sends them as images).
 #'
 #' @param value An R value, typically returned by `$execute()` or
 #'   [execute_r()].
@@ -71,6 +73,8 @@ execution_content <- function(res) {
 # is not lost when the value is NULL and cannot carry an attribute).
 format_execution <- function(value, output, visible, max_lines, max_chars) {
   output <- clean_lines(output)
+  # Printing them would draw them.
+  if (!is.null(attr(value, "plots", exact = TRUE))) attr(value, "plots") <- NULL
   if (!visible) {
     if (length(output) == 0L) {
       return("(no visible result)")

@@ -7,7 +7,11 @@
 execution_outcome <- function(private, run, ev) {
   switch(ev$type,
     result = result_outcome(private, run, ev),
-    error = failed(child_error_cnd(private, run, unserialize(ev$payload))),
+    error = {
+      cond <- unserialize(ev$payload)
+      if (is.list(cond)) child_extras(run, cond)
+      failed(child_error_cnd(private, run, cond))
+    },
     interrupted = {
       failed(securer_error_cnd(
         c("Execution interrupted.", recovery_bullet(ev$recovery)),
@@ -28,6 +32,9 @@ execution_outcome <- function(private, run, ev) {
       ))
     },
     refused = {
+      if (identical(ev$kind, "result")) {
+        return(failed(value_refused_cnd(run, ev$message, NULL, private$opts$max_frame)))
+      }
       kind <- ev$kind
       msg <- untrusted_text(ev$message)
       run$error <- msg
@@ -66,18 +73,68 @@ failed <- function(cnd) list(value = NULL, visible = TRUE, error = cnd)
 
 result_outcome <- function(private, run, ev) {
   res <- unserialize(ev$payload)
-  if (!is.list(res) || !identical(names(res), c("value", "visible"))) {
+  if (!is.list(res) || !all(c("value", "visible") %in% names(res))) {
     session_replace_child(private, "malformed result")
     return(failed(securer_error_cnd(
       "The child R process sent a malformed result and was replaced.",
       "securer_ipc_error"
     )))
   }
+  child_extras(run, res)
+  if (!is.null(res$refused)) {
+    return(failed(value_refused_cnd(run, res$refused, res$value_class, private$opts$max_frame)))
+  }
   run$outcome <- "complete"
   value <- res$value
   output <- lines_of(run$output)
-  if (length(output) && !is.null(value)) attr(value, "output") <- output
+  if (!is.null(value)) {
+    if (length(output)) attr(value, "output") <- output
+    if (length(run$plots)) attr(value, "plots") <- run$plots
+  }
   list(value = value, visible = !isFALSE(res$visible), error = NULL)
+}
+
+# What a result or error brings besides its value: the console transcript
+# and how many images the child left out. Both are untrusted: cleaned and
+# bounded.
+child_extras <- function(run, res) {
+  run$console <- console_text(res$console, run$console_cap)
+  omitted <- res$plots_omitted
+  if (is.numeric(omitted) && length(omitted) == 1L && !is.na(omitted) && omitted > 0) {
+    run$plots_dropped <- run$plots_dropped + as.integer(min(omitted, 1e6))
+  }
+  invisible()
+}
+
+# The value of the last expression could not come back: the child's
+# checker refused it (the same Rust checker the host runs), or it does not
+# fit in a message. The message names why and what to return instead.
+value_refused_cnd <- function(run, why, value_class, max_frame) {
+  msg <- untrusted_text(why, max_chars = 2000)
+  run$error <- msg
+  cls <- if (is.character(value_class) && length(value_class)) {
+    untrusted_classes(value_class)
+  }
+  what <- if (length(cls)) {
+    paste0("an object of class ", paste0("\"", cls, "\"", collapse = "/"))
+  } else {
+    "the value of the last expression"
+  }
+  too_large <- grepl("exceeds limit of|above the .* limit", msg)
+  cap <- format_bytes(max_frame)
+  hints <- if (too_large) {
+    c(i = "Return a summary or a part of it instead, or raise this session's cap ({cap}) with {.code options(securer.max_message_size = )} before creating the session.")
+  } else {
+    c(i = "Return plain data instead: {.code coef(fit)} or {.code broom::tidy(fit)} for a model, {.code as.data.frame(x)} for a table, {.code unclass(x)} or the parts you need for other objects.")
+  }
+  if (!is.null(run$console)) {
+    hints <- c(hints, i = "What the console printed for it is in {.code $last_console()}.")
+  }
+  securer_error_cnd(
+    c("The sandboxed code's result ({what}) cannot be returned to the host.", x = "{msg}", hints),
+    c("securer_value_error", "securer_ipc_error"),
+    output = lines_of(run$output), value_class = cls
+  )
 }
 
 recovery_bullet <- function(recovery) {

@@ -13,6 +13,29 @@
 #' the child replaces it with a fresh one, so the session keeps answering
 #' (its global environment starts empty again).
 #'
+#' **What the code shows.** Besides the value, each execution brings back
+#' its console transcript, rendered in the child: what R's console would
+#' have shown (printed output and messages, warnings as the console formats
+#' them, the printed value of the last expression, an error), so that
+#' values that cannot cross the boundary, such as `summary(lm(...))`, can
+#' still be seen (`$last_console()`). Pages drawn by the code come back as
+#' PNG images (`$last_plots()`, and the `"plots"` attribute of the value;
+#' see [plot_options()]).
+#'
+#' **Files.** `$upload()`, `$download()` and `$files()` move files between
+#' the host and the session's writable space: its `/tmp` (with the native
+#' sandbox) or its own folder (fallback tier, `sandbox = FALSE`), and the
+#' writable folders granted by [build_sandbox_config()]. Relative paths in
+#' the session start at that root, which is also the code's working
+#' directory. Files are capped in size (`max_size`, or
+#' `options(securer.max_file_size)`, 100 MiB by default). Errors are
+#' classed: `securer_file_not_found_error`, `securer_file_path_error` (a
+#' path outside the writable space), `securer_file_symlink_error` (a link
+#' that leads out of it), `securer_file_size_error`, all
+#' `securer_file_error`s. A download is written only at the path you name,
+#' through a new file beside it renamed over it when complete: nothing the
+#' session sends can make it write elsewhere.
+#'
 #' A session is always in one of four states, returned by `$get_state()`:
 #' `"starting"` (a child is on its way), `"idle"`, `"busy"` (an execution
 #' is running) and `"closed"`.
@@ -36,6 +59,20 @@
 #'   # do other work here
 #' }
 #' session$read()$value
+#'
+#' # What the console shows, for values that cannot come back
+#' try(session$execute("fit <- lm(mpg ~ wt, mtcars); summary(fit)"))
+#' cat(session$last_console())
+#'
+#' # Files in and out
+#' csv <- tempfile(fileext = ".csv")
+#' write.csv(mtcars, csv, row.names = FALSE)
+#' session$upload(csv, "cars.csv")
+#' session$execute("d <- read.csv('cars.csv'); write.csv(head(d), 'top.csv')")
+#' session$files()
+#' out <- tempfile(fileext = ".csv")
+#' session$download("top.csv", out)
+#' nrow(read.csv(out))
 #' session$close()
 #' @export
 SecureSession <- R6::R6Class(
@@ -96,12 +133,17 @@ SecureSession <- R6::R6Class(
     #' @param max_code_length Longest code accepted, in characters.
     #' @param max_output_lines Lines of output kept, or `NULL` for all (the
     #'   total is still capped in bytes, see `options(securer.max_output_bytes)`).
+    #' @param plots Images of what the code draws: [plot_options()], `TRUE`
+    #'   for the defaults, `FALSE` for none, or `NULL` for
+    #'   `getOption("securer.plots", TRUE)`. They come back in the `"plots"`
+    #'   attribute and from `$last_plots()`.
     execute = function(code, timeout = 30, validate = TRUE,
                        output_handler = NULL, max_tool_calls = NULL,
-                       max_code_length = 100000, max_output_lines = NULL) {
+                       max_code_length = 100000, max_output_lines = NULL,
+                       plots = NULL) {
       session_execute(
         self, private, code, timeout, validate, output_handler,
-        max_tool_calls, max_code_length, max_output_lines
+        max_tool_calls, max_code_length, max_output_lines, plots
       )
     },
 
@@ -109,27 +151,27 @@ SecureSession <- R6::R6Class(
     #'   promises) of the value, settled through the later event loop when
     #'   the child answers (the host thread is free meanwhile), so it works
     #'   in Shiny (`ExtendedTask`), plumber and with ellmer's async chats.
-    #' @param code,timeout,validate,output_handler,max_tool_calls,max_code_length,max_output_lines
+    #' @param code,timeout,validate,output_handler,max_tool_calls,max_code_length,max_output_lines,plots
     #'   As for `$execute()`.
     execute_async = function(code, timeout = 30, validate = TRUE,
                              output_handler = NULL, max_tool_calls = NULL,
                              max_code_length = 100000,
-                             max_output_lines = NULL) {
+                             max_output_lines = NULL, plots = NULL) {
       session_execute_async(
         private, code, timeout, validate, output_handler, max_tool_calls,
-        max_code_length, max_output_lines
+        max_code_length, max_output_lines, plots
       )
     },
 
     #' @description Start an execution without waiting for it (low level).
-    #' @param code,timeout,validate,output_handler,max_tool_calls,max_code_length,max_output_lines
+    #' @param code,timeout,validate,output_handler,max_tool_calls,max_code_length,max_output_lines,plots
     #'   As for `$execute()`.
     call = function(code, timeout = 30, validate = TRUE, output_handler = NULL,
                     max_tool_calls = NULL, max_code_length = 100000,
-                    max_output_lines = NULL) {
+                    max_output_lines = NULL, plots = NULL) {
       execution_begin(
         private, code, timeout, validate, output_handler, max_tool_calls,
-        max_code_length, max_output_lines
+        max_code_length, max_output_lines, plots
       )
     },
 
@@ -140,8 +182,12 @@ SecureSession <- R6::R6Class(
     poll_process = function(timeout) execution_poll(private, timeout),
 
     #' @description The answer of the finished execution (low level):
-    #'   `list(value, visible, output, error)`, `error` being the classed
-    #'   condition (a `securer_error`) or `NULL`; `NULL` while it runs.
+    #'   `list(value, visible, error, output, console, plots)`, `error`
+    #'   being the classed condition (a `securer_error`, which also carries
+    #'   `console` and `plots`) or `NULL`, `console` the transcript (see
+    #'   `$last_console()`) and `plots` a list of `securer_plot`s (an
+    #'   attribute `"omitted"` counts images left out, if any); `NULL`
+    #'   while it runs.
     read = function() execution_read(private),
 
     #' @description A promise (package promises) of what `$read()` returns,
@@ -188,6 +234,61 @@ SecureSession <- R6::R6Class(
     #' @description Output lines of the last execution.
     last_output = function() private$output,
 
+    #' @description The console transcript of the last execution: one
+    #'   string with what R's console would have shown (printed output,
+    #'   messages, warnings, the printed value of the last expression, an
+    #'   error), rendered in the child and cleaned; at most
+    #'   `options(securer.max_console_bytes)` (64 KiB; its first and last
+    #'   halves with a marker between them past that). `NULL` when there is
+    #'   none (the option is 0, or the child stopped before it answered).
+    last_console = function() private$console,
+
+    #' @description The images drawn by the last execution: a list of
+    #'   `securer_plot` objects (see [plot_options()]).
+    last_plots = function() private$plots,
+
+    #' @description Copy a file from the host into the session's writable
+    #'   space (see Details). Returns the path in the session, invisibly.
+    #' @param path The file on the host.
+    #' @param to Where it goes in the session: a path relative to the
+    #'   session's root or an absolute one inside the writable space (a
+    #'   folder there means the file's name in that folder); `NULL` for the
+    #'   file's name in the root. An existing file is replaced; its folder
+    #'   must exist.
+    #' @param max_size Largest file, in bytes; `NULL` for
+    #'   `getOption("securer.max_file_size")` (100 MiB).
+    #' @param timeout Seconds to wait for the session at each step.
+    upload = function(path, to = NULL, max_size = NULL, timeout = 60) {
+      session_upload(private, path, to, max_size, timeout)
+    },
+
+    #' @description Copy a file from the session's writable space to the
+    #'   host. Returns the path written, invisibly.
+    #' @param from The file in the session (relative to its root, or
+    #'   absolute inside the writable space). It must be a regular file; a
+    #'   link is followed only while it stays inside the writable space.
+    #' @param path Where to write it on the host; a folder means the file's
+    #'   name in that folder.
+    #' @param overwrite Replace an existing file at `path`.
+    #' @param max_size,timeout As for `$upload()`.
+    download = function(from, path, overwrite = TRUE, max_size = NULL, timeout = 60) {
+      session_download(private, from, path, overwrite, max_size, timeout)
+    },
+
+    #' @description List files in the session's writable space: a data
+    #'   frame with `path` (as the session sees it, usable in
+    #'   `$download()`), `type` (`"file"`, `"directory"`, `"symlink"`,
+    #'   `"other"`), `size` (bytes) and `modified`, sorted by path. Links
+    #'   are listed, not followed.
+    #' @param dir The folder; `NULL` for the session's root.
+    #' @param recursive Also list the contents of subfolders.
+    #' @param max_entries Most entries listed (a warning says when there
+    #'   were more).
+    #' @param timeout Seconds to wait for the session.
+    files = function(dir = NULL, recursive = FALSE, max_entries = 10000, timeout = 60) {
+      session_files(private, dir, recursive, max_entries, timeout)
+    },
+
     #' @description One-line description.
     #' @param ... Ignored.
     format = function(...) session_format(self, private),
@@ -216,8 +317,11 @@ SecureSession <- R6::R6Class(
     max_executions = NULL,
     hook = NULL,
     executions = 0L,
-    # Output lines of the last finished execution.
+    # Output lines, console transcript and images of the last finished
+    # execution.
     output = character(),
+    console = NULL,
+    plots = list(),
     finalize = function() session_drop_child(private)
   )
 )

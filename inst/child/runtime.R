@@ -12,7 +12,17 @@ local({
   rt$send_sym <- sym("wrap__rs_child_send")
   rt$recv_sym <- sym("wrap__rs_child_recv")
   rt$check_sym <- sym("wrap__rs_check_value")
+  rt$check_result_sym <- sym("wrap__rs_check_result")
   rt$type_ok_sym <- sym("wrap__rs_tool_type_ok")
+  rt$fs <- lapply(
+    c(
+      target = "rs_fs_target", open_read = "rs_fs_open_read", read = "rs_fs_read",
+      list = "rs_fs_list", sink_open = "rs_file_sink_open",
+      sink_write = "rs_file_sink_write", sink_commit = "rs_file_sink_commit",
+      sink_close = "rs_file_sink_close"
+    ),
+    function(name) sym(paste0("wrap__", name))
+  )
   rt$max_frame <- as.numeric(env[["SECURER_MAX_FRAME"]])
   hex <- env[["SECURER_TOKEN"]]
   token <- as.raw(strtoi(substring(hex, seq(1, nchar(hex), 2), seq(2, nchar(hex), 2)), 16L))
@@ -79,6 +89,7 @@ local({
         }
       }
       tool_calls <<- tool_calls + 1L
+      console_trim()
       # What was printed before the call reaches the host before the call
       # (stderr is unbuffered).
       flush(stdout())
@@ -126,21 +137,10 @@ local({
       classes <<- cfg$classes
     }
 
-    warn <- function(w) {
-      call <- user_call(conditionCall(w))
-      cat(
-        if (is.null(call)) "Warning message:\n" else
-          paste0("Warning message in ", deparse(call, nlines = 1L)[[1L]], ":\n"),
-        conditionMessage(w), "\n",
-        sep = "", file = stderr()
-      )
-      invokeRestart("muffleWarning")
-    }
-
     # The runtime's own frame is not the user's: a top-level stop() reports
     # no call, as at the console.
     runtime_call <- quote(eval(exprs[[i]], globalenv()))
-    parse_call <- quote(str2expression(code))
+    parse_call <- quote(str2expression(req$code))
     user_call <- function(call) {
       if (is.null(call) || identical(call, runtime_call) || identical(call, parse_call)) NULL else call
     }
@@ -155,49 +155,582 @@ local({
       )
     }
 
+    `%||%` <- function(x, y) if (is.null(x)) y else x
+
+    # --- The console transcript ---------------------------------------
+    # What R's console would show for the execution, in order: printed
+    # output (a sink that also lets it through to stdout, so the host's
+    # "output" lines stream as before), messages, warnings as the console
+    # formats them after each top-level expression, the printed value of
+    # the last one, and an error. Kept in a raw connection; past `max`
+    # bytes only its first and last halves are kept (checked after each
+    # expression, message, warning and tool call).
+
+    console <- NULL
+    # The raw connection, kept open from one execution to the next.
+    console_con <- NULL
+
+    # Is `con` still the connection we opened? The code may have closed it
+    # (closeAllConnections()), and its number may belong to a new one by
+    # then: the id says.
+    ours <- function(con) {
+      !is.null(con) && tryCatch(
+        {
+          cur <- getConnection(as.integer(con))
+          identical(attr(cur, "conn_id"), attr(con, "conn_id")) && isOpen(cur)
+        },
+        error = function(e) FALSE
+      )
+    }
+
+    console_open <- function(max) {
+      if (!is.numeric(max) || length(max) != 1L || is.na(max) || max <= 0) {
+        console <<- NULL
+        return(invisible())
+      }
+      if (ours(console_con)) {
+        seek(console_con, 0, rw = "write")
+        truncate(console_con)
+      } else {
+        console_con <<- rawConnection(raw(0), "w")
+      }
+      console <<- list(con = console_con, sinks = sink.number(), max = max, head = raw(0), omitted = 0)
+      sink(console_con, split = TRUE)
+      invisible()
+    }
+
+    # A connection the code closed ends the transcript; the execution goes
+    # on.
+    console_live <- function() {
+      if (is.null(console)) return(FALSE)
+      ok <- ours(console$con)
+      if (!ok) console <<- NULL
+      ok
+    }
+
+    console_write <- function(text) {
+      if (!console_live()) return(invisible())
+      writeBin(charToRaw(enc2native(paste(text, collapse = ""))), console$con)
+      console_trim()
+    }
+
+    console_trim <- function() {
+      if (!console_live() || seek(console$con) <= console$max) return(invisible())
+      cs <- console
+      bytes <- rawConnectionValue(cs$con)
+      half <- cs$max %/% 2
+      if (length(cs$head) < half) {
+        take <- min(half - length(cs$head), length(bytes))
+        cs$head <- c(cs$head, bytes[seq_len(take)])
+        bytes <- bytes[-seq_len(take)]
+      }
+      keep <- min(length(bytes), cs$max - half)
+      cs$omitted <- cs$omitted + length(bytes) - keep
+      seek(cs$con, 0, rw = "write")
+      truncate(cs$con)
+      writeBin(bytes[length(bytes) - keep + seq_len(keep)], cs$con)
+      console <<- cs
+      invisible()
+    }
+
+    # The value of the last expression, printed into the transcript only
+    # (the "output" lines hold what the code printed, not its value). A
+    # print method that fails is reported there, as at the console.
+    console_print <- function(value) {
+      if (!console_live()) return(invisible())
+      while (sink.number() > console$sinks) sink()
+      sink(console$con)
+      on.exit(sink(), add = TRUE)
+      # The transcript keeps `max` bytes at most: printing far more of a
+      # long vector or data frame only costs time.
+      limit <- max(100, console$max %/% 64)
+      if (!is.atomic(value) || length(value) > limit) {
+        old <- options(max.print = min(getOption("max.print", 99999L), limit))
+        on.exit(options(old), add = TRUE)
+      }
+      tryCatch(print_value(value), error = function(e) console_write(error_text(e)))
+      invisible()
+    }
+
+    # The transcript as one string; ends the sink.
+    console_close <- function() {
+      if (!console_live()) return(NULL)
+      cs <- console
+      console <<- NULL
+      while (sink.number() > cs$sinks) sink()
+      tail <- rawConnectionValue(cs$con)
+      bytes <- if (cs$omitted > 0) {
+        c(
+          cs$head,
+          charToRaw(sprintf("\n[... %.0f bytes of output omitted ...]\n", cs$omitted)),
+          tail
+        )
+      } else {
+        c(cs$head, tail)
+      }
+      bytes[bytes == as.raw(0L)] <- as.raw(0x3fL)
+      text <- rawToChar(bytes)
+      if (any(bytes >= as.raw(0x80L))) {
+        # Valid UTF-8, as the host requires of every string (output may
+        # hold any bytes, and the halves may cut a character).
+        text <- iconv(text, from = "", to = "UTF-8", sub = "\ufffd")
+        if (is.na(text)) text <- ""
+      }
+      text
+    }
+
+    print_value <- function(value) {
+      if (isS4(value)) methods::show(value) else print(value)
+    }
+
+    # --- Conditions, as the console shows them --------------------------
+
+    # R's width for a message on the same line as its call.
+    long_line <- 75L
+
+    first_line <- function(msg) nchar(sub("\n.*", "", msg), type = "width")
+
+    call_text <- function(call) deparse(call, nlines = 1L, width.cutoff = 500L)[[1L]]
+
+    error_text <- function(e) {
+      msg <- conditionMessage(e)
+      call <- user_call(conditionCall(e))
+      if (is.null(call)) {
+        return(paste0("Error: ", msg, "\n"))
+      }
+      dcall <- call_text(call)
+      sep <- if (nchar(dcall, type = "width") + first_line(msg) + 12L > long_line) " : \n  " else " : "
+      paste0("Error in ", dcall, sep, msg, "\n")
+    }
+
+    warnings_text <- function(ws) {
+      n <- length(ws)
+      if (n > 10L) {
+        return(if (n >= 50L) {
+          "There were 50 or more warnings (use warnings() to see the first 50)\n"
+        } else {
+          sprintf("There were %d warnings (use warnings() to see them)\n", n)
+        })
+      }
+      one <- function(w, prefix) {
+        msg <- conditionMessage(w)
+        call <- user_call(conditionCall(w))
+        if (is.null(call)) {
+          return(paste0(prefix, msg, if (n == 1L) " ", "\n"))
+        }
+        dcall <- call_text(call)
+        sep <- if (nchar(prefix) + nchar(dcall, type = "width") + first_line(msg) + 6L > long_line) " :\n  " else " : "
+        paste0(prefix, "In ", dcall, sep, msg, "\n")
+      }
+      if (n == 1L) {
+        return(paste0("Warning message:\n", one(ws[[1L]], "")))
+      }
+      paste0(
+        "Warning messages:\n",
+        paste(vapply(seq_len(n), function(i) one(ws[[i]], paste0(i, ": ")), ""), collapse = "")
+      )
+    }
+
+    # Warnings wait for the end of their top-level expression, as at the
+    # console; options(warn) is honoured (negative: ignored, 1: at once,
+    # 2 or more: an error).
+    pending <- list()
+
+    on_warning <- function(w) {
+      level <- getOption("warn", 0)
+      if (level >= 2) return()
+      if (level == 1) {
+        call <- user_call(conditionCall(w))
+        text <- if (is.null(call)) paste0("Warning: ", conditionMessage(w), "\n") else
+          paste0("Warning in ", call_text(call), " : ", conditionMessage(w), "\n")
+        cat(text, file = stderr())
+        console_write(text)
+      } else if (level >= 0) {
+        pending[[length(pending) + 1L]] <<- w
+      }
+      invokeRestart("muffleWarning")
+    }
+
+    emit_warnings <- function(prefix = "") {
+      if (length(pending) == 0L) return(invisible())
+      ws <- pending
+      pending <<- list()
+      text <- paste0(prefix, warnings_text(ws))
+      cat(text, file = stderr())
+      console_write(text)
+      invisible()
+    }
+
+    on_message <- function(m) {
+      console_write(conditionMessage(m))
+    }
+
+    # --- Plots -----------------------------------------------------------
+    # Code draws on a display-list device of the requested size (pdf(NULL):
+    # no file, no display) that stays open between executions, as a
+    # console's graphics window does. Each page is recorded when a new one
+    # starts and at the end of the execution if drawing changed it, then
+    # replayed into a PNG file (png(type = "cairo"): no X server needed)
+    # and sent to the host before the result.
+
+    plot_cfg <- NULL
+    live_dev <- 0L
+    # Pages started on any device (a printed ggplot or lattice object draws).
+    pages_started <- 0L
+    last_plot <- NULL
+    snaps <- list()
+    plots_omitted <- 0L
+
+    open_device <- function(...) {
+      cfg <- plot_cfg %||% list(width = 800, height = 600, res = 96)
+      grDevices::pdf(NULL, width = cfg$width / cfg$res, height = cfg$height / cfg$res)
+      grDevices::dev.control("enable")
+      live_dev <<- grDevices::dev.cur()[[1L]]
+      invisible()
+    }
+
+    # Calls that leave a page empty (evaluate's list).
+    empty_calls <- c(
+      "palette", "palette2", "C_layout", "C_par", "C_clip", "C_strWidth",
+      "C_strHeight", "C_plot_window"
+    )
+
+    # The native routine of each display list entry, as evaluate names it.
+    plot_calls <- function(p) {
+      tryCatch(
+        unlist(lapply(p[[1]], function(x) {
+          f <- x[[2]][[1]]
+          if (is.list(f) && !is.null(f[["name"]])) f[["name"]] else "other"
+        })),
+        error = function(e) "other"
+      )
+    }
+
+    plot_empty <- function(p) all(plot_calls(p) %in% empty_calls)
+
+    # Did `p` only add calls that draw nothing (par(), layout()) to `last`?
+    # Then the page looks the same and is not sent again.
+    par_change <- function(last, p) {
+      if (is.null(last)) return(FALSE)
+      n <- length(last[[1]])
+      calls <- plot_calls(p)
+      length(p[[1]]) > n && identical(last[[1]][seq_len(n)], p[[1]][seq_len(n)]) &&
+        all(calls[-seq_len(n)] %in% empty_calls)
+    }
+
+    new_page <- function(...) {
+      pages_started <<- pages_started + 1L
+      snapshot()
+    }
+
+    snapshot <- function(incomplete = FALSE) {
+      if (is.null(plot_cfg) || live_dev == 0L ||
+        !identical(grDevices::dev.cur()[[1L]], live_dev)) {
+        return(invisible())
+      }
+      if (!incomplete && !isTRUE(graphics::par("page"))) return(invisible())
+      p <- grDevices::recordPlot()
+      # The display lists only: the rest of a recording changes when, for
+      # example, grid is loaded.
+      if (identical(p[[1]], last_plot[[1]]) || plot_empty(p) || par_change(last_plot, p)) {
+        return(invisible())
+      }
+      last_plot <<- p
+      if (length(snaps) < plot_cfg$max_plots) {
+        snaps[[length(snaps) + 1L]] <<- p
+      } else {
+        plots_omitted <<- plots_omitted + 1L
+      }
+      invisible()
+    }
+
+    plots_open <- function(cfg) {
+      # What was drawn while images were off is not sent later.
+      if (!is.null(cfg) && is.null(plot_cfg) && live_dev != 0L &&
+        identical(grDevices::dev.cur()[[1L]], live_dev)) {
+        last_plot <<- grDevices::recordPlot()
+      }
+      plot_cfg <<- cfg
+      snaps <<- list()
+      plots_omitted <<- 0L
+      if (!live_dev %in% grDevices::dev.list()) live_dev <<- 0L
+      options(device = open_device)
+      invisible()
+    }
+
+    # Renders and sends the recorded pages: returns how many were left out
+    # (beyond the maximum, or larger than the byte cap).
+    plots_send <- function() {
+      cfg <- plot_cfg
+      if (is.null(cfg)) return(0L)
+      snapshot(incomplete = TRUE)
+      pages <- snaps
+      snaps <<- list()
+      omitted <- plots_omitted
+      if (length(pages) == 0L) return(omitted)
+      file <- tempfile("securer-plot-", fileext = ".png")
+      for (p in pages) {
+        drawn <- tryCatch(
+          {
+            grDevices::png(file, width = cfg$width, height = cfg$height, res = cfg$res, type = "cairo")
+            dev <- grDevices::dev.cur()
+            tryCatch(grDevices::replayPlot(p), finally = grDevices::dev.off(dev))
+            TRUE
+          },
+          error = function(e) FALSE
+        )
+        size <- file.size(file)
+        if (drawn && !is.na(size) && size <= cfg$max_bytes) {
+          # PNG bytes, not an R value: the host checks them as an image.
+          err <- .Call(send_sym, "plot", readBin(file, "raw", size))
+          if (!is.null(err)) quit(save = "no", status = 70L)
+        } else {
+          omitted <- omitted + 1L
+        }
+        unlink(file)
+      }
+      if (live_dev %in% grDevices::dev.list()) grDevices::dev.set(live_dev)
+      omitted
+    }
+
+    setHook("before.plot.new", new_page)
+    setHook("before.grid.newpage", new_page)
+    setHook("persp", function(...) snapshot())
+
+    # --- Executions ------------------------------------------------------
+
     finish <- function(kind, value) {
       # (stderr is unbuffered.)
       flush(stdout())
+      try_send <- function(value) {
+        tryCatch(
+          {
+            send(kind, value)
+            TRUE
+          },
+          error = function(e) FALSE
+        )
+      }
+      if (try_send(value)) return(invisible())
+      # Too large for one message. A value too large on its own is refused
+      # (the transcript still shows it); otherwise the transcript gives way,
+      # cut to the room the value leaves.
+      size <- length(serialize(value$value, NULL, xdr = FALSE))
+      rest <- value
+      rest["value"] <- list(NULL)
+      rest["console"] <- list(NULL)
+      size <- size + length(serialize(rest, NULL, xdr = FALSE))
+      if (kind == "result" && size > max_frame) {
+        value$refused <- sprintf("value of %.0f bytes exceeds limit of %.0f bytes", size, max_frame)
+        value["value"] <- list(NULL)
+        if (try_send(value)) return(invisible())
+      }
+      if (is.character(value$console)) {
+        room <- max_frame - size - 128
+        bytes <- charToRaw(value$console)
+        value$console <- if (room > 64) {
+          paste0(
+            rawToChar(bytes[seq_len(min(room - 64, length(bytes)))]),
+            "\n[... output cut to fit the message limit ...]"
+          )
+        }
+        if (try_send(value)) return(invisible())
+      }
       tryCatch(send(kind, value), error = function(e) {
-        send("error", condition_data(e))
+        send("error", list(
+          message = paste("the result could not be sent:", conditionMessage(e)),
+          call = NA_character_, class = c("simpleError", "error", "condition")
+        ))
       })
     }
 
-    run <- function(code) {
+    # The value to send: the value itself when it can cross to the host,
+    # else NULL and why not, and whether R can print it safely (see
+    # securer_core's ValueError::printable). An invisible value nobody
+    # asked to see, such as a final `fit <- lm(...)`, is simply NULL.
+    checked_value <- function(value, visible) {
+      # A vector without attributes is safe to print whatever the checker
+      # says of it (and the host checks it anyway): not serialized twice.
+      if (is.null(value) || (is.atomic(value) && is.null(attributes(value)))) {
+        return(list(value = value))
+      }
+      err <- tryCatch(
+        .Call(check_result_sym, serialize(value, NULL, xdr = FALSE), max_frame, classes),
+        error = function(e) list(message = conditionMessage(e), printable = TRUE)
+      )
+      if (is.null(err)) return(list(value = value))
+      if (!visible) return(list(value = NULL))
+      list(
+        value = NULL, refused = err$message, printable = isTRUE(err$printable),
+        value_class = utils::head(class(value), 5L)
+      )
+    }
+
+    # A request: list(code, plots, console); a bare string is code with
+    # neither plots nor a transcript.
+    run <- function(req) {
+      if (is.character(req)) req <- list(code = req)
       tool_calls <<- 0L
+      pending <<- list()
+      console_open(req$console)
+      plots_open(req$plots)
       result <- tryCatch(
         allowInterrupts(withCallingHandlers(
           {
-            exprs <- str2expression(code)
-            value <- NULL
+            exprs <- str2expression(req$code)
+            checked <- list(value = NULL)
+            visible <- TRUE
             n <- length(exprs)
             for (i in seq_len(n)) {
               res <- withVisible(eval(exprs[[i]], globalenv()))
-              value <- res$value
-              # Console-like: visible values of earlier expressions print.
-              if (i < n && res$visible) print(value)
+              visible <- res$visible
+              # Console-like: visible values print; the last one into the
+              # transcript only, unless R cannot print it safely.
+              if (i < n) {
+                if (visible) print_value(res$value)
+              } else {
+                checked <- checked_value(res$value, visible)
+                if (visible && (is.null(checked$refused) || checked$printable)) {
+                  drawn <- pages_started
+                  console_print(res$value)
+                  # A graphics object (ggplot, lattice) is shown by drawing
+                  # it: once drawn, like an invisible value, it is not worth
+                  # an error that it cannot come back.
+                  if (!is.null(checked$refused) && pages_started > drawn) {
+                    checked <- list(value = NULL)
+                    visible <- FALSE
+                  }
+                } else if (visible) {
+                  console_write(paste0("[securer: the value is not printed: ", checked$refused, "]\n"))
+                }
+              }
+              emit_warnings()
+              console_trim()
             }
-            visible <- n == 0L || res$visible
-            # An invisible value the host would refuse (a final
-            # `f <- function...` or `fit <- lm(...)`) is not worth an
-            # error: nobody asked to see it, so send NULL instead.
-            if (!visible && !is.null(value) &&
-              !is.null(.Call(check_sym, serialize(value, NULL, xdr = FALSE), max_frame, classes))) {
-              value <- NULL
-            }
-            list(ok = TRUE, value = list(value = value, visible = visible))
+            c(list(ok = TRUE, visible = visible), checked)
           },
-          warning = warn
+          warning = on_warning,
+          message = on_message
         )),
-        error = function(e) list(ok = FALSE, value = condition_data(e)),
+        error = function(e) list(ok = FALSE, value = condition_data(e), cond = e),
         interrupt = function(e) {
-          list(ok = FALSE, value = list(
+          list(ok = FALSE, interrupted = TRUE, value = list(
             message = "interrupted", call = NA_character_,
             class = c("interrupt", "condition")
           ))
         }
       )
-      finish(if (result$ok) "result" else "error", result$value)
+      if (!result$ok && is.null(result$interrupted)) {
+        console_write(error_text(result$cond))
+        emit_warnings("In addition: ")
+      }
+      omitted <- if (is.null(result$interrupted)) {
+        tryCatch(allowInterrupts(plots_send()), interrupt = function(e) {
+          result <<- list(ok = FALSE, interrupted = TRUE, value = list(
+            message = "interrupted", call = NA_character_,
+            class = c("interrupt", "condition")
+          ))
+          0L
+        })
+      } else {
+        0L
+      }
+      text <- console_close()
+      if (result$ok) {
+        out <- list(
+          value = result$value, visible = result$visible, console = text,
+          plots_omitted = omitted, refused = result$refused,
+          value_class = result$value_class
+        )
+        finish("result", out)
+      } else {
+        finish("error", c(result$value, list(console = text, plots_omitted = omitted)))
+      }
+    }
+
+    # --- Files -------------------------------------------------------------
+    # Requests from the host to move files in and out of the session's
+    # writable space (`roots`, given with each request: the session root
+    # first). The file work is Rust's (securer_core::files): paths are
+    # resolved inside the space, uploads are written beside their target
+    # and renamed over it when complete.
+
+    upload <- NULL
+    download <- NULL
+
+    fs_call <- function(name, ...) .Call(fs[[name]], ...)
+
+    # NULL, or the reply for an error object from Rust.
+    fs_failed <- function(x) {
+      if (!inherits(x, "securer_rs_error")) return(NULL)
+      list(ok = FALSE, problem = x$kind, message = x$message)
+    }
+
+    files_reset <- function() {
+      if (!is.null(upload)) fs_call("sink_close", upload)
+      upload <<- NULL
+      download <<- NULL
+    }
+
+    file_op <- function(req) {
+      op <- req$op
+      if (!op %in% c("chunk", "put_end", "get_chunk")) files_reset()
+      switch(op,
+        put = {
+          # Into a folder: under the file's own name.
+          path <- if (dir.exists(req$path)) file.path(req$path, req$name) else req$path
+          target <- fs_call("target", req$roots, path)
+          if (!is.null(bad <- fs_failed(target))) return(bad)
+          sink <- fs_call("sink_open", target, req$size)
+          if (!is.null(bad <- fs_failed(sink))) return(bad)
+          upload <<- sink
+          list(ok = TRUE, path = path)
+        },
+        chunk = {
+          if (is.null(upload)) return(list(ok = FALSE, problem = "file_io", message = "no upload in progress"))
+          bad <- fs_failed(fs_call("sink_write", upload, req$data))
+          if (!is.null(bad)) files_reset()
+          bad %||% list(ok = TRUE)
+        },
+        put_end = {
+          if (is.null(upload)) return(list(ok = FALSE, problem = "file_io", message = "no upload in progress"))
+          done <- fs_call("sink_commit", upload)
+          upload <<- NULL
+          fs_failed(done) %||% list(ok = TRUE)
+        },
+        abort = list(ok = TRUE),
+        get = {
+          opened <- fs_call("open_read", req$roots, req$path, req$max)
+          if (!is.null(bad <- fs_failed(opened))) return(bad)
+          download <<- opened$handle
+          list(ok = TRUE, size = opened$size)
+        },
+        get_chunk = {
+          if (is.null(download)) return(list(ok = FALSE, problem = "file_io", message = "no download in progress"))
+          data <- fs_call("read", download, req$n)
+          if (!is.null(bad <- fs_failed(data))) return(bad)
+          if (length(data) == 0L) download <<- NULL
+          list(ok = TRUE, data = data)
+        },
+        list = {
+          got <- fs_call("list", req$roots, req$path, isTRUE(req$recursive), req$max)
+          if (!is.null(bad <- fs_failed(got))) return(bad)
+          entries <- data.frame(
+            path = got$path, type = got$kind, size = got$size,
+            modified = .POSIXct(got$modified), stringsAsFactors = FALSE
+          )
+          list(ok = TRUE, entries = entries, truncated = got$truncated)
+        },
+        list(ok = FALSE, problem = "file_io", message = "unknown file operation")
+      )
+    }
+
+    serve_file <- function(req) {
+      reply <- tryCatch(file_op(req), error = function(e) {
+        files_reset()
+        list(ok = FALSE, problem = "file_io", message = conditionMessage(e))
+      })
+      send("file_reply", reply)
     }
 
     # An interrupt taken outside an evaluation was meant for one that is
@@ -209,13 +742,12 @@ local({
         msg <- tryCatch(recv(), interrupt = drop_interrupt)
         if (is.null(msg)) next
         switch(msg$kind,
-          # The code comes as UTF-8 bytes; a stale interrupt was dropped
-          # on receipt (rs_child_recv).
           exec = {
-            code <- rawToChar(msg$payload)
-            Encoding(code) <- "UTF-8"
-            run(code)
+            files_reset()
+            # (A stale interrupt was dropped on receipt: rs_child_recv.)
+            run(unserialize(msg$payload))
           },
+          file = serve_file(unserialize(msg$payload)),
           setup = setup(unserialize(msg$payload)),
           shutdown = quit(save = "no", status = 0L)
         )

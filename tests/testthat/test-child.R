@@ -63,8 +63,8 @@ tier_child <- function(tier, tools = list(), .env = parent.frame()) {
 
 # Sends `code` to a child-layer child as an exec request.
 child_exec <- function(child, code) {
-  # Code goes as its UTF-8 bytes (see child_send()).
-  err <- securer:::rs_send(child$handle, "exec", charToRaw(enc2utf8(code)), 10000)
+  # As child_send() does: the request serialized (here the bare code).
+  err <- securer:::rs_send(child$handle, "exec", serialize(code, NULL, xdr = FALSE), 10000)
   expect_null(err)
 }
 
@@ -388,7 +388,7 @@ for (tier in tiers) {
 
 test_that("the protocol's constants come from Rust", {
   p <- securer:::rs_protocol()
-  expect_identical(p$version, 2L)
+  expect_identical(p$version, 3L)
   expect_identical(p$kinds[c("exec", "result", "error", "tool_call")], c(exec = 2L, result = 3L, error = 4L, tool_call = 5L))
   expect_identical(p$header_bytes, 5L)
   expect_identical(p$ids_bytes, 16L)

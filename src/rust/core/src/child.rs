@@ -42,9 +42,9 @@ impl ChildIo {
         self.discarded
     }
 
-    /// Sends one frame, stamped: a result or error names the request being
-    /// answered; a tool call too, with an id of its own that its reply must
-    /// name.
+    /// Sends one frame, stamped: a result, error, plot or file reply names
+    /// the request being answered; a tool call too, with an id of its own
+    /// that its reply must name.
     pub fn send(&mut self, kind: Kind, payload: &[u8]) -> Result<(), Error> {
         let (id, re) = match kind {
             Kind::Hello => (0, 0),
@@ -68,8 +68,8 @@ impl ChildIo {
 
     /// The next frame for the runtime, waiting at most `timeout` (`None`:
     /// no limit). While a tool call waits, that is its reply (or a
-    /// shutdown); otherwise an exec, a set-up or a shutdown. `Ok(None)` when
-    /// the time ran out or a signal arrived.
+    /// shutdown); otherwise an exec, a file request, a set-up or a shutdown.
+    /// `Ok(None)` when the time ran out or a signal arrived.
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Option<Frame>, Error> {
         let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
         let mut waited = false;
@@ -134,14 +134,17 @@ impl ChildIo {
         let wanted = match (self.awaiting, f.kind) {
             (_, Kind::Shutdown) => true,
             (Some(call), Kind::ToolResult | Kind::ToolError) => f.re == call,
-            (None, Kind::Exec | Kind::Setup) => true,
+            (None, Kind::Exec | Kind::Setup | Kind::File) => true,
             _ => false,
         };
         if !wanted {
             self.discarded += 1;
             return None;
         }
-        if matches!(f.kind, Kind::Exec | Kind::ToolResult | Kind::ToolError) {
+        if matches!(
+            f.kind,
+            Kind::Exec | Kind::File | Kind::ToolResult | Kind::ToolError
+        ) {
             self.answering = f.id;
             self.awaiting = None;
         }
@@ -201,6 +204,24 @@ mod tests {
         io.send(Kind::Result, b"done").unwrap();
         let r = read(&mut d, h);
         assert_eq!((r.kind, r.re), (Kind::Result, 903));
+    }
+
+    #[test]
+    fn a_file_request_is_answered_by_its_id_and_plots_name_the_exec() {
+        let (host, child) = pair();
+        let h = host.as_raw_fd();
+        let mut io = ChildIo::new(child.as_raw_fd(), 1024);
+        let mut d = Decoder::new(1024);
+        write(h, Kind::File, 70, 0, b"op");
+        let f = io.recv(None).unwrap().unwrap();
+        assert_eq!((f.kind, f.id), (Kind::File, 70));
+        io.send(Kind::FileReply, b"ok").unwrap();
+        assert_eq!(read(&mut d, h).re, 70);
+        write(h, Kind::Exec, 71, 0, b"plot(1)");
+        io.recv(None).unwrap().unwrap();
+        io.send(Kind::Plot, b"png").unwrap();
+        let p = read(&mut d, h);
+        assert_eq!((p.kind, p.re), (Kind::Plot, 71));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! pid of the child concerned. Every module's own error type converts into
 //! it, and the glue turns it into one R value (a `securer_rs_error` list).
 
+use crate::files::{FileError, FileProblem};
+use crate::png::PngError;
 use thiserror::Error;
 
 /// What went wrong, coarse enough for R to choose a condition class.
@@ -39,6 +41,11 @@ pub enum ErrorKind {
     Audit,
     /// The kernel's random source failed.
     Random,
+    /// A file operation in a session's writable space failed; the problem
+    /// picks the R class.
+    File(crate::files::FileProblem),
+    /// An image from the child is not a valid PNG within the caps.
+    Image,
 }
 
 impl ErrorKind {
@@ -59,6 +66,15 @@ impl ErrorKind {
             ErrorKind::Launch => "launch",
             ErrorKind::Audit => "audit",
             ErrorKind::Random => "random",
+            ErrorKind::File(p) => match p {
+                FileProblem::NotFound => "file_not_found",
+                FileProblem::Outside => "file_outside",
+                FileProblem::Symlink => "file_symlink",
+                FileProblem::NotFile => "file_not_file",
+                FileProblem::TooLarge => "file_too_large",
+                FileProblem::Io => "file_io",
+            },
+            ErrorKind::Image => "image",
         }
     }
 }
@@ -147,6 +163,18 @@ impl From<crate::frame::FrameError> for Error {
 impl From<crate::rvalue::ValueError> for Error {
     fn from(e: crate::rvalue::ValueError) -> Error {
         Error::new(ErrorKind::Value, e.to_string())
+    }
+}
+
+impl From<FileError> for Error {
+    fn from(e: FileError) -> Error {
+        Error::new(ErrorKind::File(e.problem), e.message)
+    }
+}
+
+impl From<PngError> for Error {
+    fn from(e: PngError) -> Error {
+        Error::new(ErrorKind::Image, e.to_string())
     }
 }
 

@@ -1,7 +1,8 @@
 //! Wire framing: `u32` little-endian payload length, `u8` kind, payload.
 //!
 //! The payload of a message of the conversation between host and child
-//! (exec, result, error, tool call, tool result, tool error) starts with two
+//! (exec, result, error, tool call, tool result, tool error, plot, file
+//! request, file reply) starts with two
 //! `u64` little-endian ids: `id` names a message that expects an answer,
 //! `re` names the message this one answers. Control frames (launch report,
 //! hello, set-up, exit, fork, ...) carry no ids and are unchanged. Which ids
@@ -22,7 +23,7 @@ pub const HEADER_LEN: usize = 5;
 pub const IDS_LEN: usize = 16;
 
 /// Protocol version carried in the child's hello frame.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Default cap on one frame's payload (8 MiB).
 pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
@@ -48,8 +49,9 @@ pub fn frame_limit(requested: f64) -> usize {
 }
 
 /// Frame kinds. Child-to-host payloads are R-serialized values that the host
-/// checks (see `rvalue`) before unserializing; host-to-child payloads are
-/// R-serialized by the host.
+/// checks (see `rvalue`) before unserializing, except a plot's, which is PNG
+/// bytes that the host checks as such (see `png`); host-to-child payloads
+/// are R-serialized by the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
@@ -83,11 +85,19 @@ pub enum Kind {
     /// session supervisor -> host: how the session's R process ended
     /// (JSON `ExitReport`), sent just before the socket closes.
     Exit = 14,
+    /// child -> host: one PNG image drawn by the execution being answered,
+    /// sent before its result (raw PNG bytes, not an R value).
+    Plot = 15,
+    /// host -> child: a file operation in the session's writable space
+    /// (upload, download, listing; R-serialized list).
+    File = 16,
+    /// child -> host: the answer to a file request.
+    FileReply = 17,
 }
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Hello,
         Kind::Exec,
         Kind::Result,
@@ -102,6 +112,9 @@ impl Kind {
         Kind::Fork,
         Kind::Forked,
         Kind::Exit,
+        Kind::Plot,
+        Kind::File,
+        Kind::FileReply,
     ];
 
     /// Whether the payload starts with the ids (see the module doc).
@@ -114,7 +127,16 @@ impl Kind {
                 | Kind::ToolCall
                 | Kind::ToolResult
                 | Kind::ToolError
+                | Kind::Plot
+                | Kind::File
+                | Kind::FileReply
         )
+    }
+
+    /// Whether a payload from the child is an R-serialized value (checked
+    /// by `rvalue` before the host reads it). A plot is PNG bytes instead.
+    pub fn carries_r_value(self) -> bool {
+        self != Kind::Plot
     }
 
     pub fn from_name(name: &str) -> Option<Kind> {
@@ -137,6 +159,9 @@ impl Kind {
             12 => Kind::Fork,
             13 => Kind::Forked,
             14 => Kind::Exit,
+            15 => Kind::Plot,
+            16 => Kind::File,
+            17 => Kind::FileReply,
             _ => return None,
         })
     }
@@ -157,6 +182,9 @@ impl Kind {
             Kind::Fork => "fork",
             Kind::Forked => "forked",
             Kind::Exit => "exit",
+            Kind::Plot => "plot",
+            Kind::File => "file",
+            Kind::FileReply => "file_reply",
         }
     }
 }

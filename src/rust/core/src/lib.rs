@@ -14,6 +14,7 @@ pub mod child;
 pub mod error;
 #[cfg(native_linux)]
 pub mod fdpass;
+pub mod files;
 pub mod frame;
 #[cfg(native_linux)]
 pub mod handoff;
@@ -21,6 +22,7 @@ pub mod handoff;
 pub mod host;
 #[cfg(unix)]
 pub mod launch;
+pub mod png;
 pub mod policy;
 #[cfg(unix)]
 pub mod report;

@@ -8,14 +8,17 @@
 
 use extendr_api::prelude::*;
 use securer_core::child::ChildIo;
+use securer_core::files::{self, AtomicFile, Space};
 use securer_core::frame::{self, Kind};
 use securer_core::host::{self, Event, HostChild};
+use securer_core::png;
 use securer_core::policy::LaunchSpec;
 use securer_core::tool_types::{self, BaseType, Shape};
 use securer_core::{rvalue, text, Error, ErrorKind};
 use std::cell::RefCell;
+use std::fs::File;
 use std::os::fd::RawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The one conversion of a core error into an R value.
@@ -369,6 +372,24 @@ fn rs_check_value(bytes: Raw, max_bytes: f64, classes: Nullable<Strings>) -> Rob
     unit_or_error(rvalue::check_with(bytes.as_slice(), &limits).map_err(Error::from))
 }
 
+/// Child runtime: checks the value of the last expression as the host
+/// will (`rs_check_value()`): NULL when it can cross, else
+/// `list(message, printable)`, `printable` saying whether R can print it
+/// safely for the console transcript (see `ValueError::printable`).
+/// @noRd
+#[extendr]
+fn rs_check_result(bytes: Raw, max_bytes: f64, classes: Strings) -> Robj {
+    let limits = rvalue::CheckLimits {
+        max_bytes: frame::frame_limit(max_bytes),
+        allowed_classes: Some(classes.iter().map(|s| String::from(&**s)).collect()),
+        ..rvalue::CheckLimits::default()
+    };
+    match rvalue::check_with(bytes.as_slice(), &limits) {
+        Ok(()) => ().into(),
+        Err(e) => list!(message = e.to_string(), printable = e.printable()).into(),
+    }
+}
+
 /// Sets the S3 classes accepted in values from this child. NULL, or an
 /// error object.
 /// @noRd
@@ -598,6 +619,188 @@ fn rs_tool_type_ok(value: Robj, r#type: Robj) -> bool {
     })
 }
 
+/// A count or size from R (a double): NaN and negatives are 0, anything
+/// beyond `u64` saturates.
+fn count(x: f64) -> u64 {
+    if x.is_nan() || x <= 0.0 {
+        0
+    } else {
+        x as u64
+    }
+}
+
+/// Checks PNG bytes from the child (see `securer_core::png`):
+/// `list(png = <raw>, width, height)`, the rebuilt file holding only what a
+/// reader needs, or an error object of kind "image".
+/// @noRd
+#[extendr]
+fn rs_png_check(bytes: Raw, max_width: f64, max_height: f64, max_bytes: f64) -> Robj {
+    let limits = png::PngLimits {
+        max_width: count(max_width).min(u64::from(u32::MAX)) as u32,
+        max_height: count(max_height).min(u64::from(u32::MAX)) as u32,
+        max_bytes: count(max_bytes).min(usize::MAX as u64) as usize,
+    };
+    value_or_error(
+        png::check(bytes.as_slice(), &limits)
+            .map(|p| {
+                Robj::from(list!(
+                    png = Raw::from_bytes(&p.bytes),
+                    width = f64::from(p.width),
+                    height = f64::from(p.height)
+                ))
+            })
+            .map_err(Error::from),
+    )
+}
+
+type Sink = ExternalPtr<RefCell<Option<AtomicFile>>>;
+
+fn with_sink<T>(
+    ptr: Robj,
+    f: impl FnOnce(&mut Option<AtomicFile>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let gone = || Error::new(ErrorKind::Input, "the file was already finished");
+    let sink: Sink = ptr.try_into().map_err(|_| gone())?;
+    let cell: &RefCell<Option<AtomicFile>> = &sink;
+    let mut guard = cell.try_borrow_mut().map_err(|_| gone())?;
+    f(&mut guard)
+}
+
+/// Starts writing `path` (at most `max_bytes`) through a new file beside it
+/// that is renamed over it by `rs_file_sink_commit()` (see
+/// `securer_core::files::AtomicFile`): an external pointer, or an error
+/// object. Released unfinished (`rs_file_sink_close()`, or by the garbage
+/// collector), it leaves nothing behind.
+/// @noRd
+#[extendr]
+fn rs_file_sink_open(path: &str, max_bytes: f64) -> Robj {
+    value_or_error(
+        AtomicFile::create(Path::new(path), count(max_bytes))
+            .map(|w| Robj::from(ExternalPtr::new(RefCell::new(Some(w)))))
+            .map_err(Error::from),
+    )
+}
+
+/// Appends bytes to a file started by `rs_file_sink_open()`: NULL, or an
+/// error object.
+/// @noRd
+#[extendr]
+fn rs_file_sink_write(sink: Robj, bytes: Raw) -> Robj {
+    unit_or_error(with_sink(sink, |w| match w.as_mut() {
+        Some(w) => w.write(bytes.as_slice()).map_err(Error::from),
+        None => Err(Error::new(
+            ErrorKind::Input,
+            "the file was already finished",
+        )),
+    }))
+}
+
+/// Renames the finished file over its target: NULL, or an error object.
+/// @noRd
+#[extendr]
+fn rs_file_sink_commit(sink: Robj) -> Robj {
+    unit_or_error(with_sink(sink, |w| match w.take() {
+        Some(w) => w.commit().map_err(Error::from),
+        None => Err(Error::new(
+            ErrorKind::Input,
+            "the file was already finished",
+        )),
+    }))
+}
+
+/// Abandons an unfinished file (its temporary file is removed). Idempotent.
+/// @noRd
+#[extendr]
+fn rs_file_sink_close(sink: Robj) {
+    let _ = with_sink(sink, |w| {
+        w.take();
+        Ok(())
+    });
+}
+
+fn space_of(roots: Strings) -> Result<Space, Error> {
+    let roots: Vec<PathBuf> = roots
+        .iter()
+        .map(|r| PathBuf::from(AsRef::<str>::as_ref(&r)))
+        .collect();
+    Space::new(&roots).map_err(Error::from)
+}
+
+/// Child runtime: where a file uploaded to `path` goes, inside the
+/// writable space of `roots` (the first is where relative paths start):
+/// the resolved path, or an error object (kind "file_...").
+/// @noRd
+#[extendr]
+fn rs_fs_target(roots: Strings, path: &str) -> Robj {
+    value_or_error(space_of(roots).and_then(|s| {
+        s.target(Path::new(path))
+            .map(|p| p.to_string_lossy().into_owned())
+            .map_err(Error::from)
+    }))
+}
+
+type Reader = ExternalPtr<RefCell<Option<File>>>;
+
+/// Child runtime: opens an existing regular file of at most `max_bytes` in
+/// the writable space of `roots`: `list(handle, size)`, or an error object.
+/// @noRd
+#[extendr]
+fn rs_fs_open_read(roots: Strings, path: &str, max_bytes: f64) -> Robj {
+    value_or_error(space_of(roots).and_then(|s| {
+        s.open_read(Path::new(path), count(max_bytes))
+            .map(|(file, size)| {
+                let handle: Robj = ExternalPtr::new(RefCell::new(Some(file))).into();
+                Robj::from(list!(handle = handle, size = size as f64))
+            })
+            .map_err(Error::from)
+    }))
+}
+
+/// Child runtime: the next at most `n` bytes of a file opened by
+/// `rs_fs_open_read()` (empty at its end), or an error object.
+/// @noRd
+#[extendr]
+fn rs_fs_read(handle: Robj, n: f64) -> Robj {
+    let gone = || Error::new(ErrorKind::Input, "the file is closed");
+    let read = || -> Result<Vec<u8>, Error> {
+        let reader: Reader = handle.try_into().map_err(|_| gone())?;
+        let cell: &RefCell<Option<File>> = &reader;
+        let mut guard = cell.try_borrow_mut().map_err(|_| gone())?;
+        let file = guard.as_mut().ok_or_else(gone)?;
+        files::read_chunk(file, count(n) as usize).map_err(Error::from)
+    };
+    value_or_error(read().map(|b| Raw::from_bytes(&b)))
+}
+
+/// Child runtime: the entries of folder `dir` in the writable space of
+/// `roots` (`recursive`: of its subfolders too; links are not followed):
+/// `list(path, kind, size, modified, truncated)` with at most
+/// `max_entries` rows, or an error object.
+/// @noRd
+#[extendr]
+fn rs_fs_list(roots: Strings, dir: &str, recursive: bool, max_entries: f64) -> Robj {
+    value_or_error(space_of(roots).and_then(|s| {
+        s.list(Path::new(dir), recursive, count(max_entries) as usize)
+            .map(|(entries, truncated)| {
+                let path: Vec<String> = entries
+                    .iter()
+                    .map(|e| e.path.to_string_lossy().into_owned())
+                    .collect();
+                let kind: Vec<&str> = entries.iter().map(|e| e.kind).collect();
+                let size: Vec<f64> = entries.iter().map(|e| e.size as f64).collect();
+                let modified: Vec<f64> = entries.iter().map(|e| e.modified).collect();
+                Robj::from(list!(
+                    path = path,
+                    kind = kind,
+                    size = size,
+                    modified = modified,
+                    truncated = truncated
+                ))
+            })
+            .map_err(Error::from)
+    }))
+}
+
 thread_local! {
     static CHILD_IO: RefCell<Option<ChildIo>> = const { RefCell::new(None) };
 }
@@ -719,6 +922,7 @@ extendr_module! {
     fn rs_wait_fds;
     fn rs_poll_fds;
     fn rs_check_value;
+    fn rs_check_result;
     fn rs_set_allowed_classes;
     fn rs_default_allowed_classes;
     fn rs_random_token;
@@ -735,4 +939,13 @@ extendr_module! {
     fn rs_child_connect;
     fn rs_child_send;
     fn rs_child_recv;
+    fn rs_png_check;
+    fn rs_file_sink_open;
+    fn rs_file_sink_write;
+    fn rs_file_sink_commit;
+    fn rs_file_sink_close;
+    fn rs_fs_target;
+    fn rs_fs_open_read;
+    fn rs_fs_read;
+    fn rs_fs_list;
 }

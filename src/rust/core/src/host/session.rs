@@ -9,6 +9,10 @@
 //! its socket, and ids are unpredictable, so no reply can be prepared for a
 //! request not yet sent. No system calls here: the caller supplies the ids
 //! and acts on the returned `Step`.
+//!
+//! An exec is answered by a result or an error, after any number of tool
+//! calls (each answered by the host in turn) and plots (which need no
+//! answer). A file request is answered by one file reply and nothing else.
 
 use crate::error::{Error, ErrorKind};
 use crate::frame::{self, Frame, Kind};
@@ -37,6 +41,10 @@ pub enum Phase {
         call: u64,
         req: u64,
     },
+    /// A file request (`req`) was sent; its file reply is due.
+    Transfer {
+        req: u64,
+    },
     Closed,
 }
 
@@ -46,7 +54,7 @@ impl Phase {
         match self {
             Phase::Launching | Phase::Hello => "starting",
             Phase::Idle => "idle",
-            Phase::Waiting { .. } => "busy",
+            Phase::Waiting { .. } | Phase::Transfer { .. } => "busy",
             Phase::Serving { .. } => "tool_call",
             Phase::Closed => "closed",
         }
@@ -105,7 +113,7 @@ impl Session {
     pub fn is_running(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Idle | Phase::Waiting { .. } | Phase::Serving { .. }
+            Phase::Idle | Phase::Waiting { .. } | Phase::Serving { .. } | Phase::Transfer { .. }
         )
     }
 
@@ -154,7 +162,14 @@ impl Session {
                 },
                 Stamp { id: fresh, re: 0 },
             ),
-            (Kind::Exec, Phase::Waiting { .. } | Phase::Serving { .. }) => {
+            (Kind::File, Phase::Idle) => (
+                Phase::Transfer { req: fresh },
+                Stamp { id: fresh, re: 0 },
+            ),
+            (
+                Kind::Exec | Kind::File,
+                Phase::Waiting { .. } | Phase::Serving { .. } | Phase::Transfer { .. },
+            ) => {
                 return Err(refuse(
                     "the previous request has not been answered (interrupt the child and drain its events, or replace it)",
                 ))
@@ -163,15 +178,25 @@ impl Session {
                 Phase::Waiting { req: fresh, prev: req },
                 Stamp { id: fresh, re: call },
             ),
-            (Kind::ToolResult | Kind::ToolError, Phase::Idle | Phase::Waiting { .. }) => {
-                return Err(refuse("no tool call is waiting for a reply"))
-            }
+            (
+                Kind::ToolResult | Kind::ToolError,
+                Phase::Idle | Phase::Waiting { .. } | Phase::Transfer { .. },
+            ) => return Err(refuse("no tool call is waiting for a reply")),
             (Kind::Setup, Phase::Idle) => (Phase::Idle, Stamp { id: 0, re: 0 }),
-            (Kind::Setup, Phase::Waiting { .. } | Phase::Serving { .. }) => {
-                return Err(refuse("the child is busy"))
-            }
+            (
+                Kind::Setup,
+                Phase::Waiting { .. } | Phase::Serving { .. } | Phase::Transfer { .. },
+            ) => return Err(refuse("the child is busy")),
             (Kind::Shutdown, p) if self.is_running() => (p, Stamp { id: 0, re: 0 }),
-            (Kind::Exec | Kind::ToolResult | Kind::ToolError | Kind::Setup | Kind::Shutdown, _) => {
+            (
+                Kind::Exec
+                | Kind::File
+                | Kind::ToolResult
+                | Kind::ToolError
+                | Kind::Setup
+                | Kind::Shutdown,
+                _,
+            ) => {
                 return Err(Error::new(
                     ErrorKind::NotRunning,
                     "the child process is not running",
@@ -231,8 +256,11 @@ impl Session {
                 }
             }
             (
-                Phase::Idle | Phase::Waiting { .. } | Phase::Serving { .. },
-                Kind::Result | Kind::Error | Kind::ToolCall,
+                Phase::Idle
+                | Phase::Waiting { .. }
+                | Phase::Serving { .. }
+                | Phase::Transfer { .. },
+                Kind::Result | Kind::Error | Kind::ToolCall | Kind::Plot | Kind::FileReply,
             ) => self.on_reply(f),
             (phase, kind) => Step::Violation(format!(
                 "unexpected '{}' message from the child{}",
@@ -247,9 +275,11 @@ impl Session {
     }
 
     fn on_reply(&mut self, f: Frame) -> Step {
-        let answers = match self.phase {
-            Phase::Waiting { req, prev } => f.re == req || (prev != 0 && f.re == prev),
-            Phase::Serving { req, .. } => f.re == req,
+        let answers = match (self.phase, f.kind) {
+            (Phase::Transfer { req }, Kind::FileReply) => f.re == req,
+            (_, Kind::FileReply) | (Phase::Transfer { .. }, _) => false,
+            (Phase::Waiting { req, prev }, _) => f.re == req || (prev != 0 && f.re == prev),
+            (Phase::Serving { req, .. }, _) => f.re == req,
             _ => false,
         };
         if !answers || f.re == 0 {
@@ -261,6 +291,8 @@ impl Session {
                 call: f.id,
                 req: f.re,
             },
+            // A plot comes before the answer it belongs to.
+            Kind::Plot => self.phase,
             _ => Phase::Idle,
         };
         Step::Reply {
@@ -452,6 +484,62 @@ mod tests {
         s.rollback(before);
         assert_eq!(s.phase(), Phase::Idle);
         assert_eq!(s.begin(Kind::Shutdown, 3).unwrap(), Stamp { id: 0, re: 0 });
+    }
+
+    #[test]
+    fn plots_come_before_the_answer_and_leave_the_phase_alone() {
+        let mut s = running();
+        s.begin(Kind::Exec, 10).unwrap();
+        assert_eq!(
+            s.on_frame(frame(Kind::Plot, 0, 10, b"png")),
+            reply(Kind::Plot, b"png")
+        );
+        assert_eq!(s.phase(), Phase::Waiting { req: 10, prev: 0 });
+        assert_eq!(
+            s.on_frame(frame(Kind::Plot, 0, 11, b"png")),
+            Step::Discarded
+        );
+        assert_eq!(
+            s.on_frame(frame(Kind::Result, 0, 10, b"v")),
+            reply(Kind::Result, b"v")
+        );
+        // Once answered, a plot for that request answers nothing.
+        assert_eq!(
+            s.on_frame(frame(Kind::Plot, 0, 10, b"late")),
+            Step::Discarded
+        );
+        assert_eq!(s.discarded(), 2);
+    }
+
+    #[test]
+    fn a_file_request_is_answered_by_one_file_reply_only() {
+        let mut s = running();
+        let st = s.begin(Kind::File, 20).unwrap();
+        assert_eq!(st, Stamp { id: 20, re: 0 });
+        assert_eq!(s.phase().name(), "busy");
+        assert!(s.begin(Kind::Exec, 21).is_err());
+        assert!(s.begin(Kind::File, 21).is_err());
+        assert!(s.begin(Kind::Setup, 21).is_err());
+        // Replies of another kind, or naming another request, are dropped.
+        for kind in [Kind::Result, Kind::Error, Kind::ToolCall, Kind::Plot] {
+            assert_eq!(s.on_frame(frame(kind, 0, 20, b"x")), Step::Discarded);
+        }
+        assert_eq!(
+            s.on_frame(frame(Kind::FileReply, 0, 19, b"x")),
+            Step::Discarded
+        );
+        assert_eq!(
+            s.on_frame(frame(Kind::FileReply, 0, 20, b"ok")),
+            reply(Kind::FileReply, b"ok")
+        );
+        assert_eq!(s.phase(), Phase::Idle);
+        // A file reply never answers an exec.
+        s.begin(Kind::Exec, 30).unwrap();
+        assert_eq!(
+            s.on_frame(frame(Kind::FileReply, 0, 30, b"x")),
+            Step::Discarded
+        );
+        assert_eq!(s.discarded(), 6);
     }
 
     #[test]

@@ -196,6 +196,28 @@ pub enum ValueError {
     Invalid { what: String, problem: String },
 }
 
+impl ValueError {
+    /// Whether R itself can print the refused value safely. The allowlist
+    /// refuses code and classes because the *host* must not hold or
+    /// dispatch on them, yet R prints them every day; the per-class
+    /// validation refuses what R's own printing mishandles (a time zone
+    /// that overflows a buffer or names a file, row names that disagree
+    /// with the columns), and a malformed stream is no value at all. The
+    /// child runtime prints the first kind into its console transcript and
+    /// not the second.
+    pub fn printable(&self) -> bool {
+        matches!(
+            self,
+            ValueError::Forbidden(_)
+                | ValueError::AltrepClass { .. }
+                | ValueError::Class(_)
+                | ValueError::TooDeep(_)
+                | ValueError::TooLarge { .. }
+                | ValueError::Expands { .. }
+        )
+    }
+}
+
 /// Checks `bytes` with [`CheckLimits::default`].
 pub fn check(bytes: &[u8]) -> Result<(), ValueError> {
     check_with(bytes, &CheckLimits::default())

@@ -165,3 +165,21 @@ fn error_messages() {
         .to_string()
         .starts_with("unsupported serialization format"));
 }
+
+#[test]
+fn code_and_classes_are_printable_refusals_and_broken_attributes_are_not() {
+    assert!(ValueError::Forbidden("language object").printable());
+    assert!(ValueError::Class("lm".into()).printable());
+    assert!(ValueError::TooLarge { size: 9, max: 8 }.printable());
+    assert!(!ValueError::Invalid {
+        what: "time zone".into(),
+        problem: "too long".into()
+    }
+    .printable());
+    assert!(!ValueError::Truncated.printable());
+    assert!(!ValueError::BadString {
+        problem: "NUL",
+        offset: 3
+    }
+    .printable());
+}

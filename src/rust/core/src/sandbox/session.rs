@@ -138,6 +138,17 @@ fn namespaces_and_fork(
     )
     .map_err(|e| LaunchFailure::os(Layer::Root, "mounting the private /tmp", e))?;
     mounts::place_carried(carried)?;
+    // The session works in its own /tmp, as a cold start does; the
+    // zygote's working directory is the /tmp the mount above hides (and
+    // that Landlock will not grant).
+    // SAFETY: a NUL-terminated path.
+    if unsafe { libc::chdir(c"/tmp".as_ptr()) } != 0 {
+        return Err(LaunchFailure::os(
+            Layer::Root,
+            "cannot enter the private /tmp",
+            sys::errno(),
+        ));
+    }
     let proc_mounted = mount(
         "proc",
         Path::new("/proc"),
