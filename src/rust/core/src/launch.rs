@@ -146,11 +146,6 @@ fn portable(spec: LaunchSpec) -> ! {
     }
 }
 
-/// The `sandbox-exec` that applies Seatbelt profiles where none is named.
-fn default_sandbox_exec() -> Option<std::path::PathBuf> {
-    cfg!(target_os = "macos").then(|| "/usr/bin/sandbox-exec".into())
-}
-
 /// What runs R under `policy`'s profile: the `sandbox-exec` program, its
 /// arguments, and the layer's report. Only macOS enforces the profile:
 /// elsewhere the program is a stand-in, and the layer says so (a strict
@@ -167,10 +162,12 @@ fn seatbelt_launch(
             None,
         ));
     }
-    let Some(exe) = policy.sandbox_exec.clone().or_else(default_sandbox_exec) else {
+    // The host names it (`/usr/bin/sandbox-exec`, or a test's stand-in):
+    // a policy without one is a Linux policy this launcher cannot apply.
+    let Some(exe) = policy.sandbox_exec.clone() else {
         return Err(LaunchFailure::new(
             Layer::Sandbox,
-            "this system has no sandbox securer can apply",
+            "this launcher applies Seatbelt profiles only: the policy names no sandbox-exec",
             None,
         ));
     };
@@ -181,7 +178,8 @@ fn seatbelt_launch(
     let what = format!(
         "{} rules: no network; reads only the {} read-only and {} writable paths \
          (the session's folder among them); writes only the writable ones; runs \
-         programs only from the read-only ones; signals only itself",
+         programs only from the read-only ones; signals only itself; started \
+         cold (no warm zygote: each session has its own profile and folder)",
         rules.len(),
         plan.read_only.len(),
         plan.writable.len() + usize::from(plan.fallback_tmp.is_some()),

@@ -5,7 +5,8 @@
 //! `cfg(native_linux)` (Linux without the `portable` feature, see
 //! build.rs), macOS's Seatbelt path everywhere on Unix
 //! (`launch::portable`). On Windows only the pure modules build (framing,
-//! value checking, text, tool types, policy): R sessions need Unix.
+//! value checking, text, tool types, policy, the Seatbelt rendering): R
+//! sessions need Unix, and the R package says to use WSL2 there.
 
 #[cfg(unix)]
 pub mod audit;
@@ -14,6 +15,7 @@ pub mod child;
 pub mod error;
 #[cfg(native_linux)]
 pub mod fdpass;
+#[cfg(unix)]
 pub mod files;
 pub mod frame;
 #[cfg(native_linux)]

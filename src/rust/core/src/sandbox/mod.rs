@@ -49,10 +49,8 @@ pub mod limits;
 mod mounts;
 #[cfg(native_linux)]
 mod namespaces;
-#[cfg(unix)]
 pub(crate) mod plan;
-#[cfg(unix)]
-pub(crate) mod seatbelt;
+pub mod seatbelt;
 #[cfg(native_linux)]
 mod seccomp;
 #[cfg(native_linux)]

@@ -4,7 +4,6 @@
 //! profile on macOS (`seatbelt`).
 
 use crate::policy::{LaunchFailure, Layer, SandboxPolicy};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Device nodes offered inside the sandbox.
@@ -203,10 +202,12 @@ pub(crate) fn root_rules<'a>(
 pub(crate) fn normalize(p: &Path, what: &str) -> Result<PathBuf, LaunchFailure> {
     let bad =
         |why: &str| LaunchFailure::new(Layer::Policy, format!("{what} path {p:?} {why}"), None);
-    if p.as_os_str().as_bytes().contains(&0) {
+    // Lossy: a NUL byte stays one. (Windows renders macOS profiles too:
+    // there "/..." has a root but is not absolute.)
+    if p.as_os_str().to_string_lossy().contains('\0') {
         return Err(bad("contains a NUL byte"));
     }
-    if !p.is_absolute() {
+    if !p.has_root() {
         return Err(bad("is not absolute"));
     }
     let mut out = PathBuf::from("/");

@@ -17,9 +17,9 @@
 //! Seatbelt matches resolved paths (`/tmp` is `/private/tmp`): the
 //! launcher adds the resolved form of each path (`with_resolved`).
 
-use super::plan::{FsRule, Grant};
-use crate::policy::{LaunchFailure, Layer};
-use std::path::{Path, PathBuf};
+use super::plan::{FsRule, Grant, Plan};
+use crate::policy::{LaunchFailure, Layer, SandboxPolicy};
+use std::path::{Component, Path, PathBuf};
 
 /// System values R and its libraries read at start-up (CPU count and
 /// features, memory and page sizes, OS version); not the process table.
@@ -64,6 +64,14 @@ const SYSCTL_PREFIXES: [&str; 2] = ["hw.optional.", "hw.perflevel"];
 /// Services the session may look up: user names (getpwuid).
 const MACH_SERVICES: [&str; 1] = ["com.apple.system.opendirectoryd.libinfo"];
 
+/// The profile of `policy`, as written (the launcher also grants the
+/// resolved form of each path: `with_resolved`): what `sandbox_info()`
+/// and `generate_seatbelt_profile()` show. Fails as the launch would on a
+/// path the policy or SBPL cannot carry.
+pub fn render(policy: &SandboxPolicy) -> Result<String, LaunchFailure> {
+    profile(&Plan::new(policy)?.grants())
+}
+
 /// The `sandbox-exec` arguments that run `program` with `args` under
 /// `profile`: `-p <profile> <program> <args>...`.
 pub(crate) fn arguments(profile: &str, program: &Path, args: &[String]) -> Vec<String> {
@@ -78,6 +86,7 @@ pub(crate) fn arguments(profile: &str, program: &Path, args: &[String]) -> Vec<S
 
 /// `rules` and, for each path that exists and resolves elsewhere (a
 /// symbolic link on the way), the same grant on its resolved form.
+#[cfg(unix)]
 pub(crate) fn with_resolved(rules: &[FsRule]) -> Vec<FsRule> {
     let mut out = rules.to_vec();
     for r in rules {
@@ -183,10 +192,32 @@ fn literal(p: &Path) -> Result<String, LaunchFailure> {
             None,
         )
     };
-    let s = p.to_str().ok_or_else(|| bad("is not valid UTF-8"))?;
+    // Written with `/` whatever the host's separator (Windows renders
+    // profiles too).
+    let mut s = String::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(part) => {
+                s.push('/');
+                s.push_str(part.to_str().ok_or_else(|| bad("is not valid UTF-8"))?);
+            }
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(bad("is not a normalised absolute path"))
+            }
+        }
+    }
+    if !p.has_root() {
+        return Err(bad("is not absolute"));
+    }
+    if s.is_empty() {
+        s.push('/');
+    }
     if s.chars().any(char::is_control) {
         return Err(bad("contains control characters"));
     }
+    // Inside an SBPL string only `\` and `"` are special: escaped, a path
+    // cannot end the string early and add rules of its own.
     Ok(format!(
         "\"{}\"",
         s.replace('\\', "\\\\").replace('"', "\\\"")
@@ -367,6 +398,86 @@ mod tests {
     }
 
     #[test]
+    fn no_path_can_end_its_string_and_add_rules() {
+        let tricky = [
+            "/a\"))\n(allow default)",
+            "/a\")(allow network*)(\"",
+            "/a\\\")(allow default)",
+            "/a\r(allow default)",
+            "/a\u{85}b",
+            "/a\tb",
+        ];
+        let heads = |p: &str| -> Vec<String> {
+            p.lines()
+                .filter(|l| !l.starts_with("  "))
+                .map(String::from)
+                .collect()
+        };
+        let plain = profile(&grant_rules(&[PathBuf::from("/a")], [], None, [])).unwrap();
+        for t in tricky {
+            match profile(&grant_rules(&[PathBuf::from(t)], [], None, [])) {
+                Err(e) => assert_eq!(e.layer, Layer::Policy, "{t:?}"),
+                Ok(p) => {
+                    // Accepted only when its string stays one string: the
+                    // same rules as for a plain path, and the escaped form
+                    // reads back as the path.
+                    assert_eq!(heads(&p), heads(&plain), "{t:?}: {p}");
+                    let line = p
+                        .lines()
+                        .find(|l| l.contains("(subpath \"/a"))
+                        .expect("the path's rule");
+                    let inner = line.trim().trim_start_matches("(subpath \"");
+                    let inner = inner.trim_end_matches(')').trim_end_matches(')');
+                    let inner = inner.strip_suffix('"').expect("closing quote");
+                    assert_eq!(unescape(inner), t, "{t:?}");
+                }
+            }
+        }
+        for rel in ["a/b", "/a/../b"] {
+            assert!(profile(&grant_rules(&[PathBuf::from(rel)], [], None, [])).is_err());
+        }
+    }
+
+    /// Reads an SBPL string's inside back; panics on an unescaped quote.
+    fn unescape(s: &str) -> String {
+        let mut out = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => out.push(chars.next().expect("escape at the end")),
+                '"' => panic!("unescaped quote in {s:?}"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn render_is_the_profile_of_the_checked_policy() {
+        let policy = SandboxPolicy {
+            strict: false,
+            read_only: vec!["/usr/lib/R/".into(), "/usr/lib/R".into()],
+            writable: vec!["/srv/out".into()],
+            tmp_size: 0,
+            no_namespaces: true,
+            fallback_tmp: Some("/var/tmp/s-1".into()),
+            zygote: false,
+            sandbox_exec: None,
+        };
+        let p = render(&policy).unwrap();
+        assert_eq!(p, profile(&Plan::new(&policy).unwrap().grants()).unwrap());
+        assert_eq!(p.matches("(subpath \"/usr/lib/R\")").count(), 3);
+        assert!(
+            filters(&p, "allow file-write*").contains(&"(subpath \"/var/tmp/s-1\")".to_string())
+        );
+        let bad = SandboxPolicy {
+            read_only: vec!["relative".into()],
+            ..policy
+        };
+        assert_eq!(render(&bad).unwrap_err().layer, Layer::Policy);
+    }
+
+    #[test]
     fn the_profile_is_deterministic() {
         assert_eq!(
             profile(&plan().grants()).unwrap(),
@@ -374,6 +485,7 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
     #[test]
     fn resolved_forms_are_added_once() {
         let dir = std::env::temp_dir().join(format!("securer-seatbelt-{}", std::process::id()));
