@@ -243,6 +243,12 @@ rs_fs_read <- function(handle, n) .Call(wrap__rs_fs_read, handle, n)
 #' @noRd
 rs_fs_list <- function(roots, dir, recursive, max_entries) .Call(wrap__rs_fs_list, roots, dir, recursive, max_entries)
 
+#' The Seatbelt profile (macOS) of a `SandboxPolicy` given as JSON: the
+#' launcher's own rendering (`securer_core::sandbox::seatbelt`), or an
+#' error object (kind "launch", layer "policy").
+#' @noRd
+rs_seatbelt_profile <- function(policy_json) .Call(wrap__rs_seatbelt_profile, policy_json)
+
 
 
 # nolint end

@@ -347,6 +347,7 @@ session_set_state <- function(private, to) {
 session_init <- function(self, private, tools, sandbox, limits, sandbox_strict,
                          max_executions, pre_execute_hook, verbose, audit_log,
                          sanitize_errors, wait) {
+  check_session_platform()
   check_flag(sandbox_strict)
   check_flag(wait)
   check_count(max_executions, allow_null = TRUE, min = 1)

@@ -146,6 +146,9 @@ fn portable(spec: LaunchSpec) -> ! {
     }
 }
 
+/// macOS's program that applies a Seatbelt profile to itself, then execs.
+const SANDBOX_EXEC: &str = "/usr/bin/sandbox-exec";
+
 /// What runs R under `policy`'s profile: the `sandbox-exec` program, its
 /// arguments, and the layer's report. Only macOS enforces the profile:
 /// elsewhere the program is a stand-in, and the layer says so (a strict
@@ -184,7 +187,9 @@ fn seatbelt_launch(
         plan.read_only.len(),
         plan.writable.len() + usize::from(plan.fallback_tmp.is_some()),
     );
-    let enforced = cfg!(target_os = "macos");
+    // Only macOS's own program enforces the profile: a stand-in (a test
+    // hook) never counts as a sandbox, on macOS either.
+    let enforced = cfg!(target_os = "macos") && exe == std::path::Path::new(SANDBOX_EXEC);
     let detail = if enforced {
         format!(
             "profile applied by {} before R starts, {what}",
@@ -192,7 +197,7 @@ fn seatbelt_launch(
         )
     } else {
         format!(
-            "not enforced: this is not macOS, {} is a stand-in given the profile ({what})",
+            "not enforced: {} is a stand-in given the profile, not macOS's {SANDBOX_EXEC} ({what})",
             exe.display()
         )
     };
