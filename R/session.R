@@ -48,7 +48,7 @@
 #' (`$read_async()` is a promise of it, for asynchronous code that needs the
 #' visibility and the output as well as the value).
 #'
-#' @examples
+#' @examplesIf .Platform$OS.type == "unix"
 #' session <- SecureSession$new(sandbox = FALSE)
 #' session$execute("x <- 21")
 #' session$execute("x * 2")
