@@ -69,8 +69,8 @@ test_that("the profile allows writes only to tmp_dir and writable paths", {
   expect_identical(
     sbpl_block(profile, "allow file-write*"),
     c(
-      '  (subpath "/private/tmp/securer")',
-      '  (subpath "/Users/ana/out"))'
+      '  (subpath "/Users/ana/out")',
+      '  (subpath "/private/tmp/securer"))'
     )
   )
   lines <- strsplit(profile, "\n", fixed = TRUE)[[1]]
