@@ -70,7 +70,9 @@ launch_spec_json <- function(opts, token, dir, zygote = FALSE) {
   home <- if (native) "/tmp" else dir
   env <- child_env(home, token, opts$max_frame)
   if (zygote) env[["SECURER_ZYGOTE"]] <- "1"
-  policy <- if (!is.null(sandbox)) {
+  # A "none" configuration (build_sandbox_fallback() off Linux) asks for
+  # limits and a clean environment only.
+  policy <- if (!is.null(sandbox) && !identical(sandbox$backend, "none")) {
     sandbox_policy_spec(sandbox, strict = opts$strict, fallback_tmp = dir)
   }
   if (zygote && !is.null(policy)) policy$zygote <- TRUE

@@ -49,7 +49,7 @@
 #' @return A list of [securer_tool()] objects, named by tool name.
 #' @seealso [securer_as_ellmer_tool()], which converts ellmer tools given in
 #'   its `tools` with this function.
-#' @examples
+#' @examplesIf .Platform$OS.type == "unix"
 #' if (requireNamespace("ellmer", quietly = TRUE)) {
 #'   weather <- ellmer::tool(
 #'     function(city, unit = "celsius") {

@@ -93,7 +93,7 @@
 #' @seealso [format_tool_content()] for what the model receives,
 #'   [securer_tools_from_ellmer()] for ellmer tools inside the sandbox,
 #'   [securer_mcp_server()] to serve the tool over MCP.
-#' @examples
+#' @examplesIf .Platform$OS.type == "unix"
 #' if (requireNamespace("ellmer", quietly = TRUE)) {
 #'   run_r <- securer_as_ellmer_tool(sandbox = FALSE)
 #'   # The tool is a function: call it the way ellmer does

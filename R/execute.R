@@ -15,7 +15,7 @@
 #'   missing.
 #' @param audit_log Path of a JSON-lines audit log, or `NULL`.
 #' @return The value of the code's last expression.
-#' @examples
+#' @examplesIf .Platform$OS.type == "unix"
 #' execute_r("1 + 1", sandbox = FALSE)
 #'
 #' tools <- list(securer_tool(
@@ -44,7 +44,7 @@ execute_r <- function(code, tools = list(), timeout = 30, sandbox = TRUE,
 #' @param fn A function taking the session as its only argument.
 #' @param ... Passed to `SecureSession$new()`.
 #' @return What `fn` returns.
-#' @examples
+#' @examplesIf .Platform$OS.type == "unix"
 #' with_secure_session(function(s) {
 #'   s$execute("x <- 2")
 #'   s$execute("x^10")

@@ -167,9 +167,8 @@ rs_zygote_fork <- function(zygote, request_json, token, max_frame, timeout_ms) .
 
 #' Zygote runtime: serves fork requests. Returns `list(token = )` in each
 #' forked session, or an error object (kind "closed") when the
-#' host is gone. A session gets a temporary folder of its own (a fresh
-#' name, under its own TMPDIR) and its own start time: both were the
-#' zygote's.
+#' host is gone. (The runtime gives each session a temporary folder of
+#' its own: see inst/child/runtime.R.)
 #' @noRd
 rs_zygote_serve <- function(max_frame) .Call(wrap__rs_zygote_serve, max_frame)
 
@@ -242,6 +241,12 @@ rs_fs_read <- function(handle, n) .Call(wrap__rs_fs_read, handle, n)
 #' `max_entries` rows, or an error object.
 #' @noRd
 rs_fs_list <- function(roots, dir, recursive, max_entries) .Call(wrap__rs_fs_list, roots, dir, recursive, max_entries)
+
+#' The Seatbelt profile (macOS) of a `SandboxPolicy` given as JSON: the
+#' launcher's own rendering (`securer_core::sandbox::seatbelt`), or an
+#' error object (kind "launch", layer "policy").
+#' @noRd
+rs_seatbelt_profile <- function(policy_json) .Call(wrap__rs_seatbelt_profile, policy_json)
 
 
 

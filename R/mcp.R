@@ -54,7 +54,7 @@
 #'   to: standard input and output by default.
 #' @return Nothing; returns when the client disconnects.
 #' @seealso [securer_as_ellmer_tool()] for the same tool in an ellmer chat.
-#' @examples
+#' @examplesIf .Platform$OS.type == "unix"
 #' # One client session, its messages in a file instead of standard input
 #' if (requireNamespace("ellmer", quietly = TRUE)) {
 #'   requests <- tempfile()

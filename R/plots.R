@@ -33,7 +33,7 @@
 #' @return A `securer_plot_options` object.
 #' @seealso [save_plot()] to write an image to a file,
 #'   [format_tool_content()] for images sent to a language model.
-#' @examples
+#' @examplesIf .Platform$OS.type == "unix"
 #' plot_options()
 #' plot_options(width = 1200, height = 900, res = 144, max_plots = 3)
 #'
@@ -174,7 +174,7 @@ new_securer_plot <- function(png, width, height) {
 #' @param ... Unused.
 #' @return `print()` and `plot()` return `x` invisibly; `save_plot()` returns
 #'   `path` invisibly.
-#' @examples
+#' @examplesIf .Platform$OS.type == "unix"
 #' session <- SecureSession$new(sandbox = FALSE)
 #' session$execute("plot(cars)")
 #' p <- session$last_plots()[[1]]

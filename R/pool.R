@@ -9,7 +9,7 @@
 #' on the host thread as they arrive. Dead or timed-out sessions are replaced
 #' without the caller noticing.
 #'
-#' @examples
+#' @examplesIf .Platform$OS.type == "unix"
 #' pool <- SecureSessionPool$new(size = 2, sandbox = FALSE)
 #' pool$execute("1 + 1")
 #' pool$execute_many(c("Sys.getpid()", "sqrt(16)", "stop('no')"))

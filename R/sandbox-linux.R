@@ -1,6 +1,7 @@
 # The native Linux sandbox: its configuration, the paths it always shows,
 # and the `SandboxPolicy` JSON the Rust launcher applies (see
-# src/rust/core/src/policy.rs and src/rust/core/src/sandbox/).
+# src/rust/core/src/policy.rs and src/rust/core/src/sandbox/), on Linux
+# and, rendered as a Seatbelt profile, on macOS.
 
 #' Build Linux sandbox configuration
 #'
@@ -48,7 +49,7 @@ build_sandbox_linux <- function(read_only = character(),
   )
 }
 
-# A Linux configuration -> the `SandboxPolicy` object of the launcher JSON.
+# A configuration -> the `SandboxPolicy` object of the launcher JSON.
 # Serialise with jsonlite::toJSON(auto_unbox = TRUE, null = "null",
 # digits = NA); path vectors are wrapped in I() so they stay arrays.
 sandbox_policy_spec <- function(config, strict = FALSE, fallback_tmp = NULL) {
@@ -68,26 +69,44 @@ sandbox_policy_spec <- function(config, strict = FALSE, fallback_tmp = NULL) {
       )
     }
   }
-  if (!identical(config$platform, "linux") ||
-    !config$backend %in% c("linux-native", "linux-fallback")) {
+  applies <- switch(config$backend,
+    "linux-native" = ,
+    "linux-fallback" = "linux",
+    seatbelt = "macos",
+    NA_character_
+  )
+  if (!identical(config$platform, applies) || !identical(applies, session_platform())) {
     platform <- config$platform
     backend <- config$backend
     securer_abort(
       c(
         "This sandbox configuration ({.val {backend}} for {platform}) cannot be applied on this platform.",
-        i = "The securer launcher applies Linux configurations only; build one with {.fn build_sandbox_linux} or {.fn build_sandbox_config}."
+        i = "Build one for this system with {.fn build_sandbox_config}."
       ),
       class = "securer_sandbox_error"
     )
   }
-  list(
+  policy <- list(
     strict = strict,
     read_only = I(as.character(config$read_only)),
     writable = I(as.character(config$writable)),
-    tmp_size = ceiling(config$tmp_size),
-    no_namespaces = identical(config$backend, "linux-fallback"),
+    tmp_size = if (is.na(config$tmp_size)) 0 else ceiling(config$tmp_size),
+    no_namespaces = !identical(config$backend, "linux-native"),
     fallback_tmp = fallback_tmp
   )
+  # One policy, two renderings: on macOS the launcher turns it into a
+  # Seatbelt profile for sandbox-exec instead of the Linux layers.
+  if (applies == "macos") policy$sandbox_exec <- sandbox_exec_path(config)
+  policy
+}
+
+# The sandbox-exec the launcher runs R through: macOS's, unless the test
+# hook SECURER_SANDBOX_EXEC names a stand-in (tests/testthat/
+# test-sandbox-portable.R). The launcher never counts a stand-in as a
+# sandbox: its Seatbelt layer is then reported inactive.
+sandbox_exec_path <- function(config) {
+  hook <- Sys.getenv("SECURER_SANDBOX_EXEC")
+  if (nzchar(hook)) hook else config$command
 }
 
 # What R needs of /etc/R (Debian's R_HOME/etc links there): the system

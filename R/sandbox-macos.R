@@ -1,26 +1,41 @@
-# macOS: a generated Seatbelt profile for sandbox-exec. Generated and
-# unit-tested on its text only; not run on macOS by these tests.
+# macOS: the sandbox is a Seatbelt profile that the launcher applies
+# through sandbox-exec before R starts. The profile is rendered in Rust
+# (src/rust/core/src/sandbox/seatbelt.rs) from the same `SandboxPolicy` the
+# Linux launcher applies; this file builds the configuration and shows the
+# profile.
 
 #' Build macOS sandbox configuration
 #'
-#' The configuration for macOS: a Seatbelt profile (see
-#' [generate_seatbelt_profile()]) for `/usr/bin/sandbox-exec`. The code may
-#' read R's home, its library paths, `/usr/lib`, `/usr/share`, `/usr/bin`,
-#' `/bin`, `/System/Library`, `/Library/Frameworks/R.framework` and the time
-#' zone files, plus `read_only`; it may write only to `tmp_dir` and
-#' `writable`; it has no network.
+#' The configuration for macOS, the default there (`sandbox = TRUE`). The
+#' package's launcher applies resource limits, a clean environment and
+#' closes inherited files as on Linux, then runs R through
+#' `/usr/bin/sandbox-exec -p <profile>`: a Seatbelt profile rendered from
+#' the same policy the Linux launcher applies (see
+#' [generate_seatbelt_profile()]). The code may read R's home, its library
+#' paths (read-only), `/usr/lib`, `/usr/share`, `/usr/bin`, `/bin`,
+#' `/System/Library`, `/Library/Frameworks/R.framework` and the time zone
+#' files, plus `read_only`; it may write only to its session's own
+#' temporary folder and `writable`; it has no network; it cannot read your
+#' home folder, the working directory or other users' files.
 #'
-#' On macOS the base paths are kept only if they exist, and their resolved
-#' forms are added (Seatbelt matches resolved paths: `/tmp` is
-#' `/private/tmp`). On other systems the configuration is generated for
-#' inspection and tests, without checking any path.
+#' On macOS the base paths are kept only if they exist, and the launcher
+#' adds the resolved form of each path (Seatbelt matches resolved paths:
+#' `/tmp` is `/private/tmp`). On other systems the configuration is
+#' generated for inspection and tests, without checking any path.
 #'
-#' This configuration is generated and unit-tested on its text only; it has
-#' not been run on macOS.
+#' macOS has no namespaces: every session starts cold (no warm zygote, so
+#' each has its own profile and folder), and the limits are per process
+#' (macOS does not enforce the memory limit, and `nproc` counts all of your
+#' user's processes). The profile's text and the launcher's steps are
+#' tested on Linux through a stand-in `sandbox-exec`; that macOS's kernel
+#' enforces the profile is not tested by this package (see
+#' `vignette("security-model")`).
 #'
 #' @inheritParams build_sandbox_config
-#' @param tmp_dir The folder the code may write to and use as its temporary
-#'   directory. Use a resolved path (`/private/tmp/...`, not `/tmp/...`).
+#' @param tmp_dir The writable temporary folder shown in the `profile`
+#'   field. Sessions do not use it: each gets a private folder of its own,
+#'   which its profile grants instead. Use a resolved path
+#'   (`/private/tmp/...`, not `/tmp/...`).
 #' @return A `securer_sandbox_config` with backend `"seatbelt"` and the
 #'   extra fields `profile` (the profile text), `command`
 #'   (`"/usr/bin/sandbox-exec"`) and `tmp_dir`; see [build_sandbox_config()].
@@ -42,7 +57,10 @@ build_sandbox_macos <- function(read_only = character(),
     writable = writable,
     tmp_size = NA_real_,
     enforced = enforced_layers(TRUE, TRUE),
-    note = "Generated profile, not tested on macOS by this package's tests."
+    note = paste(
+      "Seatbelt through sandbox-exec; each session starts cold with a",
+      "private folder. Tested through a stand-in, not against macOS's kernel."
+    )
   )
   config$tmp_dir <- tmp_dir
   config$command <- "/usr/bin/sandbox-exec"
@@ -56,28 +74,28 @@ build_sandbox_macos <- function(read_only = character(),
 
 #' Generate a macOS Seatbelt profile for the sandboxed R session
 #'
-#' Writes a Seatbelt (SBPL) profile for `sandbox-exec`: everything is denied
-#' (`(deny default)`), then R is allowed to
+#' Renders a Seatbelt (SBPL) profile for `sandbox-exec`, with the same code
+#' and from the same policy the launcher uses when it starts a session on
+#' macOS: everything is denied (`(deny default)`), then R is allowed to
 #'
-#' * fork, and execute programs found under the read-only paths only
-#'   (never from `tmp_dir` or `writable`, so files the code writes cannot be
-#'   run);
+#' * fork, and run and map as code only what lies under the read-only
+#'   paths (never a file under `tmp_dir` or `writable`, so files the code
+#'   writes cannot be run);
 #' * signal itself only;
-#' * read the metadata of the folders leading to the allowed paths, read the
-#'   read-only paths, `writable` and `tmp_dir`, and `/dev/null`,
-#'   `/dev/zero`, `/dev/random`, `/dev/urandom`;
-#' * write to `tmp_dir`, `writable` and `/dev/null` only;
-#' * read a short list of harmless `sysctl` values (CPU count, memory size,
-#'   OS version; not the process table) and look up the directory service
-#'   (user names).
+#' * read the metadata of the folders leading to the allowed paths; read
+#'   the read-only paths, `writable`, `tmp_dir` and `/dev/null`,
+#'   `/dev/zero`, `/dev/full`, `/dev/random`, `/dev/urandom`;
+#' * write to `tmp_dir`, `writable` and those devices only;
+#' * read a short list of harmless `sysctl` values (CPU count and features,
+#'   memory size, OS version; not the process table) and look up user
+#'   names.
 #'
 #' All network access is denied; the IPC channel is an inherited socket
-#' pair, so no socket has to be created. Paths are written as escaped SBPL
-#' string literals (`\` and `"` are escaped; control characters are
-#' refused). The output is deterministic.
-#'
-#' This profile is generated and unit-tested on its text only; it has not
-#' been run on macOS.
+#' pair, so no socket has to be created. Paths are written as SBPL string
+#' literals with `\` and `"` escaped, and paths holding control characters
+#' (such as newlines) are refused, so that no path can add rules of its
+#' own. The output is deterministic. A session's launcher also grants the
+#' resolved form of each path that passes through a symbolic link.
 #'
 #' @param read_only Character vector of absolute paths the code may read.
 #' @param writable Character vector of absolute paths the code may read and
@@ -99,44 +117,15 @@ generate_seatbelt_profile <- function(read_only = character(),
   writable <- check_profile_paths(writable, "writable")
   check_string(tmp_dir)
   tmp_dir <- check_profile_paths(tmp_dir, "tmp_dir")
-
-  writable_all <- unique(c(tmp_dir, writable))
-  readable_all <- unique(c(read_only, writable_all))
-  ancestors <- path_ancestors(readable_all)
-
-  subpaths <- function(paths) sprintf("(subpath %s)", sbpl_string(paths))
-  literals <- function(paths) sprintf("(literal %s)", sbpl_string(paths))
-  devices <- c("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
-
-  lines <- c(
-    "(version 1)",
-    "; Generated by the securer R package. Everything not allowed below is denied.",
-    "(deny default)",
-    "",
-    "; Processes: fork; exec only programs under the read-only paths.",
-    "(allow process-fork)",
-    sbpl_rule("allow process-exec", subpaths(read_only)),
-    "(allow signal (target self))",
-    "",
-    "; System information R asks for at start-up.",
-    sbpl_rule("allow sysctl-read", sprintf(
-      "(sysctl-name %s)", sbpl_string(seatbelt_sysctls)
-    )),
-    sbpl_rule("allow mach-lookup", sprintf(
-      "(global-name %s)", sbpl_string(seatbelt_mach_services)
-    )),
-    "",
-    "; Files: metadata of the folders leading to the allowed paths,",
-    "; read-only paths, writable paths and the temporary folder.",
-    sbpl_rule("allow file-read-metadata", literals(ancestors)),
-    sbpl_rule("allow file-read*", c(subpaths(readable_all), literals(devices))),
-    sbpl_rule("allow file-write*", subpaths(writable_all)),
-    "(allow file-write-data (literal \"/dev/null\"))",
-    "",
-    "; No network of any kind.",
-    "(deny network*)"
+  policy <- list(
+    read_only = I(read_only),
+    writable = I(setdiff(writable, tmp_dir)),
+    tmp_size = 0,
+    no_namespaces = TRUE,
+    fallback_tmp = tmp_dir
   )
-  paste0(paste(lines, collapse = "\n"), "\n")
+  json <- jsonlite::toJSON(policy, auto_unbox = TRUE, null = "null", digits = NA)
+  rs_check(rs_seatbelt_profile(json), "Cannot write the Seatbelt profile.")
 }
 
 macos_base_paths <- function() {
@@ -150,19 +139,7 @@ macos_base_paths <- function() {
 }
 
 # ---------------------------------------------------------------------------
-# SBPL helpers
-
-seatbelt_sysctls <- c(
-  "hw.activecpu", "hw.byteorder", "hw.cachelinesize", "hw.cpufamily",
-  "hw.cputype", "hw.l1dcachesize", "hw.l2cachesize", "hw.logicalcpu",
-  "hw.logicalcpu_max", "hw.machine", "hw.memsize", "hw.model", "hw.ncpu",
-  "hw.pagesize", "hw.physicalcpu", "hw.physicalcpu_max", "kern.argmax",
-  "kern.hostname", "kern.maxfilesperproc", "kern.osproductversion",
-  "kern.osrelease", "kern.ostype", "kern.osversion", "kern.usrstack64",
-  "kern.version", "machdep.cpu.brand_string", "sysctl.proc_cputype"
-)
-
-seatbelt_mach_services <- "com.apple.system.opendirectoryd.libinfo"
+# Checks
 
 check_profile_paths <- function(paths, arg) {
   if (is.null(paths) || length(paths) == 0L) {
@@ -199,24 +176,4 @@ check_profile_paths <- function(paths, arg) {
     )
   }
   unique(paths)
-}
-
-# An SBPL string literal: backslashes and double quotes escaped.
-sbpl_string <- function(x) {
-  if (length(x) == 0L) {
-    return(character())
-  }
-  paste0("\"", gsub("([\"\\\\])", "\\\\\\1", x), "\"")
-}
-
-# One rule over several filters. With no filter the rule is left out, as a
-# bare `(allow op)` would allow everything.
-sbpl_rule <- function(head, filters) {
-  if (length(filters) == 0L) {
-    return(character())
-  }
-  n <- length(filters)
-  body <- paste0("  ", filters)
-  body[[n]] <- paste0(body[[n]], ")")
-  c(paste0("(", head), body)
 }

@@ -73,21 +73,6 @@ clean_path <- function(paths) {
   }, character(1), USE.NAMES = FALSE)
 }
 
-path_ancestors <- function(paths) {
-  out <- character()
-  for (p in paths) {
-    repeat {
-      parent <- dirname(p)
-      out <- c(out, parent)
-      if (parent == p || parent == "/" || parent == ".") {
-        break
-      }
-      p <- parent
-    }
-  }
-  sort(unique(out), method = "radix")
-}
-
 # ---------------------------------------------------------------------------
 # Extra paths granted by the user
 

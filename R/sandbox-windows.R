@@ -1,5 +1,5 @@
-# Windows: environment isolation and job-object limits only. Generated and
-# unit-tested as data only; not run on Windows by these tests.
+# Windows: a description only. securer runs no sessions on Windows
+# (check_session_platform() in sandbox.R says to use WSL2).
 
 #' Build Windows sandbox configuration
 #'
@@ -17,11 +17,13 @@
 #'
 #' The filesystem and the network are **not** restricted: `enforced` says
 #' so (`filesystem = FALSE`, `network = FALSE`), and `read_only` and
-#' `writable` are recorded but not enforced. For real isolation on Windows,
-#' run R under WSL2 or in a Linux container and use the Linux sandbox.
+#' `writable` are recorded but not enforced.
 #'
-#' This configuration is generated and unit-tested as data only; it has not
-#' been run on Windows.
+#' securer does not run sessions on Windows: `SecureSession$new()` (and
+#' everything built on it) fails at once with a `securer_sandbox_error`,
+#' with or without a sandbox. Run R under WSL2 (or in a Linux container)
+#' and use the Linux sandbox there. This function describes what a Windows
+#' backend could enforce, as data for inspection.
 #'
 #' @param tmp_dir The folder used as home and temporary directory.
 #' @param limits Resource limits: `NULL` for [default_limits()], or a list

@@ -6,8 +6,10 @@
 # file of its own: sandbox-linux.R (the native Linux sandbox and its launcher
 # policy), sandbox-fallback.R, sandbox-macos.R (Seatbelt) and
 # sandbox-windows.R; sandbox-paths.R checks and tidies the paths they grant.
-# The macOS and Windows configurations are generated as text and data only;
-# they are unit-tested on that and have not been run on those systems.
+# On macOS the launcher runs R under the Seatbelt profile the Rust core
+# renders from the same policy as the Linux layers (tested here through a
+# stand-in sandbox-exec, never against macOS's kernel); Windows runs no
+# sessions (check_session_platform()).
 
 sandbox_platforms <- c("linux", "macos", "windows")
 sandbox_backends <- c(
@@ -22,10 +24,12 @@ sandbox_backends <- c(
 #' * Linux: `"linux-native"`, built by the package's own Rust launcher
 #'   (namespaces, a fresh minimal root, Landlock, seccomp, resource limits
 #'   and a clean environment); see [build_sandbox_linux()].
-#' * macOS: `"seatbelt"`, a generated profile for `sandbox-exec`; see
-#'   [build_sandbox_macos()].
-#' * Windows: `"windows-job"`, environment isolation and job-object limits
-#'   only; see [build_sandbox_windows()].
+#' * macOS: `"seatbelt"`, a Seatbelt profile that the launcher applies
+#'   through `/usr/bin/sandbox-exec` (after resource limits, a clean
+#'   environment and closing inherited files); see [build_sandbox_macos()].
+#' * Windows: `"windows-job"`, a description only: securer runs no
+#'   sessions on Windows (`SecureSession$new()` fails with a
+#'   `securer_sandbox_error`; use WSL2); see [build_sandbox_windows()].
 #'
 #' The sandbox always sees R itself, its library paths (read-only, so
 #' installed packages load) and the system files R needs. It never sees
@@ -38,8 +42,9 @@ sandbox_backends <- c(
 #' `/dev` are refused. A writable path may not overlap R's installation, its
 #' library paths or the system folders the sandbox keeps read-only.
 #'
-#' The macOS and Windows configurations are generated and unit-tested on
-#' their text and data only: they have not been run on those systems.
+#' The macOS profile is checked by this package's tests on its text and
+#' through a stand-in `sandbox-exec` on Linux; that macOS's kernel enforces
+#' it is not tested here (see `vignette("security-model")`).
 #'
 #' @param read_only Character vector of extra folders or files the sandboxed
 #'   code may read.
@@ -192,7 +197,7 @@ as_sandbox_config <- function(sandbox) {
   }
   if (isTRUE(sandbox)) {
     # Building the default policy checks many paths; sessions start often.
-    key <- paste(c(R.home(), .libPaths()), collapse = "\n")
+    key <- paste(c(detect_platform(), R.home(), .libPaths()), collapse = "\n")
     if (!identical(the$default_sandbox_key, key)) {
       the$default_sandbox <- build_sandbox_config()
       the$default_sandbox_key <- key
@@ -224,6 +229,32 @@ detect_platform <- function(sysname = Sys.info()[["sysname"]]) {
       class = "securer_sandbox_error"
     )
   )
+}
+
+# Sessions need Unix: a launcher that execs R with an inherited socket
+# pair, process groups, rlimits. Windows has none of these in the same form,
+# and a second implementation (job objects, named pipes) would be a second
+# architecture: there, every session fails at once and points to WSL2, where
+# the Linux sandbox works. The package itself installs, and the
+# configuration builders and value checks work.
+check_session_platform <- function() {
+  if (identical(session_platform(), "windows")) {
+    securer_abort(
+      c(
+        "securer cannot run sessions on Windows.",
+        i = "Run R inside WSL2 (Windows Subsystem for Linux), where the Linux sandbox works, and install securer there.",
+        i = "This applies to {.code sandbox = FALSE} too: sessions need a Unix system."
+      ),
+      class = "securer_sandbox_error"
+    )
+  }
+  invisible()
+}
+
+# The platform sessions run on: detect_platform(), or "other" for a Unix
+# that has no sandbox (sessions without one still run there).
+session_platform <- function() {
+  tryCatch(detect_platform(), securer_sandbox_error = function(e) "other")
 }
 
 check_platform <- function(platform) {

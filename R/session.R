@@ -48,7 +48,7 @@
 #' (`$read_async()` is a promise of it, for asynchronous code that needs the
 #' visibility and the output as well as the value).
 #'
-#' @examples
+#' @examplesIf .Platform$OS.type == "unix"
 #' session <- SecureSession$new(sandbox = FALSE)
 #' session$execute("x <- 21")
 #' session$execute("x * 2")
@@ -347,6 +347,7 @@ session_set_state <- function(private, to) {
 session_init <- function(self, private, tools, sandbox, limits, sandbox_strict,
                          max_executions, pre_execute_hook, verbose, audit_log,
                          sanitize_errors, wait) {
+  check_session_platform()
   check_flag(sandbox_strict)
   check_flag(wait)
   check_count(max_executions, allow_null = TRUE, min = 1)

@@ -30,7 +30,7 @@
 #'   `ellmer::ContentImageInline` (PNG) per image.
 #' @seealso [format_tool_result()] for a value on its own;
 #'   [securer_as_ellmer_tool()].
-#' @examples
+#' @examplesIf .Platform$OS.type == "unix"
 #' session <- SecureSession$new(sandbox = FALSE)
 #' session$call("fit <- lm(mpg ~ wt, mtcars); summary(fit)")
 #' while (session$poll_process(100) != "ready") NULL

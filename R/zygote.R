@@ -3,7 +3,8 @@
 # runtime loaded, that forks new sessions on request and keeps one forked
 # ahead (see src/rust/core/src/zygote.rs). One per sandbox policy, started
 # on first use and replaced if it dies. Linux only (the fallback tier and
-# other systems start cold).
+# macOS start cold: there a zygote's forks would share one Seatbelt profile,
+# so one temporary folder, instead of each having its own).
 
 the$zygotes <- new.env(parent = emptyenv())
 the$no_zygote <- character()
@@ -13,7 +14,7 @@ the$no_zygote <- character()
 zygote_wanted <- function(opts) {
   isTRUE(getOption("securer.zygote", TRUE)) && (
     if (is.null(opts$sandbox)) {
-      identical(Sys.info()[["sysname"]], "Linux")
+      identical(session_platform(), "linux")
     } else {
       identical(opts$sandbox$backend, "linux-native")
     })

@@ -8,12 +8,9 @@ fail <- function(...) {
   quit(save = "no", status = 1)
 }
 
-if (.Platform$OS.type == "windows") {
-  fail(
-    "securer's launcher and sandbox are built for Linux (and macOS); ",
-    "Windows builds are not supported yet. Use WSL2."
-  )
-}
+# Windows builds the R bindings only (no launcher: sessions need Unix, and
+# SecureSession$new() says to use WSL2 there): src/Makevars.win.
+windows <- .Platform$OS.type == "windows"
 
 cargo_bin <- Sys.which("cargo")
 if (!nzchar(cargo_bin)) {
@@ -65,10 +62,20 @@ vendor_setup <- if (vendored) {
 }
 clean_vendor <- if (vendored) "rm -Rf ./rust/vendor ./rust/.cargo" else ""
 
-tpl <- readLines("src/Makevars.in")
+# Linker flags: only the code that is used (--gc-sections; macOS's ld
+# calls it -dead_strip), no debug information (-S), no local symbols (-x).
+link_flags <- if (identical(Sys.info()[["sysname"]], "Darwin")) {
+  "-Wl,-dead_strip,-S,-x"
+} else {
+  "-Wl,--gc-sections,-S,-x"
+}
+
+makevars <- if (windows) "src/Makevars.win" else "src/Makevars"
+tpl <- readLines(paste0(makevars, ".in"))
 tpl <- gsub("@CARGO@", cargo_bin, tpl, fixed = TRUE)
 tpl <- gsub("@CARGO_FLAGS@", paste(flags, collapse = " "), tpl, fixed = TRUE)
 tpl <- gsub("@PROFILE_DIR@", profile_dir, tpl, fixed = TRUE)
 tpl <- gsub("@VENDOR_SETUP@", vendor_setup, tpl, fixed = TRUE)
 tpl <- gsub("@CLEAN_VENDOR@", clean_vendor, tpl, fixed = TRUE)
-writeLines(tpl, "src/Makevars")
+tpl <- gsub("@LINK_FLAGS@", link_flags, tpl, fixed = TRUE)
+writeLines(tpl, makevars)

@@ -1,5 +1,7 @@
-# macOS: the configuration and its Seatbelt profile (R/sandbox-macos.R),
-# tested on the generated text.
+# macOS: the configuration and its Seatbelt profile (R/sandbox-macos.R;
+# rendered by the Rust core, whose unit tests check it against the policy),
+# tested on the generated text. test-sandbox-portable.R runs sessions
+# through the launcher's macOS path.
 
 # macOS ------------------------------------------------------------------
 
@@ -67,15 +69,17 @@ test_that("the profile allows writes only to tmp_dir and writable paths", {
   expect_identical(
     sbpl_block(profile, "allow file-write*"),
     c(
-      '  (subpath "/private/tmp/securer")',
-      '  (subpath "/Users/ana/out"))'
+      '  (subpath "/Users/ana/out")',
+      '  (subpath "/private/tmp/securer"))'
     )
   )
   lines <- strsplit(profile, "\n", fixed = TRUE)[[1]]
   writes <- grep("file-write", lines, value = TRUE)
-  expect_setequal(
-    writes,
-    c("(allow file-write*", '(allow file-write-data (literal "/dev/null"))')
+  expect_setequal(writes, c("(allow file-write*", "(allow file-write-data"))
+  devices <- paste0("/dev/", c("null", "zero", "full", "random", "urandom"))
+  expect_identical(
+    sbpl_block(profile, "allow file-write-data"),
+    paste0('  (literal "', devices, '")', c(rep("", 4), ")"))
   )
 })
 
@@ -89,14 +93,24 @@ test_that("the profile allows reads of read-only, writable and tmp paths", {
   ) %in% reads))
 })
 
-test_that("the profile runs programs from read-only paths only", {
-  expect_identical(
-    sbpl_block(seatbelt(), "allow process-exec"),
-    c(
-      '  (subpath "/Library/Frameworks/R.framework")',
-      '  (subpath "/usr/lib"))'
-    )
+test_that("the profile runs and maps as code only what lies under read-only paths", {
+  ro <- c(
+    '  (subpath "/Library/Frameworks/R.framework")',
+    '  (subpath "/usr/lib"))'
   )
+  expect_identical(sbpl_block(seatbelt(), "allow process-exec"), ro)
+  expect_identical(sbpl_block(seatbelt(), "allow file-map-executable"), ro)
+})
+
+test_that("the profile is the one the launcher renders from the session policy", {
+  policy <- list(
+    read_only = I(c("/Library/Frameworks/R.framework", "/usr/lib")),
+    writable = I("/Users/ana/out"),
+    tmp_size = 0,
+    no_namespaces = TRUE,
+    fallback_tmp = "/private/tmp/securer"
+  )
+  expect_identical(rs_seatbelt_profile(to_json(policy)), seatbelt())
 })
 
 test_that("the profile escapes double quotes and backslashes in paths", {
@@ -126,6 +140,24 @@ test_that("the profile never has a rule without filters", {
 
 test_that("the profile is deterministic", {
   expect_identical(seatbelt(), seatbelt())
+})
+
+test_that("a path cannot end its string and add rules of its own", {
+  tricky <- c('/Users/ana/x")(allow default)(literal "', "/Users/ana/x\\\")(allow network*)")
+  profile <- generate_seatbelt_profile(read_only = tricky, tmp_dir = "/private/tmp/securer")
+  lines <- strsplit(profile, "\n", fixed = TRUE)[[1]]
+  plain <- strsplit(
+    generate_seatbelt_profile(read_only = c("/a", "/b"), tmp_dir = "/private/tmp/securer"),
+    "\n",
+    fixed = TRUE
+  )[[1]]
+  # The same rules as for plain paths: the paths stay inside their strings.
+  expect_identical(lines[!startsWith(lines, "  ")], plain[!startsWith(plain, "  ")])
+  expect_true('  (subpath "/Users/ana/x\\")(allow default)(literal \\"")' %in% sbpl_block(profile, "allow process-exec"))
+  expect_input_error(
+    generate_seatbelt_profile(read_only = "/a\r(allow default)"),
+    "control characters"
+  )
 })
 
 test_that("the profile refuses relative paths, the root and control characters", {

@@ -3,6 +3,7 @@
 //! pid of the child concerned. Every module's own error type converts into
 //! it, and the glue turns it into one R value (a `securer_rs_error` list).
 
+#[cfg(unix)]
 use crate::files::{FileError, FileProblem};
 use crate::png::PngError;
 use thiserror::Error;
@@ -43,6 +44,7 @@ pub enum ErrorKind {
     Random,
     /// A file operation in a session's writable space failed; the problem
     /// picks the R class.
+    #[cfg(unix)]
     File(crate::files::FileProblem),
     /// An image from the child is not a valid PNG within the caps.
     Image,
@@ -66,6 +68,7 @@ impl ErrorKind {
             ErrorKind::Launch => "launch",
             ErrorKind::Audit => "audit",
             ErrorKind::Random => "random",
+            #[cfg(unix)]
             ErrorKind::File(p) => match p {
                 FileProblem::NotFound => "file_not_found",
                 FileProblem::Outside => "file_outside",
@@ -166,6 +169,7 @@ impl From<crate::rvalue::ValueError> for Error {
     }
 }
 
+#[cfg(unix)]
 impl From<FileError> for Error {
     fn from(e: FileError) -> Error {
         Error::new(ErrorKind::File(e.problem), e.message)
@@ -178,20 +182,10 @@ impl From<PngError> for Error {
     }
 }
 
+#[cfg(unix)]
 impl From<crate::audit::AuditError> for Error {
     fn from(e: crate::audit::AuditError) -> Error {
         Error::caused_by(ErrorKind::Audit, &e)
-    }
-}
-
-#[cfg(target_os = "linux")]
-impl From<crate::zygote::ServeError> for Error {
-    fn from(e: crate::zygote::ServeError) -> Error {
-        let kind = match e {
-            crate::zygote::ServeError::Closed => ErrorKind::Closed,
-            _ => ErrorKind::Zygote,
-        };
-        Error::caused_by(kind, &e)
     }
 }
 

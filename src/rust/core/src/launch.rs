@@ -2,20 +2,35 @@
 //! module that owns it (the shape of nsjail's `containProc`). Runs in the
 //! single-threaded launcher process only; nothing below calls back here.
 
-use crate::policy::{LaunchFailure, LaunchReport, LaunchSpec, Layer, LayerState, CHILD_IPC_FD};
+use crate::policy::{LaunchFailure, LaunchSpec, Layer, LayerState, CHILD_IPC_FD};
 use crate::report;
 use crate::sandbox::limits;
 use crate::sys;
 use std::os::unix::ffi::OsStrExt;
 
 /// The whole launch: never returns (R is exec'd, or the host is told why
-/// not).
-#[cfg(target_os = "linux")]
-pub fn run(mut spec: LaunchSpec) -> ! {
+/// not). Linux applies its own layers (`native`), unless the policy asks
+/// for the Seatbelt path (a stand-in `sandbox_exec`, in tests); other
+/// systems take the portable path.
+pub fn run(spec: LaunchSpec) -> ! {
+    #[cfg(native_linux)]
+    if !spec
+        .sandbox
+        .as_ref()
+        .is_some_and(|p| p.sandbox_exec.is_some())
+    {
+        native(spec)
+    }
+    portable(spec)
+}
+
+/// Linux: namespaces, root, Landlock, seccomp, limits, environment.
+#[cfg(native_linux)]
+fn native(mut spec: LaunchSpec) -> ! {
     use crate::sandbox::{self, SessionLimits};
     let ipc = spec.ipc_fd;
     let ok = Step(ipc);
-    let mut report = LaunchReport::default();
+    let mut report = crate::policy::LaunchReport::default();
 
     // 1. Whole-session limits of a sandboxed session: a cgroup of its own
     //    where the host delegates one (else its supervisor keeps them).
@@ -73,34 +88,127 @@ pub fn run(mut spec: LaunchSpec) -> ! {
         // The host is gone; nothing to run for.
         sys::exit_now(1)
     }
-    match exec(&spec) {
+    match exec(&spec.program, &spec.args, &spec) {
         Ok(never) => match never {},
         Err(f) => report::fail(CHILD_IPC_FD, f),
     }
 }
 
-/// Other systems: no sandbox, per-process limits only.
-#[cfg(not(target_os = "linux"))]
-pub fn run(spec: LaunchSpec) -> ! {
+/// Without the Linux layers (macOS; a stand-in `sandbox_exec` on Linux):
+/// the steps that need no Linux (the fds, per-process limits, the
+/// environment), then R runs under the policy's Seatbelt
+/// profile, exec'd through `sandbox-exec`, which applies the profile to
+/// itself and everything it starts. No process of the launcher's stays
+/// behind: R is the host's child, leader of its own process group.
+fn portable(spec: LaunchSpec) -> ! {
     let ipc = spec.ipc_fd;
     let ok = Step(ipc);
-    if spec.sandbox.is_some() {
-        report::fail(ipc, crate::sandbox::unavailable());
-    }
-    let mut layers = vec![ok.done(limits::layer(&spec.limits, ""))];
+    let mut layers = Vec::new();
+    // 1. The profile, rendered from the policy before anything else (a
+    //    path it cannot carry stops the launch).
+    let through = spec.sandbox.as_ref().map(|policy| {
+        let (exe, args, layer) = ok.done(seatbelt_launch(policy, &spec));
+        layers.push(layer);
+        (exe, args)
+    });
+    // 2. The fds R inherits, closed while the open files limit still
+    //    covers every fd the host may have passed on (without
+    //    close_range, they are closed one by one up to that limit).
+    sys::default_sigpipe();
     ok.done(tidy_fds(ipc));
+    // 3. Per-process limits: nothing here supervises the whole session.
+    let mut session = if through.is_some() {
+        "per process only: no supervisor on this system".to_string()
+    } else {
+        "per process only without the sandbox".to_string()
+    };
+    if let Some(caveat) = limits::platform_caveat() {
+        session.push_str("; ");
+        session.push_str(caveat);
+    }
+    layers.push(ok.done(limits::layer(&spec.limits, &session)));
     layers.push(LayerState::new(
         Layer::Environment,
         true,
-        "other fds closed",
+        format!("{} variables, other fds closed", spec.env.len()),
     ));
+    // 4. Tell the host, then become R (through sandbox-exec).
     if report::layers(CHILD_IPC_FD, layers).is_err() {
         sys::exit_now(1)
     }
-    match exec(&spec) {
+    let run = match &through {
+        Some((exe, args)) => exec(exe, args, &spec),
+        None => exec(&spec.program, &spec.args, &spec),
+    };
+    match run {
         Ok(never) => match never {},
         Err(f) => report::fail(CHILD_IPC_FD, f),
     }
+}
+
+/// macOS's program that applies a Seatbelt profile to itself, then execs.
+const SANDBOX_EXEC: &str = "/usr/bin/sandbox-exec";
+
+/// What runs R under `policy`'s profile: the `sandbox-exec` program, its
+/// arguments, and the layer's report. Only macOS enforces the profile:
+/// elsewhere the program is a stand-in, and the layer says so (a strict
+/// policy fails).
+fn seatbelt_launch(
+    policy: &crate::policy::SandboxPolicy,
+    spec: &LaunchSpec,
+) -> Result<(std::path::PathBuf, Vec<String>, LayerState), LaunchFailure> {
+    use crate::sandbox::{plan::Plan, seatbelt};
+    if policy.zygote {
+        return Err(LaunchFailure::new(
+            Layer::Zygote,
+            "a warm zygote needs Linux; sessions start cold on this system",
+            None,
+        ));
+    }
+    // The host names it (`/usr/bin/sandbox-exec`, or a test's stand-in):
+    // a policy without one is a Linux policy this launcher cannot apply.
+    let Some(exe) = policy.sandbox_exec.clone() else {
+        return Err(LaunchFailure::new(
+            Layer::Sandbox,
+            "this launcher applies Seatbelt profiles only: the policy names no sandbox-exec",
+            None,
+        ));
+    };
+    let plan = Plan::new(policy)?;
+    let rules = seatbelt::with_resolved(&plan.grants());
+    let profile = seatbelt::profile(&rules)?;
+    let args = seatbelt::arguments(&profile, &spec.program, &spec.args);
+    let what = format!(
+        "{} rules: no network; reads only the {} read-only and {} writable paths \
+         (the session's folder among them); writes only the writable ones; runs \
+         programs only from the read-only ones; signals only itself; started \
+         cold (no warm zygote: each session has its own profile and folder)",
+        rules.len(),
+        plan.read_only.len(),
+        plan.writable.len() + usize::from(plan.fallback_tmp.is_some()),
+    );
+    // Only macOS's own program enforces the profile: a stand-in (a test
+    // hook) never counts as a sandbox, on macOS either.
+    let enforced = cfg!(target_os = "macos") && exe == std::path::Path::new(SANDBOX_EXEC);
+    let detail = if enforced {
+        format!(
+            "profile applied by {} before R starts, {what}",
+            exe.display()
+        )
+    } else {
+        format!(
+            "not enforced: {} is a stand-in given the profile, not macOS's {SANDBOX_EXEC} ({what})",
+            exe.display()
+        )
+    };
+    if plan.strict && !enforced {
+        return Err(LaunchFailure::new(Layer::Seatbelt, detail, None));
+    }
+    Ok((
+        exe,
+        args,
+        LayerState::new(Layer::Seatbelt, enforced, detail),
+    ))
 }
 
 /// A step's outcome: its value, or the host is told why the launch stops.
@@ -113,7 +221,7 @@ impl Step {
 }
 
 /// The limits a namespace's init enforces for the whole session.
-#[cfg(target_os = "linux")]
+#[cfg(native_linux)]
 fn supervised_limits(spec: &LaunchSpec) -> String {
     let mut parts = Vec::new();
     if let Some(m) = spec.limits.memory {
@@ -126,14 +234,19 @@ fn supervised_limits(spec: &LaunchSpec) -> String {
 }
 
 /// Ties the launcher's life to its parent (the host R process): if the host
-/// dies, so does the launcher and everything it starts.
+/// dies, so does the launcher and everything it starts. Other systems have
+/// no death signal: there R's runtime ends when the host's end of the
+/// socket closes.
 pub fn die_with_parent(ipc_fd: i32, expected_parent: i32) {
+    #[cfg(native_linux)]
     if let Err(e) = sys::set_pdeathsig() {
         report::fail(
             ipc_fd,
             LaunchFailure::os(Layer::Launcher, "PR_SET_PDEATHSIG", e),
         );
     }
+    #[cfg(not(native_linux))]
+    let _ = ipc_fd;
     // SAFETY: getppid cannot fail.
     if expected_parent > 0 && unsafe { libc::getppid() } != expected_parent {
         // The parent died before the death signal was armed.
@@ -151,6 +264,7 @@ fn tidy_fds(ipc_fd: i32) -> Result<(), LaunchFailure> {
 
 /// Without a private /tmp (the fallback tier), the host's scratch directory
 /// takes its place as home, temp dir and working directory.
+#[cfg(native_linux)]
 fn retarget_tmp(spec: &mut LaunchSpec, dir: &std::path::Path) {
     let tmp = std::path::Path::new("/tmp");
     let dir_s = dir.display().to_string();
@@ -171,11 +285,16 @@ fn cstring(s: &[u8], what: &str) -> Result<std::ffi::CString, LaunchFailure> {
         .ok_or_else(|| LaunchFailure::new(Layer::Exec, format!("{what} contains a NUL byte"), None))
 }
 
-/// Replaces the process image with the spec's program and environment.
-fn exec(spec: &LaunchSpec) -> Result<std::convert::Infallible, LaunchFailure> {
-    let prog = cstring(spec.program.as_os_str().as_bytes(), "program path")?;
+/// Replaces the process image with `program` (`args` after argv[0]) in the
+/// spec's environment and working directory.
+fn exec(
+    program: &std::path::Path,
+    args: &[String],
+    spec: &LaunchSpec,
+) -> Result<std::convert::Infallible, LaunchFailure> {
+    let prog = cstring(program.as_os_str().as_bytes(), "program path")?;
     let mut argv = vec![prog.clone()];
-    for a in &spec.args {
+    for a in args {
         argv.push(cstring(a.as_bytes(), "argument")?);
     }
     let mut envp = Vec::new();
@@ -207,7 +326,7 @@ fn exec(spec: &LaunchSpec) -> Result<std::convert::Infallible, LaunchFailure> {
     unsafe { libc::execve(prog.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
     Err(LaunchFailure::os(
         Layer::Exec,
-        format!("cannot execute {}", spec.program.display()),
+        format!("cannot execute {}", program.display()),
         sys::errno(),
     ))
 }

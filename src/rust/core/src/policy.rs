@@ -70,8 +70,9 @@ pub struct SandboxPolicy {
     /// by tests of the fallback tier).
     #[serde(default)]
     pub no_namespaces: bool,
-    /// Directory used as the child's /tmp in the fallback tier (no mount
-    /// namespace): created by the host, the only writable place.
+    /// The session's folder on the host, used as its /tmp where it has no
+    /// private one (the fallback tier; macOS): created by the host, the
+    /// only writable place besides `writable`.
     #[serde(default)]
     pub fallback_tmp: Option<PathBuf>,
     /// Start a warm zygote: build the namespaces and the root, but leave
@@ -80,6 +81,14 @@ pub struct SandboxPolicy {
     /// give each of them its own mount, pid and ipc namespaces).
     #[serde(default)]
     pub zygote: bool,
+    /// Apply the policy as a Seatbelt profile through this `sandbox-exec`
+    /// program (`/usr/bin/sandbox-exec` on macOS) instead of the Linux
+    /// layers: the portable launcher (`launch::portable`). Elsewhere than
+    /// on macOS only a stand-in (tests) can be given: the launcher then
+    /// runs every step of the macOS path, and reports that nothing is
+    /// enforced.
+    #[serde(default)]
+    pub sandbox_exec: Option<PathBuf>,
 }
 
 /// What the host asks a zygote for: one session, confined by `policy`
@@ -136,6 +145,7 @@ pub struct ExitReport {
 
 impl ExitReport {
     /// The report of a raw wait status.
+    #[cfg(unix)]
     pub fn from_wait_status(status: i32, limit: Option<SessionLimit>) -> ExitReport {
         if libc::WIFSIGNALED(status) {
             ExitReport {
@@ -181,6 +191,8 @@ pub enum Layer {
     Zygote,
     /// The sandbox as a whole (a platform without one).
     Sandbox,
+    /// macOS: the Seatbelt profile `sandbox-exec` applies.
+    Seatbelt,
 }
 
 impl Layer {
@@ -201,6 +213,7 @@ impl Layer {
             Layer::Exec => "exec",
             Layer::Zygote => "zygote",
             Layer::Sandbox => "sandbox",
+            Layer::Seatbelt => "seatbelt",
         }
     }
 }
@@ -287,6 +300,7 @@ mod tests {
                 no_namespaces: false,
                 fallback_tmp: None,
                 zygote: false,
+                sandbox_exec: Some("/usr/bin/sandbox-exec".into()),
             }),
         };
         let json = serde_json::to_string(&spec).unwrap();
@@ -314,6 +328,7 @@ mod tests {
             (Layer::Exec, "exec"),
             (Layer::Zygote, "zygote"),
             (Layer::Sandbox, "sandbox"),
+            (Layer::Seatbelt, "seatbelt"),
         ];
         for (layer, name) in all {
             assert_eq!(
@@ -332,6 +347,7 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
     #[test]
     fn exit_reports_name_the_limit_only_when_there_is_one() {
         let plain = ExitReport::from_wait_status(3 << 8, None);

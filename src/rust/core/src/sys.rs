@@ -5,12 +5,12 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::time::Duration;
 
 pub(crate) fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+#[cfg(native_linux)]
 pub(crate) fn strerror(e: i32) -> String {
     std::io::Error::from_raw_os_error(e).to_string()
 }
@@ -21,6 +21,7 @@ pub(crate) fn cpath(p: &Path) -> Result<CString, i32> {
 }
 
 /// mount(2); `None` passes a null pointer where mount accepts one.
+#[cfg(native_linux)]
 pub(crate) fn mount(
     src: &str,
     target: &Path,
@@ -51,23 +52,75 @@ pub(crate) fn mount(
     Ok(())
 }
 
-/// A connected pair of stream sockets whose both ends close on exec.
+/// A connected pair of stream sockets whose both ends close on exec (and,
+/// on macOS, never raise SIGPIPE: see `SEND_FLAGS`).
 pub(crate) fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    #[cfg(native_linux)]
+    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    // Other systems have no SOCK_CLOEXEC: set below. (A fork by another
+    // thread in between could inherit the pair; the host's R thread is the
+    // only one that starts processes.)
+    #[cfg(not(native_linux))]
+    let kind = libc::SOCK_STREAM;
     let mut fds = [-1; 2];
     // SAFETY: `fds` is a valid array of two ints for socketpair to fill.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
+    let rc = unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: socketpair succeeded, so both fds are open and ours alone.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    for fd in [&pair.0, &pair.1] {
+        #[cfg(not(native_linux))]
+        set_cloexec(fd.as_raw_fd())?;
+        no_sigpipe(fd.as_raw_fd())?;
+    }
+    Ok(pair)
+}
+
+/// Flags for `send`/`sendmsg` on our sockets: a peer that is gone is an
+/// error, never a SIGPIPE (R's handler for it would unwind through Rust
+/// frames). macOS gets the same from `SO_NOSIGPIPE` on the socket
+/// (`no_sigpipe`): its MSG_NOSIGNAL is recent.
+#[cfg(not(target_vendor = "apple"))]
+pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(target_vendor = "apple")]
+pub(crate) const SEND_FLAGS: libc::c_int = 0;
+
+/// macOS: no SIGPIPE from writes to this socket (`SO_NOSIGPIPE`). The
+/// option belongs to the socket, so it holds in every process the fd is
+/// passed to. Elsewhere `SEND_FLAGS` does it per call.
+pub(crate) fn no_sigpipe(fd: RawFd) -> std::io::Result<()> {
+    #[cfg(target_vendor = "apple")]
+    {
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt with a pointer to a live int and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_NOSIGPIPE,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    let _ = fd;
+    Ok(())
+}
+
+/// Marks `fd` close-on-exec (where it could not be opened so).
+#[cfg(not(native_linux))]
+pub(crate) fn set_cloexec(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on an fd number with integer arguments only.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 pub(crate) fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
@@ -99,13 +152,12 @@ pub(crate) fn poll_one(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> lib
     }
 }
 
-/// Sends all of `bytes` on a blocking socket. `MSG_NOSIGNAL`: a peer that
-/// is gone is an error here, never a SIGPIPE (R's handler for it would
-/// unwind through Rust frames).
+/// Sends all of `bytes` on a blocking socket; a peer that is gone is an
+/// error (`SEND_FLAGS`).
 pub(crate) fn send_all(fd: RawFd, mut bytes: &[u8]) -> std::io::Result<()> {
     while !bytes.is_empty() {
         // SAFETY: pointer and length describe the live `bytes` slice.
-        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), SEND_FLAGS) };
         if n < 0 {
             let err = std::io::Error::last_os_error();
             match err.kind() {
@@ -127,15 +179,29 @@ pub(crate) fn cstring(bytes: &[u8]) -> Option<CString> {
     CString::new(bytes).ok()
 }
 
+#[cfg(any(native_linux, test))]
 /// A pipe whose both ends close on exec.
 pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), i32> {
     let mut fds = [-1; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    #[cfg(native_linux)]
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    // Other systems have no pipe2: close-on-exec is set below (see
+    // `socketpair`).
+    // SAFETY: `fds` is a valid array of two ints for pipe to fill.
+    #[cfg(not(native_linux))]
+    let rc = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    if rc != 0 {
         return Err(errno());
     }
-    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    // SAFETY: the call succeeded, so both fds are open and owned by nobody
+    // else.
+    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    #[cfg(not(native_linux))]
+    for fd in [&pair.0, &pair.1] {
+        set_cloexec(fd.as_raw_fd()).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    }
+    Ok(pair)
 }
 
 pub(crate) fn write_all(fd: RawFd, mut bytes: &[u8]) -> Result<(), i32> {
@@ -154,6 +220,7 @@ pub(crate) fn write_all(fd: RawFd, mut bytes: &[u8]) -> Result<(), i32> {
     Ok(())
 }
 
+#[cfg(native_linux)]
 /// Reads one byte; `None` at end of file or on error.
 pub(crate) fn read_byte(fd: RawFd) -> Option<u8> {
     let mut b = 0u8;
@@ -170,6 +237,7 @@ pub(crate) fn read_byte(fd: RawFd) -> Option<u8> {
     }
 }
 
+#[cfg(native_linux)]
 /// Reads up to a newline (not included), end of file or `max` bytes.
 pub(crate) fn read_line(fd: RawFd, max: usize) -> Vec<u8> {
     let mut line = Vec::new();
@@ -182,6 +250,7 @@ pub(crate) fn read_line(fd: RawFd, max: usize) -> Vec<u8> {
     line
 }
 
+#[cfg(native_linux)]
 pub(crate) fn set_pdeathsig() -> Result<(), i32> {
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe {
@@ -199,6 +268,7 @@ pub(crate) fn set_pdeathsig() -> Result<(), i32> {
     Ok(())
 }
 
+#[cfg(native_linux)]
 pub(crate) fn set_no_new_privs() -> Result<(), i32> {
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) };
@@ -208,6 +278,7 @@ pub(crate) fn set_no_new_privs() -> Result<(), i32> {
     Ok(())
 }
 
+#[cfg(native_linux)]
 pub(crate) fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -220,6 +291,7 @@ pub(crate) fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
     set
 }
 
+#[cfg(native_linux)]
 /// Blocks `set`, returning the previous mask.
 pub(crate) fn block(set: &libc::sigset_t) -> Result<libc::sigset_t, i32> {
     // SAFETY: sigset_t is plain data, filled by sigprocmask.
@@ -231,14 +303,19 @@ pub(crate) fn block(set: &libc::sigset_t) -> Result<libc::sigset_t, i32> {
     Ok(old)
 }
 
+#[cfg(native_linux)]
 pub(crate) fn set_mask(mask: &libc::sigset_t) {
     // SAFETY: `mask` is a valid sigset_t; the old mask is not wanted.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
 }
 
+#[cfg(native_linux)]
 /// Waits for one of the (blocked) signals in `set`, at most `timeout`
 /// (`None`: forever). `None` when the time ran out.
-pub(crate) fn wait_signal(set: &libc::sigset_t, timeout: Option<Duration>) -> Option<libc::c_int> {
+pub(crate) fn wait_signal(
+    set: &libc::sigset_t,
+    timeout: Option<std::time::Duration>,
+) -> Option<libc::c_int> {
     let ts = timeout.map(|t| libc::timespec {
         tv_sec: t.as_secs() as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
@@ -272,11 +349,13 @@ pub(crate) fn default_sigpipe() {
     set_default_handler(libc::SIGPIPE);
 }
 
+#[cfg(native_linux)]
 pub(crate) fn kill(pid: libc::pid_t, sig: libc::c_int) {
     // SAFETY: kill with integer arguments; failure (process gone) is harmless.
     unsafe { libc::kill(pid, sig) };
 }
 
+#[cfg(native_linux)]
 /// Waits for `pid` without blocking; `Some(raw status)` once it is gone.
 pub(crate) fn try_wait(pid: libc::pid_t) -> Option<libc::c_int> {
     let mut status = 0;
@@ -291,6 +370,7 @@ pub(crate) fn try_wait(pid: libc::pid_t) -> Option<libc::c_int> {
     }
 }
 
+#[cfg(native_linux)]
 /// Waits for `pid`, retrying on EINTR.
 pub(crate) fn wait_blocking(pid: libc::pid_t) -> libc::c_int {
     let mut status = 0;
@@ -313,25 +393,47 @@ pub(crate) fn close_fds_except(keep: &[RawFd]) {
     let mut from: u32 = 3;
     for k in keep.into_iter().chain(std::iter::once(u32::MAX)) {
         if k > from {
-            // SAFETY: close_range only closes fds; no memory is passed.
-            let rc = unsafe { libc::syscall(libc::SYS_close_range, from, k - 1, 0u32) };
-            if rc != 0 {
-                // Kernels before 5.9: close one by one up to a sane bound.
-                for fd in from..k.min(65536) {
-                    // SAFETY: closing an fd number this process owns.
-                    unsafe { libc::close(fd as RawFd) };
-                }
-            }
+            close_range(from, k - 1);
         }
         from = k.saturating_add(1);
     }
 }
 
+/// Closes the fds `from..=to`.
+fn close_range(from: u32, to: u32) {
+    #[cfg(native_linux)]
+    {
+        // SAFETY: close_range only closes fds; no memory is passed.
+        if unsafe { libc::syscall(libc::SYS_close_range, from, to, 0u32) } == 0 {
+            return;
+        }
+    }
+    // Kernels before 5.9, other systems: one by one, up to the highest fd
+    // this process may hold (bounded).
+    for fd in from..=to.min(max_fd()) {
+        // SAFETY: closing an fd number this process owns.
+        unsafe { libc::close(fd as RawFd) };
+    }
+}
+
+/// The highest fd number worth closing: 65535 (as high as fds go unless
+/// the open files limit was raised), or below that limit, up to 2^20.
+fn max_fd() -> u32 {
+    // SAFETY: rlimit is plain data, filled by getrlimit.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a live rlimit.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let limit = if rc != 0 { 0 } else { lim.rlim_cur };
+    (limit.clamp(1 << 16, 1 << 20) - 1) as u32
+}
+
+#[cfg(native_linux)]
 /// True when the other end of the pipe `fd` is gone.
 pub(crate) fn peer_gone(fd: &OwnedFd) -> bool {
     poll_one(fd.as_raw_fd(), libc::POLLIN, 0) & (libc::POLLHUP | libc::POLLERR) != 0
 }
 
+#[cfg(native_linux)]
 /// The children that have exited, reaped one by one without blocking:
 /// `(pid, wait status)`.
 pub(crate) fn reaped() -> impl Iterator<Item = (libc::pid_t, libc::c_int)> {
@@ -360,17 +462,20 @@ pub(crate) fn install_fd(from: RawFd, to: RawFd) -> Result<(), i32> {
     Ok(())
 }
 
+#[cfg(native_linux)]
 /// Sets this process's name (what `ps` shows; `comm`, at most 15 bytes).
 pub(crate) fn set_name(name: &std::ffi::CStr) {
     // SAFETY: prctl with a valid NUL-terminated string.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }
 
+#[cfg(native_linux)]
 pub(crate) fn set_dumpable(on: bool) {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong, 0, 0, 0) };
 }
 
+#[cfg(native_linux)]
 /// Ends this process as the wait status `status` says: same exit code, or
 /// death by the same signal (without a core file).
 pub(crate) fn mirror(status: libc::c_int) -> ! {
@@ -396,6 +501,7 @@ pub(crate) fn mirror(status: libc::c_int) -> ! {
     exit_now(1)
 }
 
+#[cfg(native_linux)]
 pub(crate) fn describe_status(status: libc::c_int) -> String {
     if libc::WIFSIGNALED(status) {
         format!("killed by signal {}", libc::WTERMSIG(status))

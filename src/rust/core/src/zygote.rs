@@ -36,6 +36,16 @@ pub enum ServeError {
     Frame(#[from] FrameError),
 }
 
+impl From<ServeError> for crate::Error {
+    fn from(e: ServeError) -> crate::Error {
+        let kind = match e {
+            ServeError::Closed => crate::ErrorKind::Closed,
+            _ => crate::ErrorKind::Zygote,
+        };
+        crate::Error::caused_by(kind, &e)
+    }
+}
+
 /// The environment variable in which the launcher tells a zygote what it
 /// found of cgroup v2 on the host (the zygote's root has no /sys): read
 /// and removed before any session is forked, reported by each session.

@@ -7,18 +7,27 @@
 //! NUL out (R refuses it). Nothing here unwinds through R.
 
 use extendr_api::prelude::*;
+#[cfg(unix)]
 use securer_core::child::ChildIo;
+#[cfg(unix)]
 use securer_core::files::{self, AtomicFile, Space};
 use securer_core::frame::{self, Kind};
+#[cfg(unix)]
 use securer_core::host::{self, Event, HostChild};
 use securer_core::png;
+#[cfg(unix)]
 use securer_core::policy::LaunchSpec;
 use securer_core::tool_types::{self, BaseType, Shape};
 use securer_core::{rvalue, text, Error, ErrorKind};
+#[cfg(unix)]
 use std::cell::RefCell;
+#[cfg(unix)]
 use std::fs::File;
+#[cfg(unix)]
 use std::os::fd::RawFd;
+#[cfg(unix)]
 use std::path::{Path, PathBuf};
+#[cfg(unix)]
 use std::time::Duration;
 
 /// The one conversion of a core error into an R value.
@@ -54,12 +63,14 @@ fn value_or_error<T: Into<Robj>>(r: Result<T, Error>) -> Robj {
 }
 
 /// `NULL`, or the error object.
+#[cfg(unix)]
 fn unit_or_error(r: Result<(), Error>) -> Robj {
     value_or_error(r.map(|()| Robj::from(())))
 }
 
 /// An event list: `type` first, then the fields. (`type` is a Rust keyword,
 /// so `list!` cannot name it.)
+#[cfg(unix)]
 fn event(kind: &str, fields: List) -> Robj {
     let mut names = vec!["type".to_string()];
     let mut values: Vec<Robj> = vec![Robj::from(kind)];
@@ -72,6 +83,7 @@ fn event(kind: &str, fields: List) -> Robj {
         .unwrap_or_else(|_| Robj::from(()))
 }
 
+#[cfg(unix)]
 fn ms(timeout_ms: f64) -> Duration {
     if timeout_ms.is_finite() && timeout_ms > 0.0 {
         Duration::from_micros((timeout_ms * 1000.0) as u64)
@@ -80,19 +92,23 @@ fn ms(timeout_ms: f64) -> Duration {
     }
 }
 
+#[cfg(unix)]
 fn kind_named(name: &str) -> Result<Kind, Error> {
     Kind::from_name(name)
         .ok_or_else(|| Error::new(ErrorKind::Input, format!("unknown message kind '{name}'")))
 }
 
+#[cfg(unix)]
 type Handle = ExternalPtr<RefCell<Option<HostChild>>>;
 
+#[cfg(unix)]
 fn new_handle(child: HostChild) -> Robj {
     ExternalPtr::new(RefCell::new(Some(child))).into()
 }
 
 /// Runs `f` on the child behind `ptr`; an error when the handle was
 /// released (`rs_kill`) or is not a child handle.
+#[cfg(unix)]
 fn with_child<T>(ptr: Robj, f: impl FnOnce(&mut HostChild) -> T) -> Result<T, Error> {
     let gone = || {
         Error::new(
@@ -109,6 +125,7 @@ fn with_child<T>(ptr: Robj, f: impl FnOnce(&mut HostChild) -> T) -> Result<T, Er
 /// Starts a child through the launcher. Returns an external pointer, or an
 /// error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_spawn(launcher: &str, spec_json: &str, token: Raw, max_frame: f64) -> Robj {
     let spec: Result<LaunchSpec, Error> = serde_json::from_str(spec_json)
@@ -127,6 +144,7 @@ fn rs_spawn(launcher: &str, spec_json: &str, token: Raw, max_frame: f64) -> Robj
 /// Asks a warm zygote (a child started with a zygote policy) to fork a
 /// session. Returns the session's external pointer, or an error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_zygote_fork(
     zygote: Robj,
@@ -148,6 +166,7 @@ fn rs_zygote_fork(
     )
 }
 
+#[cfg(unix)]
 fn event_to_robj(ev: Event) -> Robj {
     match ev {
         Event::Output { stream, lines } => {
@@ -197,6 +216,7 @@ fn event_to_robj(ev: Event) -> Robj {
 /// "tool_call", "refused", "protocol_error" or "exited"), NULL when nothing
 /// happened in time, or an error object when the handle was released.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_next_event(ptr: Robj, timeout_ms: f64) -> Robj {
     match with_child(ptr, |c| c.next_event(ms(timeout_ms))) {
@@ -211,6 +231,7 @@ fn rs_next_event(ptr: Robj, timeout_ms: f64) -> Robj {
 /// error object (kind "state" when the request does not fit the session's
 /// state, e.g. an exec while the previous one is unanswered).
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_send(ptr: Robj, kind: &str, payload: Raw, timeout_ms: f64) -> Robj {
     unit_or_error(kind_named(kind).and_then(|kind| {
@@ -221,6 +242,7 @@ fn rs_send(ptr: Robj, kind: &str, payload: Raw, timeout_ms: f64) -> Robj {
 /// The session's state: "starting", "idle", "busy" (a request awaits its
 /// reply), "tool_call" (the child waits for a tool's reply) or "closed".
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_state(ptr: Robj) -> &'static str {
     with_child(ptr, |c| c.phase().name()).unwrap_or("closed")
@@ -229,6 +251,7 @@ fn rs_state(ptr: Robj) -> &'static str {
 /// How many frames from the child were discarded because they answered no
 /// outstanding request.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_discarded(ptr: Robj) -> f64 {
     with_child(ptr, |c| c.discarded() as f64).unwrap_or(0.0)
@@ -238,6 +261,7 @@ fn rs_discarded(ptr: Robj) -> f64 {
 /// exec on); later output is dropped behind one marker line. NULL, or an
 /// error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_set_output_limit(ptr: Robj, bytes: f64) -> Robj {
     if bytes.is_nan() || bytes < 0.0 {
@@ -252,6 +276,7 @@ fn rs_set_output_limit(ptr: Robj, bytes: f64) -> Robj {
 /// Signals the child (a cold child's process group; a forked session's
 /// supervisor, which forwards it to R); TRUE if delivered.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_signal(ptr: Robj, signal: i32) -> bool {
     with_child(ptr, |c| c.signal(signal)).unwrap_or(false)
@@ -261,6 +286,7 @@ fn rs_signal(ptr: Robj, signal: i32) -> bool {
 /// waited for (at most a moment); a forked session too with `wait` (before
 /// its folder is removed), else its zygote reaps it. Idempotent.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_kill(ptr: Robj, wait: bool) {
     if let Ok(handle) = Handle::try_from(ptr) {
@@ -275,6 +301,7 @@ fn rs_kill(ptr: Robj, wait: bool) {
 
 /// pid of the child (the launcher, or a forked session's supervisor), or NA.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_pid(ptr: Robj) -> Robj {
     match with_child(ptr, |c| c.pid()) {
@@ -286,6 +313,7 @@ fn rs_pid(ptr: Robj) -> Robj {
 /// The launcher's report of the sandbox layers, as JSON ("" before it
 /// arrived): diagnoses a child that dies while starting.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_launch_report(ptr: Robj) -> String {
     with_child(ptr, |c| {
@@ -301,6 +329,7 @@ fn rs_launch_report(ptr: Robj) -> String {
 /// The session limit ("memory", "nproc" or "tmp_size") whose passing made
 /// the session's supervisor stop it, or NULL.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_exit_limit(ptr: Robj) -> Robj {
     match with_child(ptr, |c| c.exit_report().and_then(|r| r.limit)) {
@@ -313,6 +342,7 @@ fn rs_exit_limit(ptr: Robj) -> Robj {
 /// following any link the sandboxed code may have planted in it: NULL, or
 /// an error object saying what was left.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_remove_tree(path: &str) -> Robj {
     unit_or_error(
@@ -323,6 +353,7 @@ fn rs_remove_tree(path: &str) -> Robj {
 
 /// Whether the child process is running.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_alive(ptr: Robj) -> bool {
     with_child(ptr, |c| c.is_alive()).unwrap_or(false)
@@ -331,6 +362,7 @@ fn rs_alive(ptr: Robj) -> bool {
 /// fds to watch for a child's next event (for event loops such as later's);
 /// empty when the child has queued events already or is gone.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_poll_fds(ptr: Robj) -> Vec<i32> {
     with_child(ptr, |c| {
@@ -347,6 +379,7 @@ fn rs_poll_fds(ptr: Robj) -> Vec<i32> {
 /// the 1-based indices of the readable ones (for event loops over several
 /// sessions, which get their fds from `rs_poll_fds`).
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_wait_fds(fds: Vec<i32>, timeout_ms: f64) -> Vec<i32> {
     host::wait_any(&fds, ms(timeout_ms))
@@ -393,6 +426,7 @@ fn rs_check_result(bytes: Raw, max_bytes: f64, classes: Strings) -> Robj {
 /// Sets the S3 classes accepted in values from this child. NULL, or an
 /// error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_set_allowed_classes(ptr: Robj, classes: Strings) -> Robj {
     let classes: Vec<String> = classes.iter().map(|s| String::from(&**s)).collect();
@@ -423,6 +457,7 @@ fn rs_now() -> f64 {
 
 /// Random session token (32 bytes from the kernel), or an error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_random_token() -> Robj {
     let mut buf = [0u8; 32];
@@ -431,6 +466,7 @@ fn rs_random_token() -> Robj {
 
 /// Appends one line to an audit log: NULL, or an error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_audit_append(path: &str, line: &str) -> Robj {
     unit_or_error(securer_core::audit::append_line(Path::new(path), line).map_err(Error::from))
@@ -439,6 +475,7 @@ fn rs_audit_append(path: &str, line: &str) -> Robj {
 /// Opens (creating it) an audit log to check that it can be written: NULL,
 /// or an error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_audit_check(path: &str) -> Robj {
     unit_or_error(
@@ -452,6 +489,7 @@ fn rs_audit_check(path: &str) -> Robj {
 /// `header_bytes`, `ids_bytes`, `max_frame` (`default`, `min`, `max`), `max_line_bytes`
 /// and `max_output_bytes` (the default per-execution budget).
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_protocol() -> Robj {
     let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
@@ -484,6 +522,79 @@ fn rs_frame_limit(requested: Robj) -> f64 {
         .or_else(|| requested.as_integer().map(f64::from))
         .unwrap_or(f64::NAN);
     frame::frame_limit(requested) as f64
+}
+
+/// The Seatbelt profile (macOS) of a `SandboxPolicy` given as JSON: the
+/// launcher's own rendering (`securer_core::sandbox::seatbelt`), or an
+/// error object (kind "launch", layer "policy").
+/// @noRd
+#[extendr]
+fn rs_seatbelt_profile(policy_json: &str) -> Robj {
+    let policy = serde_json::from_str(policy_json)
+        .map_err(|e| Error::new(ErrorKind::Input, format!("invalid sandbox policy: {e}")));
+    value_or_error(
+        policy.and_then(|p| securer_core::sandbox::seatbelt::render(&p).map_err(Error::from)),
+    )
+}
+
+/// Windows: the functions that need Unix (processes, sockets, descriptors)
+/// exist so that the package loads, and each returns an error object (a
+/// `securer_sandbox_error` in R). The R side stops before it calls one
+/// (`check_session_platform()`): sessions need Linux or macOS; on Windows,
+/// WSL2.
+#[cfg(not(unix))]
+macro_rules! needs_unix {
+    ($($name:ident($($arg:ident),*);)*) => {$(
+        /// @noRd
+        #[extendr]
+        fn $name($($arg: Robj),*) -> Robj {
+            $(drop($arg);)*
+            r_error(Error {
+                layer: Some("sandbox".to_string()),
+                ..Error::new(
+                    ErrorKind::Launch,
+                    "securer sessions need Linux or macOS; on Windows, run R in WSL2",
+                )
+            })
+        }
+    )*};
+}
+
+#[cfg(not(unix))]
+needs_unix! {
+    rs_spawn(launcher, spec_json, token, max_frame);
+    rs_zygote_fork(zygote, request_json, token, max_frame, timeout_ms);
+    rs_next_event(ptr, timeout_ms);
+    rs_send(ptr, kind, payload, timeout_ms);
+    rs_state(ptr);
+    rs_discarded(ptr);
+    rs_set_output_limit(ptr, bytes);
+    rs_signal(ptr, signal);
+    rs_kill(ptr, wait);
+    rs_pid(ptr);
+    rs_launch_report(ptr);
+    rs_exit_limit(ptr);
+    rs_remove_tree(path);
+    rs_alive(ptr);
+    rs_poll_fds(ptr);
+    rs_wait_fds(fds, timeout_ms);
+    rs_set_allowed_classes(ptr, classes);
+    rs_random_token();
+    rs_audit_append(path, line);
+    rs_audit_check(path);
+    rs_protocol();
+    rs_file_sink_open(path, max_bytes);
+    rs_file_sink_write(sink, bytes);
+    rs_file_sink_commit(sink);
+    rs_file_sink_close(sink);
+    rs_fs_target(roots, path);
+    rs_fs_open_read(roots, path, max_bytes);
+    rs_fs_read(handle, n);
+    rs_fs_list(roots, dir, recursive, max_entries);
+    rs_zygote_serve(max_frame);
+    rs_child_connect(fd, token, max_frame);
+    rs_child_send(kind, payload);
+    rs_child_recv(timeout_ms);
 }
 
 /// The argument types a tool may declare.
@@ -653,8 +764,10 @@ fn rs_png_check(bytes: Raw, max_width: f64, max_height: f64, max_bytes: f64) -> 
     )
 }
 
+#[cfg(unix)]
 type Sink = ExternalPtr<RefCell<Option<AtomicFile>>>;
 
+#[cfg(unix)]
 fn with_sink<T>(
     ptr: Robj,
     f: impl FnOnce(&mut Option<AtomicFile>) -> Result<T, Error>,
@@ -672,6 +785,7 @@ fn with_sink<T>(
 /// object. Released unfinished (`rs_file_sink_close()`, or by the garbage
 /// collector), it leaves nothing behind.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_file_sink_open(path: &str, max_bytes: f64) -> Robj {
     value_or_error(
@@ -684,6 +798,7 @@ fn rs_file_sink_open(path: &str, max_bytes: f64) -> Robj {
 /// Appends bytes to a file started by `rs_file_sink_open()`: NULL, or an
 /// error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_file_sink_write(sink: Robj, bytes: Raw) -> Robj {
     unit_or_error(with_sink(sink, |w| match w.as_mut() {
@@ -697,6 +812,7 @@ fn rs_file_sink_write(sink: Robj, bytes: Raw) -> Robj {
 
 /// Renames the finished file over its target: NULL, or an error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_file_sink_commit(sink: Robj) -> Robj {
     unit_or_error(with_sink(sink, |w| match w.take() {
@@ -710,6 +826,7 @@ fn rs_file_sink_commit(sink: Robj) -> Robj {
 
 /// Abandons an unfinished file (its temporary file is removed). Idempotent.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_file_sink_close(sink: Robj) {
     let _ = with_sink(sink, |w| {
@@ -718,6 +835,7 @@ fn rs_file_sink_close(sink: Robj) {
     });
 }
 
+#[cfg(unix)]
 fn space_of(roots: Strings) -> Result<Space, Error> {
     let roots: Vec<PathBuf> = roots
         .iter()
@@ -730,6 +848,7 @@ fn space_of(roots: Strings) -> Result<Space, Error> {
 /// writable space of `roots` (the first is where relative paths start):
 /// the resolved path, or an error object (kind "file_...").
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_fs_target(roots: Strings, path: &str) -> Robj {
     value_or_error(space_of(roots).and_then(|s| {
@@ -744,6 +863,7 @@ type Reader = ExternalPtr<RefCell<Option<File>>>;
 /// Child runtime: opens an existing regular file of at most `max_bytes` in
 /// the writable space of `roots`: `list(handle, size)`, or an error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_fs_open_read(roots: Strings, path: &str, max_bytes: f64) -> Robj {
     value_or_error(space_of(roots).and_then(|s| {
@@ -759,6 +879,7 @@ fn rs_fs_open_read(roots: Strings, path: &str, max_bytes: f64) -> Robj {
 /// Child runtime: the next at most `n` bytes of a file opened by
 /// `rs_fs_open_read()` (empty at its end), or an error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_fs_read(handle: Robj, n: f64) -> Robj {
     let gone = || Error::new(ErrorKind::Input, "the file is closed");
@@ -777,6 +898,7 @@ fn rs_fs_read(handle: Robj, n: f64) -> Robj {
 /// `list(path, kind, size, modified, truncated)` with at most
 /// `max_entries` rows, or an error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_fs_list(roots: Strings, dir: &str, recursive: bool, max_entries: f64) -> Robj {
     value_or_error(space_of(roots).and_then(|s| {
@@ -801,6 +923,7 @@ fn rs_fs_list(roots: Strings, dir: &str, recursive: bool, max_entries: f64) -> R
     }))
 }
 
+#[cfg(unix)]
 thread_local! {
     static CHILD_IO: RefCell<Option<ChildIo>> = const { RefCell::new(None) };
 }
@@ -810,6 +933,7 @@ thread_local! {
 /// host is gone. (The runtime gives each session a temporary folder of
 /// its own: see inst/child/runtime.R.)
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_zygote_serve(max_frame: f64) -> Robj {
     match securer_core::zygote::serve(
@@ -824,6 +948,7 @@ fn rs_zygote_serve(max_frame: f64) -> Robj {
 /// Child runtime: adopts the inherited IPC socket and says hello. NULL, or
 /// an error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_child_connect(fd: i32, token: Raw, max_frame: f64) -> Robj {
     let mut io = ChildIo::new(fd as RawFd, frame::frame_limit(max_frame));
@@ -833,6 +958,7 @@ fn rs_child_connect(fd: i32, token: Raw, max_frame: f64) -> Robj {
     }))
 }
 
+#[cfg(unix)]
 fn with_child_io<T>(f: impl FnOnce(&mut ChildIo) -> Result<T, Error>) -> Result<T, Error> {
     CHILD_IO.with(|c| match c.borrow_mut().as_mut() {
         Some(io) => f(io),
@@ -846,6 +972,7 @@ fn with_child_io<T>(f: impl FnOnce(&mut ChildIo) -> Result<T, Error>) -> Result<
 /// Child runtime: sends a frame ("result", "error" or "tool_call"); the
 /// ids are stamped here. NULL, or an error object.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_child_send(kind: &str, payload: Raw) -> Robj {
     unit_or_error(
@@ -853,6 +980,7 @@ fn rs_child_send(kind: &str, payload: Raw) -> Robj {
     )
 }
 
+#[cfg(unix)]
 extern "C" {
     // R's flag for an interrupt (SIGINT) not yet taken; R_ext/GraphicsDevice.h.
     static mut R_interrupts_pending: std::ffi::c_int;
@@ -866,6 +994,7 @@ extern "C" {
 /// evaluation that is over (the host interrupts only while it waits for a
 /// reply): it is dropped here, which costs no system call.
 /// @noRd
+#[cfg(unix)]
 #[extendr]
 fn rs_child_recv(timeout_ms: f64) -> Robj {
     let timeout = (timeout_ms >= 0.0).then(|| ms(timeout_ms));
@@ -927,4 +1056,5 @@ extendr_module! {
     fn rs_fs_open_read;
     fn rs_fs_read;
     fn rs_fs_list;
+    fn rs_seatbelt_profile;
 }

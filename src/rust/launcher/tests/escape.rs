@@ -2,6 +2,8 @@
 //! or perl inside the sandbox, asserts that the attempt fails, and (where
 //! it makes sense) runs the same attempt without the sandbox as a control,
 //! so that a test cannot pass only because the attempt itself is broken.
+//! The Linux sandbox's: not built with the `portable` feature.
+#![cfg(not(feature = "portable"))]
 
 use serde_json::{json, Value};
 use std::io::Read;

@@ -176,7 +176,7 @@ impl HostChild {
     /// Asks this child, a warm zygote, to fork a session. The request is a
     /// JSON `ForkRequest`; the session then reports and says hello like a
     /// spawned child.
-    #[cfg(target_os = "linux")]
+    #[cfg(native_linux)]
     pub fn fork_session(
         &mut self,
         request: &[u8],
@@ -203,6 +203,21 @@ impl HostChild {
             err_r,
             token,
             max_frame,
+        ))
+    }
+
+    /// Other systems have no warm zygote (see `zygote`): an error.
+    #[cfg(not(native_linux))]
+    pub fn fork_session(
+        &mut self,
+        _request: &[u8],
+        _token: &[u8],
+        _max_frame: usize,
+        _timeout: Duration,
+    ) -> Result<HostChild, Error> {
+        Err(Error::new(
+            ErrorKind::Zygote,
+            "a warm zygote needs Linux; sessions start cold on this system",
         ))
     }
 

@@ -3,12 +3,17 @@
 //! zygote sent). Its exit is watched through a pidfd, which the pump polls
 //! with the child's other fds, so nothing here sleeps; `kill` waits at most
 //! `KILL_WAIT` and leaves a process that is slow to die to be reaped later.
+//!
+//! Other systems (macOS) have no pidfd and no zygote: a child is always
+//! spawned, its exit seen by reaping it (`try_wait`) once its socket or
+//! pipes close, and signals go to its process group, which its unreaped
+//! leader keeps from being reused.
 
 use crate::error::{Error, ErrorKind};
 use crate::policy::ExitReport;
 use crate::policy::CHILD_IPC_FD;
 use crate::sys::{self, set_nonblocking};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -39,6 +44,7 @@ enum Origin {
     /// Spawned by the host; `None` once handed to the stragglers.
     Spawned(Option<Child>),
     /// Forked by a zygote, which reaps it.
+    #[cfg(native_linux)]
     Forked,
 }
 
@@ -119,8 +125,12 @@ impl Process {
     /// A child of ours, leader of its own process group.
     pub(super) fn spawned(child: Child) -> Process {
         let pid = child.id();
+        #[cfg(native_linux)]
+        let pidfd = pidfd_open(pid);
+        #[cfg(not(native_linux))]
+        let pidfd = None;
         Process {
-            pidfd: pidfd_open(pid),
+            pidfd,
             origin: Origin::Spawned(Some(child)),
             pid,
             exit: None,
@@ -128,6 +138,7 @@ impl Process {
     }
 
     /// A session forked by a zygote, known by its pidfd.
+    #[cfg(native_linux)]
     pub fn forked(pidfd: OwnedFd) -> Process {
         Process {
             pid: host_pid_of(&pidfd).unwrap_or(0),
@@ -172,7 +183,9 @@ impl Process {
         self.reap(reported)
     }
 
-    /// Reaps without waiting; caches the status.
+    /// Reaps without waiting; caches the status. (`reported` is a forked
+    /// session's: there are none without a zygote.)
+    #[cfg_attr(not(native_linux), allow(unused_variables))]
     fn reap(&mut self, reported: Option<ExitReport>) -> Option<Status> {
         if self.exit.is_some() {
             return self.exit;
@@ -184,6 +197,7 @@ impl Process {
                 Err(_) => KILLED,
             },
             Origin::Spawned(None) => KILLED,
+            #[cfg(native_linux)]
             Origin::Forked => {
                 let exited = match &self.pidfd {
                     Some(fd) => sys::poll_one(fd.as_raw_fd(), libc::POLLIN, 0) != 0,
@@ -219,6 +233,7 @@ impl Process {
                 // unreaped child's, so its id cannot have been reused.
                 unsafe { libc::kill(-(self.pid as libc::pid_t), sig) == 0 }
             }
+            #[cfg(native_linux)]
             (Origin::Forked, Some(fd)) => {
                 // SAFETY: pidfd_send_signal on a pidfd we own; no siginfo.
                 unsafe {
@@ -246,6 +261,7 @@ impl Process {
             return;
         }
         self.signal_group(libc::SIGKILL);
+        #[cfg(native_linux)]
         if !wait_forked && matches!(self.origin, Origin::Forked) && self.reap(reported).is_none() {
             // Its zygote reaps it: nothing to wait for here (a session's
             // namespaces take milliseconds to tear down).
@@ -253,21 +269,33 @@ impl Process {
             self.pidfd = None;
             return;
         }
-        if let Some(fd) = &self.pidfd {
+        #[cfg(not(native_linux))]
+        let _ = wait_forked;
+        let deadline = Instant::now() + KILL_WAIT;
+        match &self.pidfd {
             // Waits again after a signal interrupted the wait.
-            let deadline = Instant::now() + KILL_WAIT;
-            loop {
+            Some(fd) => loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if sys::poll_one(fd.as_raw_fd(), libc::POLLIN, left.as_millis() as i32) != 0
                     || left.is_zero()
                 {
                     break;
                 }
+            },
+            // Without a pidfd (other systems, kernels before 5.3) only
+            // reaping tells: tried again, a little later each time.
+            None => {
+                let mut pause = Duration::from_millis(1);
+                while self.reap(reported).is_none() && Instant::now() < deadline {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
             }
         }
         if self.reap(reported).is_some() {
             return;
         }
+        #[cfg_attr(not(native_linux), allow(irrefutable_let_patterns))]
         if let Origin::Spawned(child) = &mut self.origin {
             if let (Some(c), Ok(mut list)) = (child.take(), STRAGGLERS.lock()) {
                 list.push(c);
@@ -284,6 +312,7 @@ impl Drop for Process {
     }
 }
 
+#[cfg(native_linux)]
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open with a pid and no flags.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -291,10 +320,11 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
         return None;
     }
     // SAFETY: pidfd_open returned a new fd that nothing else owns.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as RawFd) })
 }
 
 /// The pid, in our pid namespace, of the process behind `pidfd`.
+#[cfg(native_linux)]
 fn host_pid_of(pidfd: &OwnedFd) -> Option<u32> {
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
     info.lines()
@@ -310,6 +340,7 @@ mod tests {
         Process::spawned(cmd.process_group(0).spawn().expect("spawn"))
     }
 
+    #[cfg(native_linux)]
     #[test]
     fn exit_is_seen_through_the_pidfd_without_reaping() {
         let mut p = own(Command::new("sh").args(["-c", "exit 3"]));
@@ -319,6 +350,33 @@ mod tests {
         assert_eq!(p.collect(None), Some((Some(3), None)));
         assert_eq!(p.exit_fd(), None);
         assert!(!p.signal(libc::SIGTERM));
+    }
+
+    #[test]
+    fn without_a_pidfd_exit_is_seen_by_reaping_and_kill_waits_for_it() {
+        // What every child is on macOS (and on kernels before 5.3).
+        let no_pidfd = |cmd: &mut Command| {
+            let child = cmd.process_group(0).spawn().expect("spawn");
+            Process {
+                pid: child.id(),
+                origin: Origin::Spawned(Some(child)),
+                pidfd: None,
+                exit: None,
+            }
+        };
+        let mut p = no_pidfd(Command::new("sh").args(["-c", "exit 3"]));
+        assert_eq!(p.exit_fd(), None);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !p.has_exited() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(p.collect(None), Some((Some(3), None)));
+        let mut p = no_pidfd(Command::new("sleep").arg("300"));
+        assert!(!p.has_exited());
+        p.kill(None, false);
+        assert_eq!(p.collect(None), Some(KILLED));
+        // Reaped by the kill itself, not handed to the stragglers.
+        assert!(matches!(p.origin, Origin::Spawned(Some(_))));
     }
 
     #[test]

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 /// killed.
 const EXIT_GRACE: Duration = Duration::from_millis(500);
 
+/// Without an fd that tells a child's exit (no pidfd: other systems,
+/// kernels before 5.3), how often a wait stops to reap it.
+const EXIT_POLL: Duration = Duration::from_millis(100);
+
 /// Most bytes read from one fd per pump: the rest waits for the next one,
 /// so one flooding stream cannot starve the others.
 const READ_CHUNK: usize = 1 << 20;
@@ -121,6 +125,12 @@ impl HostChild {
             if let Some(end) = self.closing {
                 until = until.min(end);
             }
+            // Only reaping tells the exit of a child whose socket is held
+            // open by another process (one it started).
+            let reap = self.process.exit_fd().is_none();
+            if reap {
+                until = until.min(now + EXIT_POLL);
+            }
             let ready = self.wait(until.saturating_duration_since(now));
             for (pipe, r) in self.pipes.iter_mut().zip(ready.pipes) {
                 pipe.ready |= r;
@@ -129,7 +139,8 @@ impl HostChild {
             if ready.sock {
                 self.pump_socket();
             }
-            if ready.exit || self.closing.is_some() {
+            let quiet = !ready.sock && !ready.exit && ready.pipes == [false; 2];
+            if ready.exit || self.closing.is_some() || (reap && quiet) {
                 self.check_exit();
             }
             if self.queue.is_empty() && Instant::now() >= deadline {
@@ -172,13 +183,25 @@ impl HostChild {
                 pfds[3].fd = fd;
             }
         }
-        let ts = libc::timespec {
-            tv_sec: wait.as_secs().min(i32::MAX as u64) as libc::time_t,
-            tv_nsec: wait.subsec_nanos() as libc::c_long,
+        #[cfg(native_linux)]
+        let n = {
+            let ts = libc::timespec {
+                tv_sec: wait.as_secs().min(i32::MAX as u64) as libc::time_t,
+                tv_nsec: wait.subsec_nanos() as libc::c_long,
+            };
+            // SAFETY: pfds is a live array of 4 pollfd (negative fds are
+            // ignored); ts is a valid timespec; no signal mask is given.
+            unsafe { libc::ppoll(pfds.as_mut_ptr(), 4, &ts, std::ptr::null()) }
         };
-        // SAFETY: pfds is a live array of 4 pollfd (negative fds are
-        // ignored); ts is a valid timespec; no signal mask is given.
-        let n = unsafe { libc::ppoll(pfds.as_mut_ptr(), 4, &ts, std::ptr::null()) };
+        // Other systems have no ppoll: whole milliseconds, rounded up (a
+        // shorter wait would spin).
+        #[cfg(not(native_linux))]
+        let n = {
+            let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+            // SAFETY: pfds is a live array of 4 pollfd (negative fds are
+            // ignored).
+            unsafe { libc::poll(pfds.as_mut_ptr(), 4, ms) }
+        };
         if n <= 0 {
             return Ready::default();
         }

@@ -1,27 +1,41 @@
 //! Sending: a request stamped by the session state machine and written
 //! within a deadline, and the fork request to a warm zygote.
 
-use super::{HostChild, Phase};
+use super::HostChild;
 use crate::error::{Error, ErrorKind};
 use crate::frame::{self, Kind};
 use crate::sys;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// Fills `buf` from the kernel's random source.
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), Error> {
-    let mut got = 0;
-    while got < buf.len() {
-        // SAFETY: writes at most the remaining length into the live buffer.
-        let n = unsafe { libc::getrandom(buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
+    #[cfg(native_linux)]
+    {
+        let mut got = 0;
+        while got < buf.len() {
+            // SAFETY: writes at most the remaining length into the live
+            // buffer.
+            let n = unsafe { libc::getrandom(buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::caused_by(ErrorKind::Random, &e));
             }
+            got += n as usize;
+        }
+    }
+    // Other systems (macOS): getentropy, at most 256 bytes a call.
+    #[cfg(not(native_linux))]
+    for chunk in buf.chunks_mut(256) {
+        // SAFETY: writes exactly `chunk.len()` (<= 256) bytes into the live
+        // chunk.
+        if unsafe { libc::getentropy(chunk.as_mut_ptr().cast(), chunk.len()) } != 0 {
+            let e = std::io::Error::last_os_error();
             return Err(Error::caused_by(ErrorKind::Random, &e));
         }
-        got += n as usize;
     }
     Ok(())
 }
@@ -67,7 +81,7 @@ fn write_by(fd: RawFd, bytes: &[u8], deadline: Instant) -> Result<(), (usize, st
                 fd,
                 bytes[off..].as_ptr().cast(),
                 bytes.len() - off,
-                libc::MSG_NOSIGNAL,
+                sys::SEND_FLAGS,
             )
         };
         if n >= 0 {
@@ -156,16 +170,16 @@ impl HostChild {
     /// Sends a fork request with the session's socket and pipes to this
     /// child, a zygote, and waits (at most `timeout`) for the pidfd of the
     /// forked session.
-    #[cfg(target_os = "linux")]
+    #[cfg(native_linux)]
     pub(super) fn request_fork(
         &mut self,
         request: &[u8],
-        fds: [OwnedFd; 3],
+        fds: [std::os::fd::OwnedFd; 3],
         timeout: Duration,
-    ) -> Result<OwnedFd, Error> {
+    ) -> Result<std::os::fd::OwnedFd, Error> {
         let pid = self.pid();
         let zfd = match (&self.sock, self.session.phase()) {
-            (Some(s), Phase::Idle) => s.as_raw_fd(),
+            (Some(s), super::Phase::Idle) => s.as_raw_fd(),
             _ => {
                 return Err(
                     Error::new(ErrorKind::NotRunning, "the zygote is not running").with_pid(pid),

@@ -2,7 +2,8 @@
 //! with a fake child written in Rust (a thread speaking the child's side of
 //! the protocol through `ChildIo`, or raw frames where it misbehaves). A
 //! real process (`sleep`) stands in for the child's process, so exit is
-//! watched through a real pidfd.
+//! watched through a real pidfd (by reaping with the `portable` feature,
+//! as on macOS).
 
 use super::process::Process;
 use super::*;
@@ -286,7 +287,7 @@ fn a_wrong_hello_is_refused() {
 }
 
 #[test]
-fn the_exit_is_seen_through_the_pidfd_while_the_socket_stays_open() {
+fn the_exit_is_seen_while_the_socket_stays_open() {
     let (mut host, fake) = pair();
     ready(&mut host, &fake);
     fake.print(b"last words");

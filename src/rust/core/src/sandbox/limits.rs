@@ -45,6 +45,15 @@ pub fn apply(limits: &Limits) -> Result<Vec<String>, LaunchFailure> {
     Ok(applied)
 }
 
+/// What this system does not enforce of the per-process limits, for the
+/// report.
+pub fn platform_caveat() -> Option<&'static str> {
+    cfg!(target_os = "macos").then_some(
+        "macOS does not enforce memory (its RLIMIT_AS is RLIMIT_RSS, which it does not \
+         enforce), and nproc counts every process of your user, not the session's",
+    )
+}
+
 /// Applies the per-process limits; reports them with the whole session's
 /// (`session`: how those are enforced, "" for none).
 pub fn layer(limits: &Limits, session: &str) -> Result<LayerState, LaunchFailure> {

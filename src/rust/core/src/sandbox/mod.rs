@@ -1,6 +1,12 @@
-//! The Linux sandbox, applied by the launcher before it execs R.
+//! The sandbox, applied by the launcher before it execs R. One policy
+//! (`SandboxPolicy`, checked into a `plan::Plan`) says what a session may
+//! read and write (`plan::grant_rules`); each platform renders it:
 //!
-//! Two tiers:
+//! * Linux: namespaces and a fresh root, Landlock, seccomp (below);
+//! * macOS: a Seatbelt profile (`seatbelt`) that `sandbox-exec` applies
+//!   (see `launch::portable`).
+//!
+//! The Linux sandbox has two tiers:
 //!
 //! * full: namespaces (user, mount, pid, net, ipc, uts, cgroup), a fresh
 //!   tmpfs root, dropped capabilities, Landlock and seccomp;
@@ -29,32 +35,33 @@
 //! └── R: capabilities, Landlock, seccomp
 //! ```
 
-#[cfg(target_os = "linux")]
+#[cfg(native_linux)]
 mod caps;
-#[cfg(target_os = "linux")]
+#[cfg(native_linux)]
 mod cgroup;
-#[cfg(target_os = "linux")]
+#[cfg(native_linux)]
 mod coverage;
-#[cfg(target_os = "linux")]
+#[cfg(native_linux)]
 mod landlock;
+#[cfg(unix)]
 pub mod limits;
-#[cfg(target_os = "linux")]
+#[cfg(native_linux)]
 mod mounts;
-#[cfg(target_os = "linux")]
+#[cfg(native_linux)]
 mod namespaces;
-#[cfg(target_os = "linux")]
-mod plan;
-#[cfg(target_os = "linux")]
+pub(crate) mod plan;
+pub mod seatbelt;
+#[cfg(native_linux)]
 mod seccomp;
-#[cfg(target_os = "linux")]
+#[cfg(native_linux)]
 pub mod session;
-#[cfg(target_os = "linux")]
+#[cfg(native_linux)]
 mod supervisor;
 
-#[cfg(target_os = "linux")]
+#[cfg(native_linux)]
 pub use linux::*;
 
-#[cfg(target_os = "linux")]
+#[cfg(native_linux)]
 mod linux {
     use super::cgroup::{Cgroup, Found};
     use super::coverage::{annotate, Tier as Coverage};
@@ -290,14 +297,4 @@ mod linux {
             _ => f.message.clone(),
         }
     }
-}
-
-/// Other systems have no Linux sandbox; the host uses its own mechanism.
-#[cfg(not(target_os = "linux"))]
-pub fn unavailable() -> crate::policy::LaunchFailure {
-    crate::policy::LaunchFailure::new(
-        crate::policy::Layer::Sandbox,
-        "the launcher sandbox is only implemented on Linux",
-        None,
-    )
 }

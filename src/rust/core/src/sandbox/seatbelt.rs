@@ -1,0 +1,527 @@
+//! macOS: the policy rendered as a Seatbelt profile (SBPL) for
+//! `sandbox-exec -p`. Pure text from the same rules as Landlock's
+//! (`plan::grant_rules`), so both platforms grant the same paths:
+//!
+//! | grant       | Landlock (Linux)            | Seatbelt (macOS)                          |
+//! |-------------|-----------------------------|-------------------------------------------|
+//! | `ReadExec`  | read, list, execute         | `file-read*`, `process-exec`, `file-map-executable` |
+//! | `ReadWrite` | everything but device nodes | `file-read*`, `file-write*`               |
+//! | `Device`    | read, write, ioctl          | `file-read*`, `file-write-data`           |
+//!
+//! One difference on purpose: Linux may run programs it wrote (seccomp
+//! bounds what they can ask of the kernel); macOS has no system-call
+//! filter, so its profile runs and maps as code only what lies under the
+//! read-only paths, never a file the session wrote. Everything else is
+//! denied (`(deny default)`): the network, other paths (the home folder,
+//! the working directory), other processes (signals to itself only).
+//! Seatbelt matches resolved paths (`/tmp` is `/private/tmp`): the
+//! launcher adds the resolved form of each path (`with_resolved`).
+
+use super::plan::{FsRule, Grant, Plan};
+use crate::policy::{LaunchFailure, Layer, SandboxPolicy};
+use std::path::{Component, Path, PathBuf};
+
+/// System values R and its libraries read at start-up (CPU count and
+/// features, memory and page sizes, OS version); not the process table.
+const SYSCTLS: [&str; 32] = [
+    "hw.activecpu",
+    "hw.byteorder",
+    "hw.cachelinesize",
+    "hw.cacheconfig",
+    "hw.cpufamily",
+    "hw.cpufrequency",
+    "hw.cputype",
+    "hw.l1dcachesize",
+    "hw.l2cachesize",
+    "hw.logicalcpu",
+    "hw.logicalcpu_max",
+    "hw.machine",
+    "hw.memsize",
+    "hw.model",
+    "hw.ncpu",
+    "hw.nperflevels",
+    "hw.pagesize",
+    "hw.physicalcpu",
+    "hw.physicalcpu_max",
+    "hw.tbfrequency",
+    "kern.argmax",
+    "kern.hostname",
+    "kern.maxfilesperproc",
+    "kern.osproductversion",
+    "kern.osrelease",
+    "kern.ostype",
+    "kern.osversion",
+    "kern.usrstack64",
+    "kern.version",
+    "machdep.cpu.brand_string",
+    "sysctl.proc_cputype",
+    "vm.loadavg",
+];
+
+/// Families of CPU feature flags (BLAS libraries probe them).
+const SYSCTL_PREFIXES: [&str; 2] = ["hw.optional.", "hw.perflevel"];
+
+/// Services the session may look up: user names (getpwuid).
+const MACH_SERVICES: [&str; 1] = ["com.apple.system.opendirectoryd.libinfo"];
+
+/// The profile of `policy`, as written (the launcher also grants the
+/// resolved form of each path: `with_resolved`): what `sandbox_info()`
+/// and `generate_seatbelt_profile()` show. Fails as the launch would on a
+/// path the policy or SBPL cannot carry.
+pub fn render(policy: &SandboxPolicy) -> Result<String, LaunchFailure> {
+    profile(&Plan::new(policy)?.grants())
+}
+
+/// The `sandbox-exec` arguments that run `program` with `args` under
+/// `profile`: `-p <profile> <program> <args>...`.
+pub(crate) fn arguments(profile: &str, program: &Path, args: &[String]) -> Vec<String> {
+    let mut argv = vec![
+        "-p".to_string(),
+        profile.to_string(),
+        program.display().to_string(),
+    ];
+    argv.extend(args.iter().cloned());
+    argv
+}
+
+/// `rules` and, for each path that exists and resolves elsewhere (a
+/// symbolic link on the way), the same grant on its resolved form.
+#[cfg(unix)]
+pub(crate) fn with_resolved(rules: &[FsRule]) -> Vec<FsRule> {
+    let mut out = rules.to_vec();
+    for r in rules {
+        if let Ok(real) = std::fs::canonicalize(&r.path) {
+            let rule = FsRule::new(real, r.grant);
+            if !out.contains(&rule) {
+                out.push(rule);
+            }
+        }
+    }
+    out
+}
+
+/// The profile for `rules` (host paths). Fails on a path SBPL cannot
+/// carry (control characters, invalid UTF-8).
+pub(crate) fn profile(rules: &[FsRule]) -> Result<String, LaunchFailure> {
+    let paths = |grant: Grant| -> Result<Vec<String>, LaunchFailure> {
+        rules
+            .iter()
+            .filter(|r| r.grant == grant)
+            .map(|r| literal(&r.path))
+            .collect()
+    };
+    let read_exec = paths(Grant::ReadExec)?;
+    let read_write = paths(Grant::ReadWrite)?;
+    let devices = paths(Grant::Device)?;
+    let all: Vec<&Path> = rules.iter().map(|r| r.path.as_path()).collect();
+    let ancestors = ancestors(&all)
+        .iter()
+        .map(|p| literal(p))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let subpath =
+        |v: &[String]| -> Vec<String> { v.iter().map(|p| format!("(subpath {p})")).collect() };
+    let lit =
+        |v: &[String]| -> Vec<String> { v.iter().map(|p| format!("(literal {p})")).collect() };
+    let quoted = |v: &[&str], filter: &str| -> Vec<String> {
+        v.iter().map(|s| format!("({filter} \"{s}\")")).collect()
+    };
+
+    let mut out = vec![
+        "(version 1)".to_string(),
+        "; Generated by securer from the session's sandbox policy.".to_string(),
+        "; Everything not allowed below is denied.".to_string(),
+        "(deny default)".to_string(),
+        String::new(),
+        "; Processes: fork; run and map as code only what lies under the".to_string(),
+        "; read-only paths; signal only itself.".to_string(),
+        "(allow process-fork)".to_string(),
+    ];
+    rule(&mut out, "allow process-exec", subpath(&read_exec));
+    rule(&mut out, "allow file-map-executable", subpath(&read_exec));
+    out.push("(allow signal (target self))".to_string());
+    out.push(String::new());
+    out.push("; System information R asks for at start-up; user names.".to_string());
+    let mut sysctls = quoted(&SYSCTLS, "sysctl-name");
+    sysctls.extend(quoted(&SYSCTL_PREFIXES, "sysctl-name-prefix"));
+    rule(&mut out, "allow sysctl-read", sysctls);
+    rule(
+        &mut out,
+        "allow mach-lookup",
+        quoted(&MACH_SERVICES, "global-name"),
+    );
+    out.push(String::new());
+    out.push("; Files: the metadata of the folders leading to the granted".to_string());
+    out.push("; paths; reads of every granted path; writes to the writable".to_string());
+    out.push("; ones (the session's folder among them) and the devices.".to_string());
+    rule(&mut out, "allow file-read-metadata", lit(&ancestors));
+    let mut reads = subpath(&read_exec);
+    reads.extend(subpath(&read_write));
+    reads.extend(lit(&devices));
+    rule(&mut out, "allow file-read*", reads);
+    rule(&mut out, "allow file-write*", subpath(&read_write));
+    rule(&mut out, "allow file-write-data", lit(&devices));
+    out.push(String::new());
+    out.push("; No network of any kind.".to_string());
+    out.push("(deny network*)".to_string());
+    let mut text = out.join("\n");
+    text.push('\n');
+    Ok(text)
+}
+
+/// One rule over several filters, one a line. With no filter the rule is
+/// left out: a bare `(allow op)` would allow everything.
+fn rule(out: &mut Vec<String>, head: &str, filters: Vec<String>) {
+    let n = filters.len();
+    if n == 0 {
+        return;
+    }
+    out.push(format!("({head}"));
+    for (i, f) in filters.into_iter().enumerate() {
+        let close = if i + 1 == n { ")" } else { "" };
+        out.push(format!("  {f}{close}"));
+    }
+}
+
+/// A path as an SBPL string literal (`\` and `"` escaped).
+fn literal(p: &Path) -> Result<String, LaunchFailure> {
+    let bad = |why: &str| {
+        LaunchFailure::new(
+            Layer::Policy,
+            format!("path {p:?} {why}: it cannot go into a Seatbelt profile"),
+            None,
+        )
+    };
+    // Written with `/` whatever the host's separator (Windows renders
+    // profiles too).
+    let mut s = String::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(part) => {
+                s.push('/');
+                s.push_str(part.to_str().ok_or_else(|| bad("is not valid UTF-8"))?);
+            }
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(bad("is not a normalised absolute path"))
+            }
+        }
+    }
+    if !p.has_root() {
+        return Err(bad("is not absolute"));
+    }
+    if s.is_empty() {
+        s.push('/');
+    }
+    if s.chars().any(char::is_control) {
+        return Err(bad("contains control characters"));
+    }
+    // Inside an SBPL string only `\` and `"` are special: escaped, a path
+    // cannot end the string early and add rules of its own.
+    Ok(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+/// The folders leading to `paths` (`/` included, the paths themselves not
+/// unless they lead to another), sorted and once each: R must see that
+/// they exist to reach what they hold.
+fn ancestors(paths: &[&Path]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = paths
+        .iter()
+        .flat_map(|p| p.ancestors().skip(1).map(Path::to_path_buf))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::plan::{grant_rules, Plan, DEV_NODES};
+    use super::*;
+    use crate::policy::SandboxPolicy;
+
+    fn plan() -> Plan {
+        Plan::new(&SandboxPolicy {
+            strict: false,
+            read_only: vec!["/Library/Frameworks/R.framework".into(), "/usr/lib".into()],
+            writable: vec!["/Users/ana/out".into()],
+            tmp_size: 0,
+            no_namespaces: false,
+            fallback_tmp: Some("/private/var/folders/x/T/securer-1".into()),
+            zygote: false,
+            sandbox_exec: Some("/usr/bin/sandbox-exec".into()),
+        })
+        .unwrap()
+    }
+
+    /// The lines of the multi-line rule `(head`, up to its closing `)`.
+    fn block(profile: &str, head: &str) -> Vec<String> {
+        let lines: Vec<&str> = profile.lines().collect();
+        let Some(start) = lines.iter().position(|l| *l == format!("({head}")) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for l in &lines[start + 1..] {
+            out.push(l.to_string());
+            if l.ends_with("))") {
+                break;
+            }
+        }
+        out
+    }
+
+    fn filters(profile: &str, head: &str) -> Vec<String> {
+        block(profile, head)
+            .iter()
+            .map(|l| l.trim().trim_end_matches(")").to_string() + ")")
+            .collect()
+    }
+
+    #[test]
+    fn the_profile_denies_by_default_and_all_network() {
+        let p = profile(&plan().grants()).unwrap();
+        assert!(p.starts_with("(version 1)\n"));
+        assert!(p.contains("\n(deny default)\n"));
+        assert!(p.ends_with("(deny network*)\n"));
+        assert!(!p.contains("(allow network"));
+        assert!(!p.contains("system-socket"));
+        assert!(p.contains("(allow signal (target self))"));
+        assert!(!p.contains("same-sandbox"));
+    }
+
+    #[test]
+    fn every_grant_of_the_policy_becomes_its_rules_and_nothing_else() {
+        let grants = plan().grants();
+        let p = profile(&grants).unwrap();
+        let sub = |g: Grant| -> Vec<String> {
+            grants
+                .iter()
+                .filter(|r| r.grant == g)
+                .map(|r| format!("(subpath \"{}\")", r.path.display()))
+                .collect()
+        };
+        let lit = |g: Grant| -> Vec<String> {
+            grants
+                .iter()
+                .filter(|r| r.grant == g)
+                .map(|r| format!("(literal \"{}\")", r.path.display()))
+                .collect()
+        };
+        assert_eq!(filters(&p, "allow process-exec"), sub(Grant::ReadExec));
+        assert_eq!(
+            filters(&p, "allow file-map-executable"),
+            sub(Grant::ReadExec)
+        );
+        let mut reads = sub(Grant::ReadExec);
+        reads.extend(sub(Grant::ReadWrite));
+        reads.extend(lit(Grant::Device));
+        assert_eq!(filters(&p, "allow file-read*"), reads);
+        assert_eq!(filters(&p, "allow file-write*"), sub(Grant::ReadWrite));
+        assert_eq!(filters(&p, "allow file-write-data"), lit(Grant::Device));
+        // The session's folder is writable; R's library is not.
+        assert!(sub(Grant::ReadWrite)
+            .contains(&"(subpath \"/private/var/folders/x/T/securer-1\")".to_string()));
+        assert!(!filters(&p, "allow file-write*")
+            .iter()
+            .any(|f| f.contains("R.framework")));
+        // Every rule that names paths is one of these.
+        let heads: Vec<&str> = p.lines().filter(|l| l.starts_with("(allow")).collect();
+        assert_eq!(
+            heads,
+            [
+                "(allow process-fork)",
+                "(allow process-exec",
+                "(allow file-map-executable",
+                "(allow signal (target self))",
+                "(allow sysctl-read",
+                "(allow mach-lookup",
+                "(allow file-read-metadata",
+                "(allow file-read*",
+                "(allow file-write*",
+                "(allow file-write-data",
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_folders_leading_to_granted_paths_can_be_stat_ed() {
+        let p = profile(&plan().grants()).unwrap();
+        let meta = filters(&p, "allow file-read-metadata");
+        for want in [
+            "/",
+            "/Users",
+            "/Users/ana",
+            "/private/var/folders/x/T",
+            "/dev",
+        ] {
+            assert!(meta.contains(&format!("(literal \"{want}\")")), "{want}");
+        }
+        assert!(meta.iter().all(|m| m.starts_with("(literal ")));
+        assert!(!meta.contains(&"(literal \"/Users/ana/out\")".to_string()));
+    }
+
+    #[test]
+    fn a_policy_without_paths_leaves_rules_out_rather_than_bare() {
+        let p = profile(&grant_rules([], [], None, [])).unwrap();
+        for bare in [
+            "(allow file-read*)",
+            "(allow process-exec)",
+            "(allow file-write*)",
+        ] {
+            assert!(!p.lines().any(|l| l == bare), "{bare}");
+        }
+        assert!(!p.contains("(allow process-exec"));
+        assert!(!p.contains("\"\""));
+        let devices_only = profile(&grant_rules([], [], None, DEV_NODES)).unwrap();
+        assert_eq!(
+            filters(&devices_only, "allow file-write*"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn quotes_and_backslashes_are_escaped_and_control_characters_refused() {
+        let ro = [
+            PathBuf::from("/Users/ana/my \"data\""),
+            PathBuf::from("/a\\b"),
+        ];
+        let p = profile(&grant_rules(&ro, [], None, [])).unwrap();
+        assert!(p.contains(r#"(subpath "/Users/ana/my \"data\"")"#));
+        assert!(p.contains(r#"(subpath "/a\\b")"#));
+        let bad = [PathBuf::from("/a\n(allow default)")];
+        let e = profile(&grant_rules(&bad, [], None, [])).unwrap_err();
+        assert_eq!(e.layer, Layer::Policy);
+        assert!(e.message.contains("control characters"), "{}", e.message);
+    }
+
+    #[test]
+    fn no_path_can_end_its_string_and_add_rules() {
+        let tricky = [
+            "/a\"))\n(allow default)",
+            "/a\")(allow network*)(\"",
+            "/a\\\")(allow default)",
+            "/a\r(allow default)",
+            "/a\u{85}b",
+            "/a\tb",
+        ];
+        let heads = |p: &str| -> Vec<String> {
+            p.lines()
+                .filter(|l| !l.starts_with("  "))
+                .map(String::from)
+                .collect()
+        };
+        let plain = profile(&grant_rules(&[PathBuf::from("/a")], [], None, [])).unwrap();
+        for t in tricky {
+            match profile(&grant_rules(&[PathBuf::from(t)], [], None, [])) {
+                Err(e) => assert_eq!(e.layer, Layer::Policy, "{t:?}"),
+                Ok(p) => {
+                    // Accepted only when its string stays one string: the
+                    // same rules as for a plain path, and the escaped form
+                    // reads back as the path.
+                    assert_eq!(heads(&p), heads(&plain), "{t:?}: {p}");
+                    let line = p
+                        .lines()
+                        .find(|l| l.contains("(subpath \"/a"))
+                        .expect("the path's rule");
+                    let inner = line.trim().trim_start_matches("(subpath \"");
+                    let inner = inner.trim_end_matches(')').trim_end_matches(')');
+                    let inner = inner.strip_suffix('"').expect("closing quote");
+                    assert_eq!(unescape(inner), t, "{t:?}");
+                }
+            }
+        }
+        for rel in ["a/b", "/a/../b"] {
+            assert!(profile(&grant_rules(&[PathBuf::from(rel)], [], None, [])).is_err());
+        }
+    }
+
+    /// Reads an SBPL string's inside back; panics on an unescaped quote.
+    fn unescape(s: &str) -> String {
+        let mut out = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => out.push(chars.next().expect("escape at the end")),
+                '"' => panic!("unescaped quote in {s:?}"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn render_is_the_profile_of_the_checked_policy() {
+        let policy = SandboxPolicy {
+            strict: false,
+            read_only: vec!["/usr/lib/R/".into(), "/usr/lib/R".into()],
+            writable: vec!["/srv/out".into()],
+            tmp_size: 0,
+            no_namespaces: true,
+            fallback_tmp: Some("/var/tmp/s-1".into()),
+            zygote: false,
+            sandbox_exec: None,
+        };
+        let p = render(&policy).unwrap();
+        assert_eq!(p, profile(&Plan::new(&policy).unwrap().grants()).unwrap());
+        assert_eq!(p.matches("(subpath \"/usr/lib/R\")").count(), 3);
+        assert!(
+            filters(&p, "allow file-write*").contains(&"(subpath \"/var/tmp/s-1\")".to_string())
+        );
+        let bad = SandboxPolicy {
+            read_only: vec!["relative".into()],
+            ..policy
+        };
+        assert_eq!(render(&bad).unwrap_err().layer, Layer::Policy);
+    }
+
+    #[test]
+    fn the_profile_is_deterministic() {
+        assert_eq!(
+            profile(&plan().grants()).unwrap(),
+            profile(&plan().grants()).unwrap()
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn resolved_forms_are_added_once() {
+        let dir = std::env::temp_dir().join(format!("securer-seatbelt-{}", std::process::id()));
+        let real = dir.join("real");
+        let link = dir.join("link");
+        std::fs::create_dir_all(&real).unwrap();
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let rules = [
+            FsRule::new(&link, Grant::ReadWrite),
+            FsRule::new("/nonexistent/securer", Grant::ReadExec),
+        ];
+        let got = with_resolved(&rules);
+        let real = std::fs::canonicalize(&real).unwrap();
+        assert_eq!(got[..2], rules[..]);
+        assert!(got.contains(&FsRule::new(real, Grant::ReadWrite)));
+        assert_eq!(with_resolved(&got).len(), got.len());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sandbox_exec_gets_the_profile_then_the_program_and_its_arguments() {
+        let argv = arguments(
+            "(version 1)\n",
+            Path::new("/usr/lib/R/bin/exec/R"),
+            &["--no-echo".to_string(), "--file=x.R".to_string()],
+        );
+        assert_eq!(
+            argv,
+            [
+                "-p",
+                "(version 1)\n",
+                "/usr/lib/R/bin/exec/R",
+                "--no-echo",
+                "--file=x.R"
+            ]
+        );
+    }
+}
