@@ -218,6 +218,15 @@ test_that("an MCP client lists the execute tool and runs sandboxed code that cal
   pid <- as.integer(sub("^\\[1\\] ", "", result_text(call_code(proc, 6L, "Sys.getpid()"))))
   expect_false(identical(pid, proc$get_pid()))
 
+  # A plot drawn in the sandbox comes as an image block: a checked PNG.
+  res <- call_code(proc, 7L, "d <- query_db('mtcars', 10); plot(d$wt, d$mpg); nrow(d)")
+  expect_false(isTRUE(res$isError))
+  expect_identical(vapply(res$content, function(b) b$type, ""), c("text", "image"))
+  expect_identical(res$content[[1]]$text, "[1] 10")
+  expect_identical(res$content[[2]]$mimeType, "image/png")
+  png <- jsonlite::base64_dec(res$content[[2]]$data)
+  expect_identical(png[1:8], as.raw(c(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)))
+
   # The client disconnects: the server exits, closing its session.
   close(proc$get_input_connection())
   proc$wait(30000)
