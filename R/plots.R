@@ -85,7 +85,9 @@ print.securer_plot_options <- function(x, ...) {
 resolve_plots <- function(plots) {
   if (is.null(plots)) plots <- getOption("securer.plots", TRUE)
   if (isTRUE(plots)) {
-    return(plot_options())
+    # Built once: this runs for every execution.
+    the$default_plots <- the$default_plots %||% plot_options()
+    return(the$default_plots)
   }
   if (isFALSE(plots)) {
     return(NULL)

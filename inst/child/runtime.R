@@ -173,14 +173,13 @@ local({
     # Is `con` still the connection we opened? The code may have closed it
     # (closeAllConnections()), and its number may belong to a new one by
     # then: the id says.
+    # (Without a tryCatch(): this runs several times per execution.)
     ours <- function(con) {
-      !is.null(con) && tryCatch(
-        {
-          cur <- getConnection(as.integer(con))
-          identical(attr(cur, "conn_id"), attr(con, "conn_id")) && isOpen(cur)
-        },
-        error = function(e) FALSE
-      )
+      if (is.null(con)) return(FALSE)
+      n <- as.integer(con)
+      if (!(n %in% getAllConnections())) return(FALSE)
+      cur <- getConnection(n)
+      identical(attr(cur, "conn_id"), attr(con, "conn_id")) && isOpen(cur)
     }
 
     console_open <- function(max) {
