@@ -767,6 +767,12 @@ local({
     for (nm in ls(rt)) {
       if (is.function(rt[[nm]])) rt[[nm]] <- compiler::cmpfun(rt[[nm]])
     }
+    # A transcript made once here, so that what R sets up on first use
+    # (the connection and sink code, print's dispatch) is set up once, not
+    # in every session's first execution.
+    rt$console_open(1024)
+    rt$console_print(1)
+    rt$console_close()
     invisible(gc(full = TRUE))
     # The zygote needs no temporary folder; without it, each session's
     # tempdir(check = TRUE) makes one of its own under its TMPDIR (R's
