@@ -253,8 +253,7 @@ output_limit <- function() {
 
 # Gives the child's pump the output limit for the next execution (a call
 # into Rust only when it changed).
-child_set_output_limit <- function(child) {
-  limit <- output_limit()
+child_set_output_limit <- function(child, limit) {
   if (!identical(child$output_limit, limit)) {
     rs_check(rs_set_output_limit(child$handle, limit), "Cannot set the output limit.")
     child$output_limit <- limit

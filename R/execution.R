@@ -31,7 +31,7 @@ execution_begin <- function(private, code, timeout, validate, output_handler,
                             max_tool_calls, max_code_length,
                             max_output_lines, plots = NULL) {
   code <- check_code(code)
-  plots <- resolve_plots(plots)
+  settings <- execution_settings(private, plots)
   timeout <- check_timeout(timeout)
   check_flag(validate)
   check_count(max_tool_calls, allow_null = TRUE)
@@ -98,10 +98,10 @@ execution_begin <- function(private, code, timeout, validate, output_handler,
     session_await_child(private)
   }
   run <- new_run(timeout, output_handler, max_tool_calls, max_output_lines)
-  run$plots_cfg <- plots_request(plots, private$opts$max_frame)
-  run$console_cap <- console_cap(private$opts$max_frame)
+  run$plots_cfg <- settings$plots
+  run$console_cap <- settings$console
   if (private$logger$on) log_event(private$logger, "execute_start", NULL, code = code)
-  child_set_output_limit(private$child)
+  child_set_output_limit(private$child, settings$output_limit)
   request <- list(code = code, plots = run$plots_cfg, console = run$console_cap)
   child_send(private$child, "exec", request, min(timeout, 30))
   # From here on the child is working for this run.
@@ -109,6 +109,27 @@ execution_begin <- function(private, code, timeout, validate, output_handler,
   private$executions <- private$executions + 1L
   private$run <- run
   invisible()
+}
+
+# What a request takes from `plots` and the options (images, transcript,
+# output limit), checked when one of them changes rather than on every
+# execution: the key is their values.
+execution_settings <- function(private, plots) {
+  key <- list(
+    plots, getOption("securer.plots"), getOption("securer.max_console_bytes"),
+    getOption("securer.max_output_bytes")
+  )
+  if (identical(private$settings$key, key)) {
+    return(private$settings)
+  }
+  max_frame <- private$opts$max_frame
+  private$settings <- list(
+    key = key,
+    plots = plots_request(resolve_plots(plots), max_frame),
+    console = console_cap(max_frame),
+    output_limit = output_limit()
+  )
+  private$settings
 }
 
 new_run <- function(timeout, output_handler, max_tool_calls, max_output_lines) {

@@ -317,6 +317,8 @@ SecureSession <- R6::R6Class(
     max_executions = NULL,
     hook = NULL,
     executions = 0L,
+    # The request settings of the last execution (execution_settings()).
+    settings = NULL,
     # Output lines, console transcript and images of the last finished
     # execution.
     output = character(),

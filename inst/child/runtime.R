@@ -170,16 +170,33 @@ local({
     # The raw connection, kept open from one execution to the next.
     console_con <- NULL
 
-    # Is `con` still the connection we opened? The code may have closed it
-    # (closeAllConnections()), and its number may belong to a new one by
-    # then: the id says.
-    # (Without a tryCatch(): this runs several times per execution.)
-    ours <- function(con) {
-      if (is.null(con)) return(FALSE)
-      n <- as.integer(con)
-      if (!(n %in% getAllConnections())) return(FALSE)
-      cur <- getConnection(n)
-      identical(attr(cur, "conn_id"), attr(con, "conn_id")) && isOpen(cur)
+    # base's sink(), sink.number() and seek() run match.arg() or pmatch()
+    # on every call: with them the transcript cost a third of a short
+    # execution. These call the same internals with the arguments those
+    # functions would pass (R's `sink()`, `sink.number()`,
+    # `seek.connection()`, `truncate.connection()`; unchanged since R 3.x).
+    sink_depth <- function() .Internal(sink.number(TRUE))
+    sink_push <- function(con, split) .Internal(sink(con, FALSE, FALSE, split))
+    sink_pop <- function() .Internal(sink(-1L, FALSE, FALSE, FALSE))
+    sink_unwind <- function(depth) {
+      while (sink_depth() > depth) sink_pop()
+    }
+    con_size <- function(con) .Internal(seek(con, NA_real_, 1L, 2L))
+    con_clear <- function(con) {
+      .Internal(seek(con, 0, 1L, 2L))
+      .Internal(truncate(con))
+    }
+
+    # Is the transcript's connection still the one we opened? The code may
+    # have closed it (closeAllConnections()), and its number may belong to
+    # a new one by then: the id says. (Without a tryCatch(): this runs
+    # several times per execution.)
+    console_num <- 0L
+    console_id <- NULL
+    ours <- function() {
+      if (is.null(console_con) || !(console_num %in% getAllConnections())) return(FALSE)
+      cur <- getConnection(console_num)
+      identical(attr(cur, "conn_id"), console_id) && .Internal(isOpen(cur, 0L))
     }
 
     console_open <- function(max) {
@@ -187,14 +204,15 @@ local({
         console <<- NULL
         return(invisible())
       }
-      if (ours(console_con)) {
-        seek(console_con, 0, rw = "write")
-        truncate(console_con)
+      if (ours()) {
+        con_clear(console_con)
       } else {
         console_con <<- rawConnection(raw(0), "w")
+        console_num <<- as.integer(console_con)
+        console_id <<- attr(console_con, "conn_id")
       }
-      console <<- list(con = console_con, sinks = sink.number(), max = max, head = raw(0), omitted = 0)
-      sink(console_con, split = TRUE)
+      console <<- list(con = console_con, sinks = sink_depth(), max = max, head = raw(0), omitted = 0)
+      sink_push(console_con, TRUE)
       invisible()
     }
 
@@ -202,7 +220,7 @@ local({
     # on.
     console_live <- function() {
       if (is.null(console)) return(FALSE)
-      ok <- ours(console$con)
+      ok <- ours()
       if (!ok) console <<- NULL
       ok
     }
@@ -214,7 +232,7 @@ local({
     }
 
     console_trim <- function() {
-      if (!console_live() || seek(console$con) <= console$max) return(invisible())
+      if (!console_live() || con_size(console$con) <= console$max) return(invisible())
       cs <- console
       bytes <- rawConnectionValue(cs$con)
       half <- cs$max %/% 2
@@ -225,8 +243,7 @@ local({
       }
       keep <- min(length(bytes), cs$max - half)
       cs$omitted <- cs$omitted + length(bytes) - keep
-      seek(cs$con, 0, rw = "write")
-      truncate(cs$con)
+      con_clear(cs$con)
       writeBin(bytes[length(bytes) - keep + seq_len(keep)], cs$con)
       console <<- cs
       invisible()
@@ -237,9 +254,9 @@ local({
     # print method that fails is reported there, as at the console.
     console_print <- function(value) {
       if (!console_live()) return(invisible())
-      while (sink.number() > console$sinks) sink()
-      sink(console$con)
-      on.exit(sink(), add = TRUE)
+      sink_unwind(console$sinks)
+      sink_push(console$con, FALSE)
+      on.exit(sink_pop(), add = TRUE)
       # The transcript keeps `max` bytes at most: printing far more of a
       # long vector or data frame only costs time.
       limit <- max(100, console$max %/% 64)
@@ -256,7 +273,7 @@ local({
       if (!console_live()) return(NULL)
       cs <- console
       console <<- NULL
-      while (sink.number() > cs$sinks) sink()
+      sink_unwind(cs$sinks)
       tail <- rawConnectionValue(cs$con)
       bytes <- if (cs$omitted > 0) {
         c(
@@ -278,8 +295,16 @@ local({
       text
     }
 
+    # As R's console prints a value: show() for S4 objects, print() for
+    # other objects and functions, and the rest without dispatch.
     print_value <- function(value) {
-      if (isS4(value)) methods::show(value) else print(value)
+      if (isS4(value)) {
+        methods::show(value)
+      } else if (is.object(value) || is.function(value)) {
+        print(value)
+      } else {
+        print.default(value)
+      }
     }
 
     # --- Conditions, as the console shows them --------------------------
@@ -452,7 +477,7 @@ local({
       plot_cfg <<- cfg
       snaps <<- list()
       plots_omitted <<- 0L
-      if (!live_dev %in% grDevices::dev.list()) live_dev <<- 0L
+      if (live_dev != 0L && !live_dev %in% grDevices::dev.list()) live_dev <<- 0L
       options(device = open_device)
       invisible()
     }
