@@ -168,9 +168,11 @@ rs_zygote_fork <- function(zygote, request_json, token, max_frame, timeout_ms) .
 #' Zygote runtime: serves fork requests. Returns `list(token = )` in each
 #' forked session, or an error object (kind "closed") when the
 #' host is gone. (The runtime gives each session a temporary folder of
-#' its own: see inst/child/runtime.R.)
+#' its own: see inst/child/runtime.R.) `warm`, a function of no
+#' arguments, runs in each spare before it waits for its claim (see
+#' `securer_core::zygote::serve`).
 #' @noRd
-rs_zygote_serve <- function(max_frame) .Call(wrap__rs_zygote_serve, max_frame)
+rs_zygote_serve <- function(max_frame, warm) .Call(wrap__rs_zygote_serve, max_frame, warm)
 
 #' Child runtime: adopts the inherited IPC socket and says hello. NULL, or
 #' an error object.

@@ -672,6 +672,24 @@ local({
       }
     }
 
+    # One execution of plain code, its reply thrown away: run in the zygote
+    # (what R sets up on first use, such as the transcript's connection and
+    # print's dispatch, is set up once) and in each spare session before it
+    # is claimed (rs_zygote_serve), so that the pages R writes in an
+    # execution are copied from the zygote's then, not in the session's
+    # first execution. It writes nothing to stdout or stderr (a spare's fds
+    # 0-2 are closed: the value is printed into the transcript only) and
+    # leaves nothing behind: the code assigns and draws nothing, and run()
+    # resets what it keeps at the next execution.
+    warm_up <- function() {
+      real_send <- send
+      send <<- function(kind, value) invisible(serialize(value, NULL, xdr = FALSE))
+      on.exit(send <<- real_send)
+      cfg <- list(width = 800, height = 600, res = 96, max_plots = 1L, max_bytes = 1e6)
+      tryCatch(run(list(code = "1 + 1", plots = cfg, console = 65536)), error = function(e) NULL)
+      invisible()
+    }
+
     # --- Files -------------------------------------------------------------
     # Requests from the host to move files in and out of the session's
     # writable space (`roots`, given with each request: the session root
@@ -792,18 +810,13 @@ local({
     for (nm in ls(rt)) {
       if (is.function(rt[[nm]])) rt[[nm]] <- compiler::cmpfun(rt[[nm]])
     }
-    # A transcript made once here, so that what R sets up on first use
-    # (the connection and sink code, print's dispatch) is set up once, not
-    # in every session's first execution.
-    rt$console_open(1024)
-    rt$console_print(1)
-    rt$console_close()
+    rt$warm_up()
     invisible(gc(full = TRUE))
     # The zygote needs no temporary folder; without it, each session's
     # tempdir(check = TRUE) makes one of its own under its TMPDIR (R's
     # API for a new one).
     unlink(tempdir(), recursive = TRUE)
-    start <- .Call(sym("wrap__rs_zygote_serve"), rt$max_frame)
+    start <- .Call(sym("wrap__rs_zygote_serve"), rt$max_frame, rt$warm_up)
     if (inherits(start, "securer_rs_error")) quit(save = "no", status = 0L)
     if (!dir.exists(tempdir(check = TRUE))) quit(save = "no", status = 70L)
     # Rust reseeded C's rand() (tempfile() names); R's generator seeds

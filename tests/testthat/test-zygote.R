@@ -246,6 +246,39 @@ test_that("every forked session starts with an empty global environment", {
   expect_false(b$execute("'package:tools' %in% search()"))
 })
 
+test_that("a spare warmed before its claim starts as a cold session does", {
+  skip_if_no_zygote()
+  # The first execution of a session: what it printed, its transcript and
+  # what the runtime could have left behind.
+  probe <- paste(
+    'cat("hi\\n"); list(ls(globalenv(), all.names = TRUE), search(), sink.number(),',
+    'is.function(getOption("device")), grDevices::dev.list(),',
+    'exists(".Random.seed", globalenv()), length(warnings()), 1 + 1)'
+  )
+  first <- function(s) {
+    v <- s$execute(probe)
+    list(value = strip_output(v), output = attr(v, "output"), console = s$last_console())
+  }
+  for (sandbox in list(TRUE, FALSE)) {
+    # A session forked on demand; the zygote then makes and warms the
+    # spare that the next session claims.
+    a <- sandboxed_session(sandbox = sandbox)
+    b <- sandboxed_session(sandbox = sandbox)
+    key <- names(securer:::zygote_list())[vapply(securer:::zygote_list(), function(z) {
+      b$pid() %in% tree_pids(z$pid)
+    }, logical(1))]
+    expect_length(key, 1L)
+    cold <- sandboxed_session(sandbox = sandbox, zygote = FALSE)
+    expect_false(any(vapply(securer:::zygote_list(), function(z) {
+      cold$pid() %in% tree_pids(z$pid)
+    }, logical(1))))
+    got <- first(b)
+    expect_identical(got, first(cold))
+    expect_identical(got$output, "hi")
+    expect_identical(got$value[[1]], character())
+  }
+})
+
 test_that("forked sessions draw different random numbers", {
   skip_if_no_zygote()
   a <- sandboxed_session()

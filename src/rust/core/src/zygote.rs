@@ -103,7 +103,17 @@ fn spare_key(req: &ForkRequest) -> String {
 /// Serves fork requests on `ctrl` until the host goes away (`Err`).
 /// Returns `Ok` only in a forked, confined session, whose IPC socket is fd
 /// 3 and whose stdout/stderr are its own pipes.
-pub fn serve(ctrl: RawFd, max_frame: usize) -> Result<SessionStart, ServeError> {
+///
+/// `warm` runs in each spare made ahead of demand, confined, before it
+/// waits for its claim: the pages R writes in a session's first execution
+/// are copied from the zygote's then, off the critical path. It must not
+/// write to fds 0-2 (closed; their numbers may be reused) and must leave
+/// no state behind. Spares forked for a waiting request skip it.
+pub fn serve(
+    ctrl: RawFd,
+    max_frame: usize,
+    warm: &mut dyn FnMut(),
+) -> Result<SessionStart, ServeError> {
     let cgroup = std::env::var(CGROUP_ENV).unwrap_or_default();
     std::env::remove_var(CGROUP_ENV);
     // Orphans of sessions without a sandbox come here to be reaped.
@@ -127,12 +137,12 @@ pub fn serve(ctrl: RawFd, max_frame: usize) -> Result<SessionStart, ServeError> 
                 continue;
             }
             let mine: Vec<OwnedFd> = std::mem::take(&mut fds);
-            if let Some(start) = z.fork_request(&f.payload, mine)? {
+            if let Some(start) = z.fork_request(&f.payload, mine, warm)? {
                 return Ok(in_session(start, z, fds));
             }
         }
         // Between requests: make the spares for the next one.
-        if let Some(start) = z.refill()? {
+        if let Some(start) = z.refill(warm)? {
             return Ok(in_session(start, z, fds));
         }
         // The timeout lets us reap regularly; a session's end wakes us.
@@ -209,6 +219,7 @@ impl Zygote {
         &mut self,
         payload: &[u8],
         fds: Vec<OwnedFd>,
+        warm: &mut dyn FnMut(),
     ) -> Result<Option<SessionStart>, ServeError> {
         let req: ForkRequest = match serde_json::from_slice(payload) {
             Ok(r) => r,
@@ -236,7 +247,7 @@ impl Zygote {
         loop {
             let spare = match self.spares.iter().position(|s| s.key == key) {
                 Some(i) => self.spares.remove(i),
-                None => match self.fork_spare(true)? {
+                None => match self.fork_spare(true, warm)? {
                     Forked::Zygote(Some(s)) => s,
                     Forked::Zygote(None) => return Ok(None),
                     Forked::Session(start) => {
@@ -262,7 +273,7 @@ impl Zygote {
 
     /// Keeps `SPARES` spares of the last request's kind (and none of other
     /// kinds). `Ok(Some)` in a new spare, once claimed.
-    fn refill(&mut self) -> Result<Option<SessionStart>, ServeError> {
+    fn refill(&mut self, warm: &mut dyn FnMut()) -> Result<Option<SessionStart>, ServeError> {
         let Some((key, _)) = &self.last else {
             return Ok(None);
         };
@@ -270,7 +281,7 @@ impl Zygote {
         // Spares of another kind are dropped: closing the channel ends them.
         self.spares.retain(|s| s.key == key);
         while self.spares.len() < SPARES {
-            match self.fork_spare(false)? {
+            match self.fork_spare(false, warm)? {
                 Forked::Zygote(Some(s)) => self.spares.push(s),
                 // Could not fork now: the next request tries again.
                 Forked::Zygote(None) => return Ok(None),
@@ -283,8 +294,9 @@ impl Zygote {
     /// Forks a spare for the last request. With `reply` (the request waits
     /// for it), a failure to fork is reported to the host as the reply;
     /// without (a refill between requests), nothing is sent: the host reads
-    /// only replies to its requests.
-    fn fork_spare(&mut self, reply: bool) -> Result<Forked, ServeError> {
+    /// only replies to its requests. Only the latter are warmed (see
+    /// `serve`): a request is waiting for the former.
+    fn fork_spare(&mut self, reply: bool, warm: &mut dyn FnMut()) -> Result<Forked, ServeError> {
         let Some((key, req)) = self.last.clone() else {
             return Ok(Forked::Zygote(None));
         };
@@ -315,7 +327,14 @@ impl Zygote {
             let chan = theirs.into_raw_fd();
             // The zygote's fds are closed in `become_spare`; `serve` forgets
             // its state rather than close their numbers again.
-            return Ok(Forked::Session(become_spare(&req, chan, &self.cgroup, me)));
+            let warm = (!reply).then_some(warm);
+            return Ok(Forked::Session(become_spare(
+                &req,
+                chan,
+                &self.cgroup,
+                me,
+                warm,
+            )));
         }
         if sandboxed {
             // SAFETY: setns on the fd of our own pid namespace.
@@ -365,9 +384,15 @@ enum Forked {
     Session(SessionStart),
 }
 
-/// In the forked process: makes the session, waits for its claim, takes
-/// the host's fds, reports. Returns in R.
-fn become_spare(req: &ForkRequest, chan: RawFd, cgroup: &str, zygote: libc::pid_t) -> SessionStart {
+/// In the forked process: makes the session, warms it (see `serve`),
+/// waits for its claim, takes the host's fds, reports. Returns in R.
+fn become_spare(
+    req: &ForkRequest,
+    chan: RawFd,
+    cgroup: &str,
+    zygote: libc::pid_t,
+    warm: Option<&mut dyn FnMut()>,
+) -> SessionStart {
     sys::close_fds_except(&[chan]);
     // Named apart while unclaimed (both its processes), R's again after.
     sys::set_name(handoff::SPARE_NAME);
@@ -381,6 +406,9 @@ fn become_spare(req: &ForkRequest, chan: RawFd, cgroup: &str, zygote: libc::pid_
             (c.layers, c.claim_fd)
         }
     };
+    if let (Some(warm), Ok(_)) = (warm, &layers) {
+        warm();
+    }
     let Some((claim, fds)) = handoff::receive(claim_fd) else {
         // Discarded before use, or the zygote is gone.
         sys::exit_now(0)

@@ -27,6 +27,10 @@ pub struct SessionStart {
 }
 
 /// Fails: see the module's documentation.
-pub fn serve(_ctrl: RawFd, _max_frame: usize) -> Result<SessionStart, ServeError> {
+pub fn serve(
+    _ctrl: RawFd,
+    _max_frame: usize,
+    _warm: &mut dyn FnMut(),
+) -> Result<SessionStart, ServeError> {
     Err(ServeError::Unsupported)
 }

@@ -931,14 +931,21 @@ thread_local! {
 /// Zygote runtime: serves fork requests. Returns `list(token = )` in each
 /// forked session, or an error object (kind "closed") when the
 /// host is gone. (The runtime gives each session a temporary folder of
-/// its own: see inst/child/runtime.R.)
+/// its own: see inst/child/runtime.R.) `warm`, a function of no
+/// arguments, runs in each spare before it waits for its claim (see
+/// `securer_core::zygote::serve`).
 /// @noRd
 #[cfg(unix)]
 #[extendr]
-fn rs_zygote_serve(max_frame: f64) -> Robj {
+fn rs_zygote_serve(max_frame: f64, warm: Function) -> Robj {
+    // An error in `warm` (it catches its own) only leaves the spare colder.
+    let mut warm = || {
+        let _ = warm.call(pairlist!());
+    };
     match securer_core::zygote::serve(
         securer_core::policy::CHILD_IPC_FD,
         frame::frame_limit(max_frame),
+        &mut warm,
     ) {
         Ok(start) => list!(token = start.token).into(),
         Err(e) => r_error(Error::from(e)),

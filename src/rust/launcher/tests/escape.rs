@@ -232,6 +232,23 @@ impl Started {
         (header[4], serde_json::from_slice(&payload).unwrap())
     }
 
+    /// One line of the program's stdout (empty at its end); the rest is
+    /// left for `finish`.
+    fn read_line(&mut self) -> String {
+        let Some(out) = self.child.stdout.as_mut() else {
+            return String::new();
+        };
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while out.read(&mut byte).unwrap_or(0) == 1 {
+            line.push(byte[0]);
+            if byte[0] == b'\n' {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&line).into_owned()
+    }
+
     fn finish(self) -> Run {
         let Started {
             child,
@@ -368,13 +385,15 @@ fn cpu_limit_kills_with_sigxcpu() {
 fn sigint_to_the_process_group_reaches_the_program() {
     let mut s = Spec::sh(
         Some(policy()),
-        "trap 'echo got-int; exit 42' INT; while :; do sleep 0.1; done",
+        "trap 'echo got-int; exit 42' INT; echo ready; while :; do sleep 0.1; done",
     );
     s.own_group = true;
     let mut started = s.spawn();
     let (kind, _) = started.wait_report();
     assert_eq!(kind, LAUNCH_REPORT);
-    std::thread::sleep(Duration::from_millis(700));
+    // Once the program has its trap (not after a guessed delay: on a busy
+    // machine the shell may not have started yet).
+    assert_eq!(started.read_line(), "ready\n");
     // As the host does: the whole process group of the launcher.
     // SAFETY: kill with integer arguments.
     unsafe { libc::kill(-started.pid(), libc::SIGINT) };
