@@ -74,9 +74,9 @@ fn native(mut spec: LaunchSpec) -> ! {
     report
         .layers
         .push(ok.done(limits::layer(&spec.limits, &supervised)));
-    // 6. The environment and the fds R inherits. Rust ignores SIGPIPE and
-    //    an ignored signal survives execve: R gets the default back.
-    sys::default_sigpipe();
+    // 6. The environment, the fds and the signal dispositions R inherits
+    //    (an ignored signal survives execve: R gets the defaults back).
+    sys::default_signals();
     ok.done(tidy_fds(ipc));
     report.layers.push(LayerState::new(
         Layer::Environment,
@@ -113,8 +113,9 @@ fn portable(spec: LaunchSpec) -> ! {
     });
     // 2. The fds R inherits, closed while the open files limit still
     //    covers every fd the host may have passed on (without
-    //    close_range, they are closed one by one up to that limit).
-    sys::default_sigpipe();
+    //    close_range, they are closed one by one up to that limit), and
+    //    the signal dispositions (see `sys::default_signals`).
+    sys::default_signals();
     ok.done(tidy_fds(ipc));
     // 3. Per-process limits: nothing here supervises the whole session.
     let mut session = if through.is_some() {

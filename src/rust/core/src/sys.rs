@@ -344,9 +344,27 @@ pub(crate) fn set_default_handler(sig: libc::c_int) {
 }
 
 /// Rust's runtime ignores SIGPIPE, and ignored signals survive execve:
-/// give R the default disposition back.
+/// give R the default disposition back (a forked session, which does not
+/// exec).
+#[cfg(native_linux)]
 pub(crate) fn default_sigpipe() {
     set_default_handler(libc::SIGPIPE);
+}
+
+/// Before execve: every signal's disposition back at its default. Ignored
+/// signals survive execve: Rust's runtime ignores SIGPIPE, and a host
+/// started in the background by a non-interactive shell ignores SIGINT
+/// and SIGQUIT, which would leave the program deaf to interrupts (a shell
+/// cannot even trap a signal ignored on entry). Handlers are reset by
+/// execve anyway; only ignored signals change here.
+pub(crate) fn default_signals() {
+    // The classic signals (1-31 on Linux and macOS); real-time ones are
+    // Linux only and never ignored by the host.
+    for sig in 1..32 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            set_default_handler(sig);
+        }
+    }
 }
 
 #[cfg(native_linux)]

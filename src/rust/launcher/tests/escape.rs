@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 const LAUNCHER: &str = env!("CARGO_BIN_EXE_securer-launcher");
 const PERL: &str = "/usr/bin/perl";
 const TMP_SIZE: u64 = 1 << 20;
@@ -102,6 +104,9 @@ struct Spec {
     cwd: String,
     launcher_env: Vec<(String, String)>,
     own_group: bool,
+    /// The launcher starts with SIGINT and SIGQUIT ignored, as a host
+    /// started in the background by a non-interactive shell does.
+    ignore_interrupts: bool,
     /// A command that execs the launcher (setpriv, unshare).
     wrapper: Vec<String>,
 }
@@ -126,6 +131,7 @@ impl Spec {
             cwd: cwd.into(),
             launcher_env: vec![],
             own_group: false,
+            ignore_interrupts: false,
             wrapper: vec![],
         }
     }
@@ -171,15 +177,18 @@ impl Spec {
         if self.own_group {
             cmd.process_group(0);
         }
-        // SAFETY: only fcntl, which is async-signal-safe, runs in the child.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+        if self.ignore_interrupts {
+            // SAFETY: only signal(), which is async-signal-safe, runs in
+            // the child.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGINT, libc::SIG_IGN);
+                    libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
         }
+        common::inherit_fd(&mut cmd, fd);
         let child = cmd.spawn().unwrap();
         drop(theirs);
         let pid = child.id() as i32;
@@ -383,23 +392,29 @@ fn cpu_limit_kills_with_sigxcpu() {
 
 #[test]
 fn sigint_to_the_process_group_reaches_the_program() {
-    let mut s = Spec::sh(
-        Some(policy()),
-        "trap 'echo got-int; exit 42' INT; echo ready; while :; do sleep 0.1; done",
-    );
-    s.own_group = true;
-    let mut started = s.spawn();
-    let (kind, _) = started.wait_report();
-    assert_eq!(kind, LAUNCH_REPORT);
-    // Once the program has its trap (not after a guessed delay: on a busy
-    // machine the shell may not have started yet).
-    assert_eq!(started.read_line(), "ready\n");
-    // As the host does: the whole process group of the launcher.
-    // SAFETY: kill with integer arguments.
-    unsafe { libc::kill(-started.pid(), libc::SIGINT) };
-    let r = started.finish();
-    assert_eq!(r.code(), Some(42), "{r:#?}");
-    assert_eq!(r.stdout.matches("got-int").count(), 1, "{r:#?}");
+    // Also when the host ignores SIGINT (a background job of a script):
+    // the launcher gives the program the default dispositions back, or
+    // the shell here could not even trap it.
+    for ignore_interrupts in [false, true] {
+        let mut s = Spec::sh(
+            Some(policy()),
+            "trap 'echo got-int; exit 42' INT; echo ready; while :; do sleep 0.1; done",
+        );
+        s.own_group = true;
+        s.ignore_interrupts = ignore_interrupts;
+        let mut started = s.spawn();
+        let (kind, _) = started.wait_report();
+        assert_eq!(kind, LAUNCH_REPORT);
+        // Once the program has its trap (not after a guessed delay: on a
+        // busy machine the shell may not have started yet).
+        assert_eq!(started.read_line(), "ready\n");
+        // As the host does: the whole process group of the launcher.
+        // SAFETY: kill with integer arguments.
+        unsafe { libc::kill(-started.pid(), libc::SIGINT) };
+        let r = started.finish();
+        assert_eq!(r.code(), Some(42), "ignored: {ignore_interrupts}: {r:#?}");
+        assert_eq!(r.stdout.matches("got-int").count(), 1, "{r:#?}");
+    }
 }
 
 #[test]

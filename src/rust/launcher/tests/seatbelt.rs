@@ -13,10 +13,11 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+mod common;
 
 const LAUNCHER: &str = env!("CARGO_BIN_EXE_securer-launcher");
 const LAUNCH_REPORT: u8 = 8;
@@ -87,15 +88,7 @@ fn launch(sandbox: Value, limits: Value, script: &str, cwd: &Path) -> (Run, i32)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: only fcntl, which is async-signal-safe, runs in the child.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::inherit_fd(&mut cmd, fd);
     let child = cmd.spawn().unwrap();
     drop(theirs);
     let out = child.wait_with_output().unwrap();

@@ -257,9 +257,9 @@ fn io_note(path: &Path, what: &str, e: &std::io::Error) -> String {
     format!("{} {what} ({e})", path.display())
 }
 
-/// Opens what the root will show, with the launcher's host credentials.
-pub(crate) fn collect(plan: &Plan) -> Result<Sources, LaunchFailure> {
-    // Nothing mounted here may propagate back to the host.
+/// Makes every mount of this (new) mount namespace private: nothing
+/// mounted in it may propagate back to the host.
+pub(crate) fn make_private() -> Result<(), LaunchFailure> {
     mount(
         "none",
         Path::new("/"),
@@ -267,7 +267,12 @@ pub(crate) fn collect(plan: &Plan) -> Result<Sources, LaunchFailure> {
         libc::MS_REC | libc::MS_PRIVATE,
         None,
     )
-    .map_err(|e| LaunchFailure::os(Layer::Root, "cannot make the mount namespace private", e))?;
+    .map_err(|e| LaunchFailure::os(Layer::Root, "cannot make the mount namespace private", e))
+}
+
+/// Opens what the root will show, with the launcher's host credentials.
+pub(crate) fn collect(plan: &Plan) -> Result<Sources, LaunchFailure> {
+    make_private()?;
 
     let mut s = Sources {
         binds: Vec::new(),

@@ -113,14 +113,7 @@ fn namespaces_and_fork(
             sys::errno(),
         ));
     }
-    mount(
-        "none",
-        Path::new("/"),
-        None,
-        libc::MS_REC | libc::MS_PRIVATE,
-        None,
-    )
-    .map_err(|e| LaunchFailure::os(Layer::Root, "making mounts private", e))?;
+    mounts::make_private()?;
     // Granted paths under /tmp (a library in a temporary folder) would
     // vanish under the session's own /tmp: take them along.
     let carried = mounts::carry_from_tmp(policy.read_only.iter().chain(&policy.writable))?;
