@@ -266,20 +266,7 @@ impl Started {
         } = self;
         let out = child.wait_with_output().unwrap();
         done.store(true, Ordering::SeqCst);
-        ipc.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut bytes = Vec::new();
-        let _ = ipc.read_to_end(&mut bytes);
-        let mut frames = Vec::new();
-        let mut rest = &bytes[..];
-        while rest.len() >= 5 {
-            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            if rest.len() < 5 + len {
-                break;
-            }
-            let v: Value = serde_json::from_slice(&rest[5..5 + len]).unwrap_or(Value::Null);
-            frames.push((rest[4], v));
-            rest = &rest[5 + len..];
-        }
+        let frames = common::read_frames(&mut ipc);
         Run {
             status: out.status,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -9,13 +9,11 @@
 //! profile) is not tested here.
 
 use serde_json::{json, Value};
-use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 mod common;
 
@@ -93,19 +91,7 @@ fn launch(sandbox: Value, limits: Value, script: &str, cwd: &Path) -> (Run, i32)
     drop(theirs);
     let out = child.wait_with_output().unwrap();
     let mut ipc = ours;
-    ipc.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut bytes = Vec::new();
-    let _ = ipc.read_to_end(&mut bytes);
-    let mut frames = Vec::new();
-    let mut rest = &bytes[..];
-    while rest.len() >= 5 {
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        if rest.len() < 5 + len {
-            break;
-        }
-        frames.push((rest[4], serde_json::from_slice(&rest[5..5 + len]).unwrap()));
-        rest = &rest[5 + len..];
-    }
+    let frames = common::read_frames(&mut ipc);
     let n = leaked.as_raw_fd();
     drop(leaked);
     (
