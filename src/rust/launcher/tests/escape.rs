@@ -381,10 +381,16 @@ fn cpu_limit_kills_with_sigxcpu() {
 fn sigint_to_the_process_group_reaches_the_program() {
     // Also when the host ignores SIGINT (a background job of a script):
     // the launcher gives the program the default dispositions back, or
-    // the shell here could not even trap it.
-    for ignore_interrupts in [false, true] {
+    // the shell here could not even trap it. In each tier, and without a
+    // sandbox.
+    let fb = shared_tempdir();
+    let tiers = [Some(policy()), Some(fallback_policy(fb.path())), None];
+    for (sandbox, ignore_interrupts) in tiers
+        .iter()
+        .flat_map(|t| [(t.clone(), false), (t.clone(), true)])
+    {
         let mut s = Spec::sh(
-            Some(policy()),
+            sandbox,
             "trap 'echo got-int; exit 42' INT; echo ready; while :; do sleep 0.1; done",
         );
         s.own_group = true;
