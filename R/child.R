@@ -69,7 +69,10 @@ launch_spec_json <- function(opts, token, dir, zygote = FALSE) {
   native <- !is.null(sandbox) && identical(sandbox$backend, "linux-native")
   home <- if (native) "/tmp" else dir
   env <- child_env(home, token, opts$max_frame)
-  if (zygote) env[["SECURER_ZYGOTE"]] <- "1"
+  # A zygote starts with a lower collection trigger than R's 350k cells:
+  # R's heap keeps the pages of its highest point, which every forked
+  # session copies at its first full collection (the runtime unsets it).
+  if (zygote) env[c("SECURER_ZYGOTE", "R_NSIZE")] <- c("1", "200000")
   # A "none" configuration (build_sandbox_fallback() off Linux) asks for
   # limits and a clean environment only.
   policy <- if (!is.null(sandbox) && !identical(sandbox$backend, "none")) {

@@ -254,7 +254,8 @@ execution_step <- function(private, wait_ms, final_only = FALSE) {
   } else {
     run$pending <- NULL
   }
-  if (final_only && !is.null(ev) && ev$type %in% c("output", "tool_call", "refused")) {
+  if (final_only && !is.null(ev) &&
+    (ev$type == "output" || ev$type == "tool_call" || ev$type == "refused")) {
     run$pending <- ev
     return("pending")
   }

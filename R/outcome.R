@@ -73,7 +73,7 @@ failed <- function(cnd) list(value = NULL, visible = TRUE, error = cnd)
 
 result_outcome <- function(private, run, ev) {
   res <- unserialize(ev$payload)
-  if (!is.list(res) || !all(c("value", "visible") %in% names(res))) {
+  if (!is.list(res) || is.na(match("value", names(res))) || is.na(match("visible", names(res)))) {
     session_replace_child(private, "malformed result")
     return(failed(securer_error_cnd(
       "The child R process sent a malformed result and was replaced.",

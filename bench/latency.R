@@ -1,5 +1,6 @@
 # Latency of securer's core operations, with the issue's targets beside
-# them, and the callr-based approach securer replaces.
+# them, the callr-based approach securer replaces, and two floors: a bare
+# round trip between two R processes, and between two C processes.
 #   Rscript bench/latency.R [n]
 # Medians over n repetitions (default 200; starts over n / 2, timeouts 3).
 # Figures on a 2-core machine vary 2-3x between machines of one kind and
@@ -116,6 +117,55 @@ callr_row <- if (requireNamespace("callr", quietly = TRUE)) {
   c(start = stats::median(start), exec = stats::median(rt))
 }
 
+# The floor of any design with R at both ends: a forked R process reads
+# code, parses and evaluates it and sends the serialized value back, over
+# parallel's pipes; no ids, value checks, transcript, output capture,
+# tools or sandbox. A round trip (or tool call) of securer's can be no
+# faster than this.
+bare_rt <- if (.Platform$OS.type == "unix") {
+  p <- parallel:::mcfork()
+  if (inherits(p, "masterProcess")) {
+    con <- file("stdin", "rb")
+    repeat {
+      len <- readBin(con, "integer", 1L)
+      if (!length(len) || len == 0L) break
+      code <- rawToChar(readBin(con, "raw", len))
+      v <- withVisible(eval(str2expression(code)[[1L]], globalenv()))
+      parallel:::sendMaster(serialize(v, NULL, xdr = FALSE))
+    }
+    parallel:::mcexit(0L)
+  }
+  req <- c(writeBin(5L, raw()), charToRaw("1 + 1"))
+  bare <- function() {
+    parallel:::sendChildStdin(p, req)
+    unserialize(parallel:::readChild(p))
+  }
+  invisible(time_ms(bare(), 500L))
+  # One at a time is too short for the clock: per 100.
+  rt <- time_ms(for (i in 1:100) bare(), max(20L, n %/% 4L)) / 100
+  parallel:::sendChildStdin(p, writeBin(0L, raw()))
+  suppressWarnings(parallel::mccollect(p, wait = TRUE))
+  rt
+}
+
+# The machine's floor: two C processes passing 64 bytes back and forth
+# (bench/pingpong.c), built with R's C compiler when there is one.
+pingpong <- local({
+  script <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))
+  src <- file.path(dirname(script[1]), "pingpong.c")
+  exe <- tempfile("pingpong")
+  cc <- suppressWarnings(system2(file.path(R.home("bin"), "R"), c("CMD", "config", "CC"),
+    stdout = TRUE, stderr = FALSE
+  ))
+  built <- length(script) && file.exists(src) && length(cc) &&
+    system(paste(cc[1], "-O2 -o", shQuote(exe), shQuote(src)), ignore.stdout = TRUE, ignore.stderr = TRUE) == 0
+  if (built) {
+    us <- vapply(1:5, function(i) as.numeric(system2(exe, "20000", stdout = TRUE)), numeric(1))
+    unlink(exe)
+    us / 1000
+  }
+})
+
 med <- function(x) if (is.null(x)) NA_real_ else stats::median(x)
 p99 <- function(x) if (is.null(x)) NA_real_ else stats::quantile(x, 0.99, names = FALSE)
 fmt <- function(x, d = 2) ifelse(is.na(x), "-", formatC(x, format = "f", digits = d))
@@ -135,6 +185,8 @@ rows <- rbind(
   do.call(rbind, lapply(names(timeouts), function(m) {
     c(sprintf("timeout = 1 returns after, %s (s)", m), fmt(med(timeouts[[m]]), 3), "<= 1.05")
   })),
+  c("floor: bare R-to-R round trip, no safety (parallel::mcfork) (ms)", fmt(med(bare_rt), 3), ""),
+  c("floor: round trip between two C processes (bench/pingpong.c) (ms)", fmt(med(pingpong), 3), ""),
   c("callr::r_session start (ms)", fmt(callr_row[["start"]]), ""),
   c("callr::r_session $run() round trip (ms)", fmt(callr_row[["exec"]], 3), "")
 )

@@ -213,8 +213,8 @@ test_that("a value R cannot print safely is not printed into the transcript", {
 forge_console <- function(console_expr) {
   paste0(
     "rt <- Filter(function(e) exists('recv_sym', envir = e, inherits = FALSE), lapply(sys.frames(), parent.env))[[1]]\n",
-    "orig <- rt$send\n",
-    "rt$send <- function(kind, value) { rt$send <- orig; value$console <- ", console_expr, "; orig(kind, value) }\n",
+    "orig <- rt$send_bytes\n",
+    "rt$send_bytes <- function(kind, bytes) { rt$send_bytes <- orig; value <- unserialize(bytes); value$console <- ", console_expr, "; orig(kind, serialize(value, NULL, xdr = FALSE)) }\n",
     "'forged'"
   )
 }

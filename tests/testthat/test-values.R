@@ -75,11 +75,10 @@ value_helpers <- list(
     for (f in sys.frames()) {
       if (exists("send_sym", envir = parent.env(f), inherits = FALSE)) rt <- parent.env(f)
     }
-    orig <- rt$send
+    orig <- rt$send_bytes
     marker <- .item("SECURER-SPLICE")
-    rt$send <- function(kind, value) {
-      rt$send <- orig
-      b <- serialize(value, NULL, xdr = FALSE)
+    rt$send_bytes <- function(kind, b) {
+      rt$send_bytes <- orig
       at <- .find_raw(b, marker)
       b <- c(b[seq_len(at - 1L)], item, b[-seq_len(at - 1L + length(marker))])
       .Call(rt$send_sym, kind, b)
