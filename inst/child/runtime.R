@@ -819,9 +819,10 @@ local({
     # collection writes to, and so copies, every page of the heap, and the
     # heap keeps the pages of its highest point: compiling leaves ~1000
     # cells of garbage per name in a function, so it is collected as it
-    # goes, keeping that point near the largest function's own (sessions
-    # then copy 35 MB instead of 48). A full collection at the end, so that
-    # sessions start far from their next one.
+    # goes, keeping that point near the largest function's own (a session
+    # then owns 33 MiB after its first full collection instead of 45). A
+    # full collection at the end, so that sessions start far from their
+    # next one.
     garbage <- 0
     for (nm in ls(rt)) {
       f <- rt[[nm]]

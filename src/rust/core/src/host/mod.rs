@@ -110,6 +110,8 @@ pub struct HostChild {
     /// Set when the socket closed while the process still ran: the end of
     /// its grace period, after which it is killed.
     closing: Option<Instant>,
+    /// Awaits the reply to the last request by polling for a moment.
+    spin: crate::sys::Spinner,
 }
 
 impl HostChild {
@@ -138,6 +140,7 @@ impl HostChild {
             output_limit: DEFAULT_MAX_OUTPUT_BYTES,
             queue: VecDeque::new(),
             closing: None,
+            spin: crate::sys::Spinner::default(),
         }
     }
 

@@ -162,8 +162,9 @@ impl HostChild {
     }
 
     /// Waits until one of our fds is ready or `wait` passes (to the
-    /// microsecond: a wait shorter than a millisecond is not a busy loop).
-    fn wait(&self, wait: Duration) -> Ready {
+    /// microsecond: a wait shorter than a millisecond is not a busy loop);
+    /// shortly after a request, by polling first (`sys::Spinner`).
+    fn wait(&mut self, wait: Duration) -> Ready {
         let mut pfds = [libc::pollfd {
             fd: -1,
             events: libc::POLLIN,
@@ -183,8 +184,13 @@ impl HostChild {
                 pfds[3].fd = fd;
             }
         }
+        let end = Instant::now() + wait;
+        let spun = self.spin.poll(&mut pfds, end);
+        let wait = end.saturating_duration_since(Instant::now());
         #[cfg(native_linux)]
-        let n = {
+        let n = if spun != 0 {
+            spun
+        } else {
             let ts = libc::timespec {
                 tv_sec: wait.as_secs().min(i32::MAX as u64) as libc::time_t,
                 tv_nsec: wait.subsec_nanos() as libc::c_long,
@@ -196,7 +202,9 @@ impl HostChild {
         // Other systems have no ppoll: whole milliseconds, rounded up (a
         // shorter wait would spin).
         #[cfg(not(native_linux))]
-        let n = {
+        let n = if spun != 0 {
+            spun
+        } else {
             let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
             // SAFETY: pfds is a live array of 4 pollfd (negative fds are
             // ignored).

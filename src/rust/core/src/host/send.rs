@@ -140,7 +140,10 @@ impl HostChild {
             self.drop_queued();
         }
         match write_by(fd, &bytes, Instant::now() + timeout) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.spin.arm();
+                Ok(())
+            }
             Err((written, e)) => {
                 if written == 0 {
                     self.session.rollback(before);
