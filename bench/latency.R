@@ -117,11 +117,11 @@ callr_row <- if (requireNamespace("callr", quietly = TRUE)) {
   c(start = stats::median(start), exec = stats::median(rt))
 }
 
-# The floor of any design with R at both ends: a forked R process reads
+# The floor of a design with R at both ends: a forked R process reads
 # code, parses and evaluates it and sends the serialized value back, over
 # parallel's pipes; no ids, value checks, transcript, output capture,
-# tools or sandbox. A round trip (or tool call) of securer's can be no
-# faster than this.
+# tools or sandbox. Both processes sleep while they wait (securer's host
+# polls for a moment first: with idle cores it can beat this).
 bare_rt <- if (.Platform$OS.type == "unix") {
   p <- parallel:::mcfork()
   if (inherits(p, "masterProcess")) {
