@@ -160,8 +160,15 @@ pool_free <- function(private) {
   if (private$closed) {
     return(logical())
   }
-  ready <- vapply(private$members, function(s) s$get_state() %in% c("idle", "starting"), logical(1))
-  ready & !private$held
+  vapply(seq_along(private$members), pool_is_free, logical(1), private = private)
+}
+
+pool_is_free <- function(i, private) {
+  if (private$held[[i]]) {
+    return(FALSE)
+  }
+  state <- private$members[[i]]$get_state()
+  state == "idle" || state == "starting"
 }
 
 pool_status <- function(private) {
@@ -268,6 +275,7 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
   nxt <- 1L
   # For each session, the index of the code it runs (0: none).
   running <- integer(length(sessions))
+  deadline <- numeric(length(sessions))
   bar <- if (progress && n > 0L) {
     cli::cli_progress_bar("Running code", total = n, .envir = environment())
   }
@@ -289,9 +297,10 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
   interrupted <- tryCatch(
     {
       repeat {
-        if (nxt <= n) {
-          for (i in which(running == 0L & pool_free(private))) {
+        if (nxt <= n && any(running == 0L)) {
+          for (i in which(running == 0L)) {
             if (nxt > n) break
+            if (private$closed || !pool_is_free(i, private)) next
             k <- nxt
             nxt <- nxt + 1L
             err <- tryCatch(
@@ -303,6 +312,7 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
             )
             if (is.null(err)) {
               running[[i]] <- k
+              deadline[[i]] <- now() + timeout
             } else {
               results[k] <- list(err)
               if (!is.null(bar)) cli::cli_progress_update(id = bar)
@@ -318,13 +328,25 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
           next
         }
         fds <- lapply(sessions[busy], function(s) s$poll_fds())
+        counts <- lengths(fds)
         # A session with an event waiting already has no fds to wait on.
-        if (all(lengths(fds) > 0L) && !length(rs_wait_fds(unlist(fds), 100))) {
-          # A quiet wait: a pending Ctrl-C is noticed here (see
-          # execution_wait(); a busy batch evaluates enough R for R to).
-          Sys.sleep(0)
+        if (all(counts > 0L)) {
+          hit <- rs_wait_fds(unlist(fds), 100)
+          if (length(hit)) {
+            # Served: the sessions that have something to say, and those
+            # past their deadline (which time out only when polled).
+            owner <- rep.int(busy, counts)
+            serve <- busy[busy %in% owner[hit] | deadline[busy] <= now()]
+          } else {
+            # A quiet wait: a pending Ctrl-C is noticed here (see
+            # execution_wait(); a busy batch evaluates enough R for R to).
+            Sys.sleep(0)
+            serve <- busy
+          }
+        } else {
+          serve <- busy
         }
-        for (i in busy) {
+        for (i in serve) {
           if (sessions[[i]]$poll_process(0) == "ready") finish(i, sessions[[i]]$read())
         }
       }

@@ -339,7 +339,7 @@ session_transitions <- list(
 
 session_set_state <- function(private, to) {
   from <- private$state
-  if (!to %in% session_transitions[[from]]) {
+  if (is.na(match(to, session_transitions[[from]]))) {
     stop(sprintf("securer internal error: session state %s -> %s", from, to))
   }
   private$state <- to

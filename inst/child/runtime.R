@@ -57,11 +57,11 @@ local({
     # most `wait_ms` at a time (-1: until something arrives or a signal
     # does); between waits a pending interrupt is taken, so it stops an
     # evaluation even while that waits for a tool.
-    recv <- function(wait_ms = -1) {
+    recv <- function(wait_ms = -1, on_interrupt = take_interrupt) {
       repeat {
         msg <- .Call(recv_sym, wait_ms)
         if (is.null(msg)) {
-          take_interrupt()
+          on_interrupt()
           next
         }
         if (inherits(msg, "securer_rs_error")) {
@@ -262,10 +262,20 @@ local({
       if (!console_live()) return(invisible())
       sink_unwind(console$sinks)
       sink_push(console$con, FALSE)
-      on.exit(sink_pop(), add = TRUE)
       # The transcript keeps `max` bytes at most: printing far more of a
       # long vector or data frame only costs time.
       limit <- max(100, console$max %/% 64)
+      # A short vector without attributes runs no method and prints within
+      # max.print: print.default() then fails only as everything would (out
+      # of memory, an interrupt), or when warnings are errors and an option
+      # it reads is invalid. Otherwise it needs no guard.
+      if (is.atomic(value) && is.null(attributes(value)) && length(value) <= limit &&
+        !isTRUE(getOption("warn") >= 2)) {
+        print.default(value)
+        sink_pop()
+        return(invisible())
+      }
+      on.exit(sink_pop(), add = TRUE)
       if (!is.atomic(value) || length(value) > limit) {
         old <- options(max.print = min(getOption("max.print", 99999L), limit))
         on.exit(options(old), add = TRUE)
@@ -789,11 +799,14 @@ local({
     # An interrupt taken outside an evaluation was meant for one that is
     # over (the host interrupts only while it waits for a reply): dropped.
     drop_interrupt <- function(e) NULL
+    take_stale_interrupt <- function() tryCatch(take_interrupt(), interrupt = drop_interrupt)
 
     main <- function() {
       suspendInterrupts(repeat {
-        msg <- tryCatch(recv(), interrupt = drop_interrupt)
-        if (is.null(msg)) next
+        # Between requests an interrupt is stale: dropped where it is
+        # taken, so that a message needs no guard (a tryCatch() costs a
+        # tenth of a short execution).
+        msg <- recv(on_interrupt = take_stale_interrupt)
         switch(msg$kind,
           exec = {
             files_reset()

@@ -347,6 +347,22 @@ test_that("a timed-out piece of execute_many() fails alone", {
   expect_identical(pool$status(), list(total = 2L, busy = 0L, idle = 2L, dead = 0L))
 })
 
+test_that("a piece past its deadline times out while the other session keeps answering", {
+  pool <- local_pool(2)
+  before <- pool_r_pids(pool)
+  # The sleeper's child never speaks, so only its deadline ends it; the
+  # other session answers all the while (each piece sleeps, so that over a
+  # second's worth is left when the sleeper's second is up).
+  codes <- c("Sys.sleep(30)", rep("Sys.sleep(0.002); Sys.getpid()", 1500))
+  res <- pool$execute_many(codes, timeout = 1)
+  expect_s3_class(res[[1]], "securer_timeout")
+  pids <- vapply(res[-1], strip_output, integer(1))
+  # Pieces ran in the child that replaced the sleeper's: its timeout was
+  # served while the batch went on, not once the other session ran dry.
+  expect_true(any(!pids %in% before))
+  expect_identical(pool$status(), list(total = 2L, busy = 0L, idle = 2L, dead = 0L))
+})
+
 # Waiting for a session ------------------------------------------------------------
 
 test_that("execute() fails with securer_pool_timeout when no session frees up in time", {
