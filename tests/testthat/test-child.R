@@ -300,6 +300,20 @@ for (tier in tiers) {
     expect_identical(result_value(child_wait(child)$event), 2)
   })
 
+  test_that(paste0("SIGINT to an idle child is dropped, and it answers the next request (", tier, ")"), {
+    child <- tier_child(tier)
+    h <- child$handle
+    child_exec(child, "x <- 1; x")
+    expect_identical(result_value(child_wait(child)$event), 1)
+    # Between requests an interrupt has no evaluation to stop: the child
+    # drops it, whether it takes it while waiting or with the next request.
+    for (i in 1:3) expect_true(securer:::rs_signal(h, 2L))
+    child_exec(child, "x + 1")
+    expect_identical(result_value(child_wait(child)$event), 2)
+    expect_identical(securer:::rs_state(h), "idle")
+    expect_true(securer:::rs_alive(h))
+  })
+
   test_that(paste0("a tool reply that crosses an interrupt is dropped by the child (", tier, ")"), {
     slow <- securer_tool("slow", "Answered too late", function() NULL)
     child <- tier_child(tier, tools = list(slow))
