@@ -97,13 +97,6 @@ rs_poll_fds <- function(ptr) .Call(wrap__rs_poll_fds, ptr)
 #' @noRd
 rs_check_value <- function(bytes, max_bytes, classes) .Call(wrap__rs_check_value, bytes, max_bytes, classes)
 
-#' Child runtime: checks the value of the last expression as the host
-#' will (`rs_check_value()`): NULL when it can cross, else
-#' `list(message, printable)`, `printable` saying whether R can print it
-#' safely for the console transcript (see `ValueError::printable`).
-#' @noRd
-rs_check_result <- function(bytes, max_bytes, classes) .Call(wrap__rs_check_result, bytes, max_bytes, classes)
-
 #' Sets the S3 classes accepted in values from this child. NULL, or an
 #' error object.
 #' @noRd
@@ -174,13 +167,21 @@ rs_zygote_fork <- function(zygote, request_json, token, max_frame, timeout_ms) .
 #' @noRd
 rs_zygote_serve <- function(max_frame, warm) .Call(wrap__rs_zygote_serve, max_frame, warm)
 
+#' Zygote: marks what the environments in `envs` hold as never to be
+#' modified in place, so that sessions keep sharing its pages (see
+#' `freeze`). The number of objects marked.
+#' @noRd
+rs_zygote_freeze <- function(envs) .Call(wrap__rs_zygote_freeze, envs)
+
 #' Child runtime: adopts the inherited IPC socket and says hello. NULL, or
 #' an error object.
 #' @noRd
 rs_child_connect <- function(fd, token, max_frame) .Call(wrap__rs_child_connect, fd, token, max_frame)
 
 #' Child runtime: sends a frame ("result", "error" or "tool_call"); the
-#' ids are stamped here. NULL, or an error object.
+#' ids are stamped here. NULL, or an error object. (The runtime calls
+#' `child_calls::child_send` directly; this is for tests that play a
+#' hostile child.)
 #' @noRd
 rs_child_send <- function(kind, payload) .Call(wrap__rs_child_send, kind, payload)
 
@@ -190,9 +191,16 @@ rs_child_send <- function(kind, payload) .Call(wrap__rs_child_send, kind, payloa
 #' interrupt), or an error object (kind "closed" when the host is gone).
 #' An interrupt still pending when an exec arrives was meant for an
 #' evaluation that is over (the host interrupts only while it waits for a
-#' reply): it is dropped here, which costs no system call.
+#' reply): it is dropped here, which costs no system call. (The runtime
+#' calls `child_calls::child_recv` directly.)
 #' @noRd
 rs_child_recv <- function(timeout_ms) .Call(wrap__rs_child_recv, timeout_ms)
+
+#' Child runtime: its calls for each message, which make no extendr
+#' objects (see `child_calls`): `list(recv, send, check_result, type_ok)`,
+#' each an external pointer that `.Call()` takes.
+#' @noRd
+rs_child_calls <- function() .Call(wrap__rs_child_calls)
 
 #' Checks PNG bytes from the child (see `securer_core::png`):
 #' `list(png = <raw>, width, height)`, the rebuilt file holding only what a

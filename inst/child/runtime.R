@@ -9,11 +9,13 @@ local({
   Sys.unsetenv(c("SECURER_DLL", "SECURER_TOKEN", "SECURER_MAX_FRAME"))
   dll <- dyn.load(env[["SECURER_DLL"]])
   sym <- function(name) getNativeSymbolInfo(name, dll)
-  rt$send_sym <- sym("wrap__rs_child_send")
-  rt$recv_sym <- sym("wrap__rs_child_recv")
-  rt$check_sym <- sym("wrap__rs_check_value")
-  rt$check_result_sym <- sym("wrap__rs_check_result")
-  rt$type_ok_sym <- sym("wrap__rs_tool_type_ok")
+  # The calls made for each message, which keep clear of extendr's table
+  # of objects (a session would copy it from the zygote page by page).
+  calls <- .Call(sym("wrap__rs_child_calls"))
+  rt$send_sym <- calls$send
+  rt$recv_sym <- calls$recv
+  rt$check_result_sym <- calls$check_result
+  rt$type_ok_sym <- calls$type_ok
   rt$fs <- lapply(
     c(
       target = "rs_fs_target", open_read = "rs_fs_open_read", read = "rs_fs_read",
@@ -850,6 +852,14 @@ local({
     }
     rm(f, nm, size, garbage)
     rt$warm_up()
+    # R counts references in each object's header: a session that calls a
+    # function or builds a string bumps the counts of the symbols, strings
+    # and code it shares with the zygote, which copies their pages (most of
+    # an idle session's own heap). What the namespaces and the runtime hold
+    # is marked as never modified in place (R then copies it before any
+    # change, as it does for a value bound to two names): a count at its
+    # maximum is not written again.
+    .Call(sym("wrap__rs_zygote_freeze"), c(list(baseenv(), rt), lapply(loadedNamespaces(), asNamespace)))
     invisible(gc(full = TRUE))
     # The zygote needs no temporary folder; without it, each session's
     # tempdir(check = TRUE) makes one of its own under its TMPDIR (R's
@@ -870,6 +880,6 @@ local({
     if (!is.null(err)) quit(save = "no", status = 70L)
     rm(start)
   }
-  rm(token, hex, env, dll, sym, err)
+  rm(token, hex, env, dll, sym, err, calls)
   rt$main()
 })

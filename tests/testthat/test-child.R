@@ -314,6 +314,28 @@ for (tier in tiers) {
     expect_true(securer:::rs_alive(h))
   })
 
+  test_that(paste0("an idle child gives back the stack its deepest evaluation used (", tier, ")"), {
+    s <- tier_session(tier)
+    # The resident size of the child's stack in KiB, as the child sees it.
+    stack_kb <- paste(
+      'local({ l <- readLines("/proc/self/smaps"); i <- grep("[stack]", l, fixed = TRUE);',
+      'j <- grep("^Rss:", l); as.numeric(gsub("[^0-9]", "", l[j[j > i][1]])) })'
+    )
+    # An R call takes ~10 KiB of C stack: this goes ~4 MiB deep.
+    deep <- s$execute(paste('f <- function(n) if (n > 0) f(n - 1) else 0; f(300);', stack_kb))
+    expect_gt(deep, 2048)
+    # Waiting for its next request, the child gives those pages back after
+    # a while: asked again until it has (a busy machine may delay it).
+    # Control: without it, the stack stays as deep as it went.
+    for (i in 1:100) {
+      Sys.sleep(0.2)
+      idle <- s$execute(stack_kb)
+      if (idle < 1024) break
+    }
+    expect_lt(idle, 1024)
+    expect_identical(s$execute("f(300)"), 0)
+  })
+
   test_that(paste0("a tool reply that crosses an interrupt is dropped by the child (", tier, ")"), {
     slow <- securer_tool("slow", "Answered too late", function() NULL)
     child <- tier_child(tier, tools = list(slow))

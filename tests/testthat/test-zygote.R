@@ -46,6 +46,11 @@ forked <- function(session) {
 # Host pids of every process under host pid `pid`, itself included.
 tree_pids <- function(pid) vapply(process_tree(pid), ps::ps_pid, integer(1))
 
+# Whether a session (either mode) runs under one of the running zygotes.
+under_a_zygote <- function(session) {
+  any(vapply(securer:::zygote_list(), function(z) session$pid() %in% tree_pids(z$pid), logical(1)))
+}
+
 # Lazy start and reuse -----------------------------------------------------------
 
 test_that("a policy's zygote starts with its first sandboxed session", {
@@ -259,6 +264,46 @@ test_that("the zygote's heap stays near its live size; its trigger stays its own
     got <- run_in(s, quote(list(env = Sys.getenv("R_NSIZE", NA), cells = gc()[1L, c(1L, 5L)])))
     expect_identical(got$env, NA_character_)
     expect_lt(got$cells[[2]] / got$cells[[1]], 1.75)
+  }
+})
+
+test_that("what the zygote's namespaces hold keeps its pages shared; values behave as before", {
+  skip_if_no_zygote()
+  # A session bumping the reference counts of symbols, strings and code it
+  # shares with the zygote would copy their pages: the zygote marks them
+  # as never modified in place, so their counts are at R's maximum (65535)
+  # and never written. Control: a cold session, where nothing is marked.
+  # A symbol, a string (the CHARSXP under a character vector) and code.
+  probe <- quote(vapply(
+    list(quote(vapply), "value", body(sys.function)),
+    function(x) {
+      lines <- utils::capture.output(.Internal(inspect(x)))
+      line <- if (is.character(x)) grep("CHARSXP", lines, value = TRUE)[[1L]] else lines[[1L]]
+      sub(".*REF\\(([0-9]+)\\).*", "\\1", line)
+    },
+    ""
+  ))
+  copies <- quote({
+    m <- .Machine
+    m$integer.max <- 0L
+    l <- letters
+    l[1L] <- "z"
+    f <- base::vapply
+    body(f) <- quote(1)
+    x <- c(1, 2)
+    x[2L] <- 3
+    list(.Machine$integer.max, letters[1L], deparse(body(base::vapply)), f(), x)
+  })
+  for (sandbox in list(TRUE, FALSE)) {
+    forked <- sandboxed_session(sandbox = sandbox)
+    cold <- sandboxed_session(sandbox = sandbox, zygote = FALSE)
+    expect_true(under_a_zygote(forked))
+    expect_false(under_a_zygote(cold))
+    expect_identical(run_in(forked, probe), rep("65535", 3L))
+    expect_true(all(as.integer(run_in(cold, probe)) < 65535L))
+    want <- list(.Machine$integer.max, "a", deparse(body(base::vapply)), 1, c(1, 3))
+    expect_identical(run_in(forked, copies), want)
+    expect_identical(run_in(cold, copies), want)
   }
 })
 

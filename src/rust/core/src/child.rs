@@ -13,6 +13,12 @@ use crate::frame::{self, Decoder, Frame, Kind};
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+/// How long the child waits for its next request before it gives back the
+/// memory it holds without using it (`sys::release_unused`): an idle
+/// session then costs less, and one that works often pays nothing (the
+/// pages come back at a few microseconds per 4 KiB, once per idle spell).
+const IDLE_MS: i32 = 100;
+
 /// Blocking endpoint over an inherited socket fd.
 pub struct ChildIo {
     fd: RawFd,
@@ -23,6 +29,9 @@ pub struct ChildIo {
     awaiting: Option<u64>,
     last_call: u64,
     discarded: u64,
+    /// The lowest address the stack may reach, when known: what an idle
+    /// wait may give back (see `IDLE_MS`).
+    stack_floor: Option<usize>,
 }
 
 impl ChildIo {
@@ -34,7 +43,15 @@ impl ChildIo {
             awaiting: None,
             last_call: 0,
             discarded: 0,
+            stack_floor: None,
         }
+    }
+
+    /// Lets a wait for the next request with no time limit give back the
+    /// stack below the caller down to `floor`, and malloc's free pages,
+    /// once it has waited `IDLE_MS`.
+    pub fn set_stack_floor(&mut self, floor: usize) {
+        self.stack_floor = Some(floor);
     }
 
     /// Frames dropped because they answered nothing the child waited for.
@@ -82,21 +99,34 @@ impl ChildIo {
             if waited {
                 return Ok(None);
             }
-            let mut p = libc::pollfd {
-                fd: self.fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: `p` is one valid pollfd for the duration of the call.
-            // poll() is never restarted after a signal handler: EINTR comes
-            // back to R, which takes the interrupt.
-            let n = unsafe { libc::poll(&mut p, 1, ms) };
+            let n = self.wait(ms);
             if n <= 0 {
                 return Ok(None);
             }
             waited = ms >= 0;
             self.read_some()?;
         }
+    }
+
+    /// poll() for input, at most `ms` (-1: no limit; past `IDLE_MS`, the
+    /// unused memory is given back first). poll() is never restarted after
+    /// a signal handler: EINTR comes back to R, which takes the interrupt.
+    fn wait(&self, ms: i32) -> libc::c_int {
+        let mut p = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if let (true, Some(floor)) = (ms < 0, self.stack_floor) {
+            // SAFETY: `p` is one valid pollfd for the duration of the call.
+            let n = unsafe { libc::poll(&mut p, 1, IDLE_MS) };
+            if n != 0 {
+                return n;
+            }
+            crate::sys::release_unused(floor);
+        }
+        // SAFETY: as above.
+        unsafe { libc::poll(&mut p, 1, ms) }
     }
 
     fn read_some(&mut self) -> Result<(), Error> {

@@ -152,6 +152,41 @@ pub(crate) fn poll_one(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> lib
     }
 }
 
+/// Gives back memory that an idle process holds without using it; each
+/// page comes back as a zero page when touched again:
+/// - its stack below the caller's frame (less 16 KiB for the calls made
+///   from there), down to `stack_floor`, the lowest address the stack may
+///   reach: what the deepest evaluation left behind (an R session's code
+///   runs ~370 KiB deep);
+/// - the free pages inside malloc's heap.
+pub(crate) fn release_unused(stack_floor: usize) {
+    const KEEP: usize = 16 * 1024;
+    // SAFETY: sysconf with a valid name.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let marker = 0u8;
+    let here = std::hint::black_box(&marker) as *const u8 as usize;
+    let top = here.saturating_sub(KEEP) & !(page - 1);
+    let bottom = stack_floor.saturating_add(page - 1) & !(page - 1);
+    if top > bottom {
+        // SAFETY: [bottom, top) lies below this frame and the room kept for
+        // the calls made from it, within the stack's limit: no live data
+        // (the process has no other thread on this stack). Unmapped parts
+        // make madvise report ENOMEM and are otherwise skipped.
+        unsafe {
+            libc::madvise(
+                bottom as *mut libc::c_void,
+                top - bottom,
+                libc::MADV_DONTNEED,
+            )
+        };
+    }
+    #[cfg(target_env = "gnu")]
+    // SAFETY: glibc's call; it releases only the pages of free chunks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Awaits a reply by polling for a moment before sleeping (the host, after
 /// each request).
 ///

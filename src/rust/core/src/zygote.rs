@@ -127,6 +127,7 @@ pub fn serve(
         groups: Vec::new(),
         last: None,
     };
+    crate::sandbox::session::prepare();
     let mut decoder = Decoder::new(max_frame);
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut buf = vec![0u8; 65536];

@@ -7,6 +7,11 @@
 //! NUL out (R refuses it). Nothing here unwinds through R.
 
 use extendr_api::prelude::*;
+
+#[cfg(unix)]
+mod child_calls;
+#[cfg(unix)]
+mod freeze;
 #[cfg(unix)]
 use securer_core::child::ChildIo;
 #[cfg(unix)]
@@ -405,24 +410,6 @@ fn rs_check_value(bytes: Raw, max_bytes: f64, classes: Nullable<Strings>) -> Rob
     unit_or_error(rvalue::check_with(bytes.as_slice(), &limits).map_err(Error::from))
 }
 
-/// Child runtime: checks the value of the last expression as the host
-/// will (`rs_check_value()`): NULL when it can cross, else
-/// `list(message, printable)`, `printable` saying whether R can print it
-/// safely for the console transcript (see `ValueError::printable`).
-/// @noRd
-#[extendr]
-fn rs_check_result(bytes: Raw, max_bytes: f64, classes: Strings) -> Robj {
-    let limits = rvalue::CheckLimits {
-        max_bytes: frame::frame_limit(max_bytes),
-        allowed_classes: Some(classes.iter().map(|s| String::from(&**s)).collect()),
-        ..rvalue::CheckLimits::default()
-    };
-    match rvalue::check_with(bytes.as_slice(), &limits) {
-        Ok(()) => ().into(),
-        Err(e) => list!(message = e.to_string(), printable = e.printable()).into(),
-    }
-}
-
 /// Sets the S3 classes accepted in values from this child. NULL, or an
 /// error object.
 /// @noRd
@@ -592,9 +579,11 @@ needs_unix! {
     rs_fs_read(handle, n);
     rs_fs_list(roots, dir, recursive, max_entries);
     rs_zygote_serve(max_frame);
+    rs_zygote_freeze(envs);
     rs_child_connect(fd, token, max_frame);
     rs_child_send(kind, payload);
     rs_child_recv(timeout_ms);
+    rs_child_calls();
 }
 
 /// The argument types a tool may declare.
@@ -624,29 +613,34 @@ extern "C" {
 /// The strings of a character vector as raw bytes (Latin-1 ones decoded),
 /// `None` for NA.
 fn strings_of(x: &Robj) -> Vec<Option<String>> {
-    if x.rtype() != Rtype::Strings {
+    // SAFETY: `x` is live for the call.
+    unsafe { sexp_strings(x.get()) }
+}
+
+/// As `strings_of()`, for a SEXP (nothing for anything but a character
+/// vector).
+///
+/// # Safety
+/// `sexp` must be a live SEXP; the bytes are copied before returning.
+unsafe fn sexp_strings(sexp: extendr_api::SEXP) -> Vec<Option<String>> {
+    if extendr_ffi::TYPEOF(sexp) != extendr_ffi::SEXPTYPE::STRSXP {
         return Vec::new();
     }
-    // SAFETY: `x` is a live STRSXP; its elements are live CHARSXPs for as
-    // long as `x` is, and the bytes are copied before returning.
-    unsafe {
-        let sexp = x.get();
-        let n = extendr_ffi::Rf_xlength(sexp);
-        (0..n)
-            .map(|i| {
-                let c = extendr_ffi::STRING_ELT(sexp, i);
-                if c == extendr_ffi::R_NaString {
-                    return None;
-                }
-                let (bytes, latin1) = char_bytes(c);
-                Some(if latin1 {
-                    bytes.iter().map(|b| char::from(*b)).collect()
-                } else {
-                    String::from_utf8_lossy(bytes).into_owned()
-                })
+    let n = extendr_ffi::Rf_xlength(sexp);
+    (0..n)
+        .map(|i| {
+            let c = extendr_ffi::STRING_ELT(sexp, i);
+            if c == extendr_ffi::R_NaString {
+                return None;
+            }
+            let (bytes, latin1) = char_bytes(c);
+            Some(if latin1 {
+                bytes.iter().map(|b| char::from(*b)).collect()
+            } else {
+                String::from_utf8_lossy(bytes).into_owned()
             })
-            .collect()
-    }
+        })
+        .collect()
 }
 
 /// Cleans strings that came from the child (error messages, calls, class
@@ -680,28 +674,31 @@ fn rs_clean_text(x: Robj, max_chars: f64) -> Robj {
 }
 
 /// The base type, classes and dim of a value, for the tool type check.
-fn shape_of(value: &Robj) -> (BaseType, Vec<String>, Option<usize>) {
-    let base = match value.rtype() {
-        Rtype::Null => BaseType::Null,
-        Rtype::Logicals => BaseType::Logical,
-        Rtype::Integers => BaseType::Integer,
-        Rtype::Doubles => BaseType::Double,
-        Rtype::Complexes => BaseType::Complex,
-        Rtype::Strings => BaseType::Character,
-        Rtype::Raw => BaseType::Raw,
-        Rtype::List => BaseType::List,
-        Rtype::Pairlist => BaseType::Pairlist,
-        Rtype::Expressions => BaseType::Expression,
+///
+/// # Safety
+/// `value` must be a live SEXP.
+unsafe fn shape_of(value: extendr_api::SEXP) -> (BaseType, Vec<String>, Option<usize>) {
+    use extendr_ffi::SEXPTYPE;
+    let base = match extendr_ffi::TYPEOF(value) {
+        SEXPTYPE::NILSXP => BaseType::Null,
+        SEXPTYPE::LGLSXP => BaseType::Logical,
+        SEXPTYPE::INTSXP => BaseType::Integer,
+        SEXPTYPE::REALSXP => BaseType::Double,
+        SEXPTYPE::CPLXSXP => BaseType::Complex,
+        SEXPTYPE::STRSXP => BaseType::Character,
+        SEXPTYPE::RAWSXP => BaseType::Raw,
+        SEXPTYPE::VECSXP => BaseType::List,
+        SEXPTYPE::LISTSXP => BaseType::Pairlist,
+        SEXPTYPE::EXPRSXP => BaseType::Expression,
         _ => BaseType::Other,
     };
-    let classes = value
-        .get_attrib(class_symbol())
-        .map(|c| strings_of(&c).into_iter().flatten().collect())
-        .unwrap_or_default();
-    let dim_len = value
-        .get_attrib(dim_symbol())
-        .filter(|d| d.rtype() == Rtype::Integers)
-        .map(|d| d.len());
+    let classes = sexp_strings(extendr_ffi::Rf_getAttrib(value, extendr_ffi::R_ClassSymbol))
+        .into_iter()
+        .flatten()
+        .collect();
+    let dim = extendr_ffi::Rf_getAttrib(value, extendr_ffi::R_DimSymbol);
+    let dim_len = (extendr_ffi::TYPEOF(dim) == SEXPTYPE::INTSXP)
+        .then(|| usize::try_from(extendr_ffi::Rf_xlength(dim)).unwrap_or(0));
     (base, classes, dim_len)
 }
 
@@ -711,22 +708,38 @@ fn shape_of(value: &Robj) -> (BaseType, Vec<String>, Option<usize>) {
 /// @noRd
 #[extendr]
 fn rs_tool_type_ok(value: Robj, r#type: Robj) -> bool {
-    let Some(type_name) = r#type
-        .as_str()
-        .filter(|_| r#type.len() == 1 && !r#type.is_na())
-    else {
+    // SAFETY: both are live for the call.
+    unsafe { type_ok(value.get(), r#type.get()) }
+}
+
+/// As `rs_tool_type_ok()`, for SEXPs (the child runtime calls it directly:
+/// see `child_calls`).
+///
+/// # Safety
+/// Both must be live SEXPs.
+unsafe fn type_ok(value: extendr_api::SEXP, type_name: extendr_api::SEXP) -> bool {
+    let names = sexp_strings(type_name);
+    let [Some(type_name)] = names.as_slice() else {
         return false;
     };
-    let (base, classes, dim_len) = shape_of(&value);
+    let (base, classes, dim_len) = shape_of(value);
     let classes: Vec<&str> = classes.iter().map(String::as_str).collect();
     let shape = Shape {
         base,
         classes: &classes,
         dim_len,
     };
-    tool_types::type_ok(type_name, &shape, || match value.as_real_slice() {
-        Some(xs) => tool_types::all_integer_valued(xs.iter().copied()),
-        None => false,
+    tool_types::type_ok(type_name, &shape, || {
+        if extendr_ffi::TYPEOF(value) != extendr_ffi::SEXPTYPE::REALSXP {
+            return false;
+        }
+        let n = usize::try_from(extendr_ffi::Rf_xlength(value)).unwrap_or(0);
+        let xs: &[f64] = if n == 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts(extendr_ffi::REAL(value), n)
+        };
+        tool_types::all_integer_valued(xs.iter().copied())
     })
 }
 
@@ -952,6 +965,17 @@ fn rs_zygote_serve(max_frame: f64, warm: Function) -> Robj {
     }
 }
 
+/// Zygote: marks what the environments in `envs` hold as never to be
+/// modified in place, so that sessions keep sharing its pages (see
+/// `freeze`). The number of objects marked.
+/// @noRd
+#[cfg(unix)]
+#[extendr]
+fn rs_zygote_freeze(envs: List) -> f64 {
+    // SAFETY: on R's main thread, with `envs` protected by the caller.
+    unsafe { freeze::freeze(envs.get()) as f64 }
+}
+
 /// Child runtime: adopts the inherited IPC socket and says hello. NULL, or
 /// an error object.
 /// @noRd
@@ -959,10 +983,31 @@ fn rs_zygote_serve(max_frame: f64, warm: Function) -> Robj {
 #[extendr]
 fn rs_child_connect(fd: i32, token: Raw, max_frame: f64) -> Robj {
     let mut io = ChildIo::new(fd as RawFd, frame::frame_limit(max_frame));
+    if let Some(floor) = stack_floor() {
+        io.set_stack_floor(floor);
+    }
     let hello = frame::hello_payload(token.as_slice());
     unit_or_error(io.send(Kind::Hello, &hello).map(|()| {
         CHILD_IO.with(|c| *c.borrow_mut() = Some(io));
     }))
+}
+
+#[cfg(unix)]
+extern "C" {
+    // Where R's C stack starts, how far R lets it grow (-1: unknown) and in
+    // which direction (1: down); Rinterface.h.
+    static R_CStackStart: usize;
+    static R_CStackLimit: usize;
+    static R_CStackDir: std::ffi::c_int;
+}
+
+/// The lowest address R's stack may reach (a stack that grows down, with a
+/// known limit).
+#[cfg(unix)]
+fn stack_floor() -> Option<usize> {
+    // SAFETY: R's own variables, set at start-up and read on its thread.
+    let (start, limit, dir) = unsafe { (R_CStackStart, R_CStackLimit, R_CStackDir) };
+    (dir == 1 && limit != usize::MAX && start != usize::MAX).then(|| start.saturating_sub(limit))
 }
 
 #[cfg(unix)]
@@ -977,20 +1022,15 @@ fn with_child_io<T>(f: impl FnOnce(&mut ChildIo) -> Result<T, Error>) -> Result<
 }
 
 /// Child runtime: sends a frame ("result", "error" or "tool_call"); the
-/// ids are stamped here. NULL, or an error object.
+/// ids are stamped here. NULL, or an error object. (The runtime calls
+/// `child_calls::child_send` directly; this is for tests that play a
+/// hostile child.)
 /// @noRd
 #[cfg(unix)]
 #[extendr]
-fn rs_child_send(kind: &str, payload: Raw) -> Robj {
-    unit_or_error(
-        kind_named(kind).and_then(|kind| with_child_io(|io| io.send(kind, payload.as_slice()))),
-    )
-}
-
-#[cfg(unix)]
-extern "C" {
-    // R's flag for an interrupt (SIGINT) not yet taken; R_ext/GraphicsDevice.h.
-    static mut R_interrupts_pending: std::ffi::c_int;
+fn rs_child_send(kind: Robj, payload: Robj) -> Robj {
+    // SAFETY: both are live for the call; the result is protected at once.
+    unsafe { Robj::from_sexp(child_calls::child_send(kind.get(), payload.get())) }
 }
 
 /// Child runtime: waits at most `timeout_ms` (negative: no limit) for the
@@ -999,24 +1039,24 @@ extern "C" {
 /// interrupt), or an error object (kind "closed" when the host is gone).
 /// An interrupt still pending when an exec arrives was meant for an
 /// evaluation that is over (the host interrupts only while it waits for a
-/// reply): it is dropped here, which costs no system call.
+/// reply): it is dropped here, which costs no system call. (The runtime
+/// calls `child_calls::child_recv` directly.)
 /// @noRd
 #[cfg(unix)]
 #[extendr]
-fn rs_child_recv(timeout_ms: f64) -> Robj {
-    let timeout = (timeout_ms >= 0.0).then(|| ms(timeout_ms));
-    match with_child_io(|io| io.recv(timeout)) {
-        Ok(Some(f)) => {
-            if f.kind == Kind::Exec {
-                // SAFETY: R's main thread (the only one calling into the
-                // runtime) writes R's own int flag, as R's handler does.
-                unsafe { R_interrupts_pending = 0 };
-            }
-            list!(kind = f.kind.name(), payload = Raw::from_bytes(&f.payload)).into()
-        }
-        Ok(None) => ().into(),
-        Err(e) => r_error(e),
-    }
+fn rs_child_recv(timeout_ms: Robj) -> Robj {
+    // SAFETY: live for the call; the result is protected at once.
+    unsafe { Robj::from_sexp(child_calls::child_recv(timeout_ms.get())) }
+}
+
+/// Child runtime: its calls for each message, which make no extendr
+/// objects (see `child_calls`): `list(recv, send, check_result, type_ok)`,
+/// each an external pointer that `.Call()` takes.
+/// @noRd
+#[cfg(unix)]
+#[extendr]
+fn rs_child_calls() -> Robj {
+    child_calls::entry_points()
 }
 
 extendr_module! {
@@ -1037,7 +1077,6 @@ extendr_module! {
     fn rs_wait_fds;
     fn rs_poll_fds;
     fn rs_check_value;
-    fn rs_check_result;
     fn rs_set_allowed_classes;
     fn rs_default_allowed_classes;
     fn rs_random_token;
@@ -1051,9 +1090,11 @@ extendr_module! {
     fn rs_clean_text;
     fn rs_zygote_fork;
     fn rs_zygote_serve;
+    fn rs_zygote_freeze;
     fn rs_child_connect;
     fn rs_child_send;
     fn rs_child_recv;
+    fn rs_child_calls;
     fn rs_png_check;
     fn rs_file_sink_open;
     fn rs_file_sink_write;

@@ -416,13 +416,40 @@ mod filter {
     }
 }
 
+/// The namespaced tier's filter, compiled once per process: a zygote
+/// compiles it before its first fork (`prepare`), so that its sessions
+/// install it without building it, which would write to pages of the heap
+/// they share with the zygote.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+static NAMESPACED: std::sync::OnceLock<Result<Vec<seccompiler::BpfProgram>, LaunchFailure>> =
+    std::sync::OnceLock::new();
+
+/// Compiles the namespaced tier's filter now (see `NAMESPACED`).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn prepare() {
+    let _ = NAMESPACED.get_or_init(|| filter::programs(Tier::Namespaced));
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) fn prepare() {}
+
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) fn apply(_strict: bool, tier: Tier) -> Result<LayerState, LaunchFailure> {
     use crate::sys;
     sys::set_no_new_privs()
         .map_err(|e| LaunchFailure::os(Layer::Seccomp, "PR_SET_NO_NEW_PRIVS", e))?;
-    let progs = filter::programs(tier)?;
-    for p in &progs {
+    let fallback;
+    let progs = match tier {
+        Tier::Namespaced => match NAMESPACED.get_or_init(|| filter::programs(tier)) {
+            Ok(progs) => progs,
+            Err(e) => return Err(e.clone()),
+        },
+        Tier::Fallback { .. } => {
+            fallback = filter::programs(tier)?;
+            &fallback
+        }
+    };
+    for p in progs {
         seccompiler::apply_filter(p).map_err(|e| {
             let errno = match &e {
                 seccompiler::Error::Seccomp(io) => io.raw_os_error(),

@@ -25,6 +25,13 @@ use crate::sys::{self, mount};
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
+/// Computes, in a zygote before its first fork, what every session it
+/// confines installs alike (the seccomp filter), so that sessions do not
+/// each build it on the heap they share with the zygote.
+pub fn prepare() {
+    seccomp::prepare();
+}
+
 /// Enters a user namespace of its own, uid and gid 0 mapped to 0 of the
 /// zygote's (itself unprivileged outside).
 fn own_user_namespace() -> Result<(), i32> {
