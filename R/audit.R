@@ -10,7 +10,9 @@ new_logger <- function(verbose = FALSE, audit_log = NULL,
   logger$sanitize <- sanitize_errors
   logger$path <- if (!is.null(audit_log)) audit_log_path(audit_log)
   logger$on <- verbose || !is.null(logger$path)
-  logger$id <- paste(format(as.hexmode(sample.int(65535L, 4L) - 1L), width = 4L), collapse = "")
+  # From the kernel, not R's generator: starting a session leaves the
+  # caller's random numbers (`set.seed()`) alone.
+  logger$id <- paste(as.character(rs_random_token()[1:8]), collapse = "")
   logger
 }
 

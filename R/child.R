@@ -236,7 +236,8 @@ allowed_classes <- function() {
       class = "securer_input_error"
     )
   }
-  union(rs_default_allowed_classes(), extra)
+  the$default_classes <- the$default_classes %||% rs_default_allowed_classes()
+  union(the$default_classes, extra)
 }
 
 # The wire protocol's constants (rs_protocol()), read from Rust once.

@@ -216,7 +216,7 @@ as_sandbox_config <- function(sandbox) {
   )
 }
 
-detect_platform <- function(sysname = Sys.info()[["sysname"]]) {
+detect_platform <- function(sysname = host_sysname()) {
   switch(sysname,
     Linux = "linux",
     Darwin = "macos",
@@ -229,6 +229,13 @@ detect_platform <- function(sysname = Sys.info()[["sysname"]]) {
       class = "securer_sandbox_error"
     )
   )
+}
+
+# The operating system's name, asked once per R process (`Sys.info()` costs
+# ~20 us, and every session start asks several times).
+host_sysname <- function() {
+  the$sysname <- the$sysname %||% Sys.info()[["sysname"]]
+  the$sysname
 }
 
 # Sessions need Unix: a launcher that execs R with an inherited socket

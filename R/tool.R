@@ -196,6 +196,11 @@ validate_tools <- function(tools) {
   if (is.null(tools)) {
     return(list())
   }
+  # No tools, the common case: without S7_inherits(), a tenth of the
+  # host's work to start a session.
+  if (identical(tools, list())) {
+    return(stats::setNames(list(), character()))
+  }
   if (S7::S7_inherits(tools, securer_tool_class)) tools <- list(tools)
   if (!is.list(tools)) {
     securer_abort(

@@ -22,6 +22,24 @@ test_that("execute() returns the value of the last expression", {
   expect_null(shared$execute("NULL"))
 })
 
+test_that("a session leaves the caller's random numbers alone", {
+  # R's generator is the caller's (set.seed() makes an analysis
+  # reproducible): starting, using and closing a session draws nothing
+  # from it. Control: a session id drawn with sample.int() shifts the
+  # caller's next numbers.
+  want <- withr::with_seed(1, runif(3))
+  for (sandbox in list(FALSE, TRUE)) {
+    if (isTRUE(sandbox)) skip_if_no_sandbox()
+    got <- withr::with_seed(1, {
+      s <- SecureSession$new(sandbox = sandbox, audit_log = withr::local_tempfile())
+      s$execute("runif(1)")
+      s$close()
+      runif(3)
+    })
+    expect_identical(got, want)
+  }
+})
+
 test_that("state persists between execute() calls", {
   session <- new_session()
   session$execute("counter <- 10")
