@@ -128,6 +128,10 @@ pub fn serve(
         last: None,
     };
     crate::sandbox::session::prepare();
+    // Last, after everything the zygote sets up: its sessions then
+    // allocate from fresh pages (see `sys::take_up_free_heap`).
+    #[cfg(target_env = "gnu")]
+    crate::sys::take_up_free_heap();
     let mut decoder = Decoder::new(max_frame);
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut buf = vec![0u8; 65536];
