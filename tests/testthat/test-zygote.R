@@ -295,14 +295,14 @@ test_that("what the zygote's namespaces hold keeps its pages shared; values beha
     list(.Machine$integer.max, letters[1L], deparse(body(base::vapply)), f(), x)
   })
   for (sandbox in list(TRUE, FALSE)) {
-    forked <- sandboxed_session(sandbox = sandbox)
+    warm <- sandboxed_session(sandbox = sandbox)
     cold <- sandboxed_session(sandbox = sandbox, zygote = FALSE)
-    expect_true(under_a_zygote(forked))
+    expect_true(under_a_zygote(warm))
     expect_false(under_a_zygote(cold))
-    expect_identical(run_in(forked, probe), rep("65535", 3L))
+    expect_identical(run_in(warm, probe), rep("65535", 3L))
     expect_true(all(as.integer(run_in(cold, probe)) < 65535L))
     want <- list(.Machine$integer.max, "a", deparse(body(base::vapply)), 1, c(1, 3))
-    expect_identical(run_in(forked, copies), want)
+    expect_identical(run_in(warm, copies), want)
     expect_identical(run_in(cold, copies), want)
   }
 })

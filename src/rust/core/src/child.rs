@@ -48,10 +48,11 @@ impl ChildIo {
     }
 
     /// Lets a wait for the next request with no time limit give back the
-    /// stack below the caller down to `floor`, and malloc's free pages,
-    /// once it has waited `IDLE_MS`.
-    pub fn set_stack_floor(&mut self, floor: usize) {
-        self.stack_floor = Some(floor);
+    /// stack below the caller and malloc's free pages once it has waited
+    /// `IDLE_MS`. To be called on the process's main thread (whose stack
+    /// is given back); where its stack's bounds are unknown, nothing is.
+    pub fn release_when_idle(&mut self) {
+        self.stack_floor = crate::sys::stack_floor();
     }
 
     /// Frames dropped because they answered nothing the child waited for.

@@ -152,6 +152,28 @@ pub(crate) fn poll_one(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> lib
     }
 }
 
+/// The lowest address the calling thread's stack may reach (for the main
+/// thread, glibc derives it from the stack's mapping and its limit), or
+/// `None` where that is not known.
+pub(crate) fn stack_floor() -> Option<usize> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `attr` is initialised by pthread_getattr_np before it is read
+    // and destroyed once; the out-pointers are valid locals.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        (ok && !addr.is_null()).then_some(addr as usize)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}
+
 /// Gives back memory that an idle process holds without using it; each
 /// page comes back as a zero page when touched again:
 /// - its stack below the caller's frame (less 16 KiB for the calls made

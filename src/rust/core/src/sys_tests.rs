@@ -108,3 +108,38 @@ fn a_spin_that_takes_the_core_from_another_task_stops_and_backs_off() {
     spin.arm();
     assert!(spin.until.is_some());
 }
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_stack_floor_lies_below_the_caller_within_its_stack() {
+    let here = 0u8;
+    let here = std::hint::black_box(&here) as *const u8 as usize;
+    let floor = stack_floor().expect("this thread's stack bounds");
+    assert!(floor < here);
+    // A test thread's stack is a few MiB; a main thread's is its limit.
+    assert!(here - floor < 1 << 30, "{:#x} below {:#x}", floor, here);
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn releasing_the_stack_keeps_the_caller_s_frames_and_the_stack_usable() {
+    // In a thread of its own, so that no other test's frames are below.
+    std::thread::spawn(|| {
+        fn deep(n: usize) -> u64 {
+            let buf = std::hint::black_box([n as u8; 4096]);
+            if n == 0 {
+                buf[0] as u64
+            } else {
+                deep(n - 1) + buf[0] as u64
+            }
+        }
+        let kept = std::hint::black_box([7u8; 256]);
+        assert_eq!(deep(64), (0..=64).sum::<u64>());
+        release_unused(stack_floor().expect("this thread's stack bounds"));
+        assert!(kept.iter().all(|&b| b == 7));
+        // The stack still works after its unused pages went.
+        assert_eq!(deep(64), (0..=64).sum::<u64>());
+    })
+    .join()
+    .expect("the thread ran");
+}

@@ -983,31 +983,11 @@ fn rs_zygote_freeze(envs: List) -> f64 {
 #[extendr]
 fn rs_child_connect(fd: i32, token: Raw, max_frame: f64) -> Robj {
     let mut io = ChildIo::new(fd as RawFd, frame::frame_limit(max_frame));
-    if let Some(floor) = stack_floor() {
-        io.set_stack_floor(floor);
-    }
+    io.release_when_idle();
     let hello = frame::hello_payload(token.as_slice());
     unit_or_error(io.send(Kind::Hello, &hello).map(|()| {
         CHILD_IO.with(|c| *c.borrow_mut() = Some(io));
     }))
-}
-
-#[cfg(unix)]
-extern "C" {
-    // Where R's C stack starts, how far R lets it grow (-1: unknown) and in
-    // which direction (1: down); Rinterface.h.
-    static R_CStackStart: usize;
-    static R_CStackLimit: usize;
-    static R_CStackDir: std::ffi::c_int;
-}
-
-/// The lowest address R's stack may reach (a stack that grows down, with a
-/// known limit).
-#[cfg(unix)]
-fn stack_floor() -> Option<usize> {
-    // SAFETY: R's own variables, set at start-up and read on its thread.
-    let (start, limit, dir) = unsafe { (R_CStackStart, R_CStackLimit, R_CStackDir) };
-    (dir == 1 && limit != usize::MAX && start != usize::MAX).then(|| start.saturating_sub(limit))
 }
 
 #[cfg(unix)]
