@@ -14,12 +14,12 @@
 //! tagged as R's native symbols, which `.Call()` accepts like a registered
 //! routine.
 
-use crate::{char_bytes, kind_named, ms, r_error, sexp_strings, type_ok, with_child_io};
+use crate::{kind_named, ms, r_error, sexp_string, sexp_strings, type_ok, with_child_io};
 use extendr_api::prelude::*;
 use extendr_ffi::{
-    R_NaString, R_NamesSymbol, R_NilValue, Rf_allocVector, Rf_install, Rf_mkCharLenCE, Rf_protect,
+    R_NamesSymbol, R_NilValue, Rf_allocVector, Rf_install, Rf_mkCharLenCE, Rf_protect,
     Rf_setAttrib, Rf_unprotect, Rf_xlength, RAW, SET_STRING_ELT, SET_VECTOR_ELT, SEXP, SEXPTYPE,
-    STRING_ELT, TYPEOF,
+    TYPEOF,
 };
 use securer_core::frame::{self, Kind};
 use securer_core::{rvalue, Error, ErrorKind};
@@ -73,18 +73,6 @@ unsafe fn raw_arg<'a>(x: SEXP) -> Option<&'a [u8]> {
         return Some(&[]);
     }
     Some(std::slice::from_raw_parts(RAW(x), len))
-}
-
-/// A single non-NA string, `None` for anything else.
-///
-/// # Safety
-/// `x` must be a live SEXP.
-unsafe fn string_arg(x: SEXP) -> Option<String> {
-    if TYPEOF(x) != SEXPTYPE::STRSXP || Rf_xlength(x) != 1 || STRING_ELT(x, 0) == R_NaString {
-        return None;
-    }
-    let (bytes, _) = char_bytes(STRING_ELT(x, 0));
-    std::str::from_utf8(bytes).ok().map(str::to_owned)
 }
 
 fn input_error(message: &str) -> Robj {
@@ -152,7 +140,7 @@ pub(crate) extern "C" fn child_send(kind: SEXP, payload: SEXP) -> SEXP {
     // SAFETY: called by R's .Call() on its main thread with live arguments;
     // the payload is read before anything is allocated.
     unsafe {
-        let (Some(kind), Some(payload)) = (string_arg(kind), raw_arg(payload)) else {
+        let (Some(kind), Some(payload)) = (sexp_string(kind), raw_arg(payload)) else {
             return input_error("the runtime sends a kind name and a raw vector").get();
         };
         match kind_named(&kind).and_then(|k| with_child_io(|io| io.send(k, payload))) {

@@ -643,6 +643,18 @@ unsafe fn sexp_strings(sexp: extendr_api::SEXP) -> Vec<Option<String>> {
         .collect()
 }
 
+/// A character vector's one string (Latin-1 decoded), `None` for anything
+/// else (NA, another length or type).
+///
+/// # Safety
+/// `sexp` must be a live SEXP.
+unsafe fn sexp_string(sexp: extendr_api::SEXP) -> Option<String> {
+    match <[Option<String>; 1]>::try_from(sexp_strings(sexp)) {
+        Ok([s]) => s,
+        Err(_) => None,
+    }
+}
+
 /// Cleans strings that came from the child (error messages, calls, class
 /// names): control sequences removed, invalid UTF-8 replaced, each cut to
 /// `max_chars` characters (Inf: no limit) with a marker. NA stays NA; the
@@ -718,8 +730,7 @@ fn rs_tool_type_ok(value: Robj, r#type: Robj) -> bool {
 /// # Safety
 /// Both must be live SEXPs.
 unsafe fn type_ok(value: extendr_api::SEXP, type_name: extendr_api::SEXP) -> bool {
-    let names = sexp_strings(type_name);
-    let [Some(type_name)] = names.as_slice() else {
+    let Some(type_name) = sexp_string(type_name) else {
         return false;
     };
     let (base, classes, dim_len) = shape_of(value);
@@ -729,7 +740,7 @@ unsafe fn type_ok(value: extendr_api::SEXP, type_name: extendr_api::SEXP) -> boo
         classes: &classes,
         dim_len,
     };
-    tool_types::type_ok(type_name, &shape, || {
+    tool_types::type_ok(&type_name, &shape, || {
         if extendr_ffi::TYPEOF(value) != extendr_ffi::SEXPTYPE::REALSXP {
             return false;
         }
