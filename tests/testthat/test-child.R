@@ -314,6 +314,27 @@ for (tier in tiers) {
     expect_true(securer:::rs_alive(h))
   })
 
+  test_that(paste0("the runtime's per-message calls refuse wrong arguments and the child goes on (", tier, ")"), {
+    s <- tier_session(tier)
+    # The code can reach the runtime's environment through the call stack,
+    # and with it the calls that work on R objects directly: wrong types
+    # get an error object, never a crash. Control: the same calls with
+    # the right types work (the runtime's own use of them).
+    s$execute(paste(
+      "rt <- NULL; for (i in seq_len(sys.nframe())) { e <- environment(sys.function(i));",
+      "if (is.environment(e) && exists('send_sym', envir = e, inherits = FALSE)) { rt <- e; break } }"
+    ))
+    expect_true(s$execute("is.environment(rt)"))
+    got <- s$execute(paste(
+      "list(.Call(rt$send_sym, 1, 2)$kind, .Call(rt$send_sym, c('result', 'error'), raw(1))$kind,",
+      ".Call(rt$check_result_sym, 'x', 1, 2)$kind, .Call(rt$type_ok_sym, quote(x), NA),",
+      ".Call(rt$type_ok_sym, 1:3, c('integer', NA)), .Call(rt$type_ok_sym, 1:3, 'integer'),",
+      "is.null(.Call(rt$check_result_sym, serialize(1, NULL, xdr = FALSE), 1e6, character())))"
+    ))
+    expect_identical(got, list("input", "input", "input", FALSE, FALSE, TRUE, TRUE))
+    expect_identical(s$execute("1 + 1"), 2)
+  })
+
   test_that(paste0("an idle child gives back the stack its deepest evaluation used (", tier, ")"), {
     s <- tier_session(tier)
     # The resident size of the child's stack in KiB, as the child sees it.
