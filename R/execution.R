@@ -14,16 +14,139 @@
 session_execute <- function(self, private, code, timeout, validate,
                             output_handler, max_tool_calls, max_code_length,
                             max_output_lines, plots) {
-  execution_begin(
-    private, code, timeout, validate, output_handler, max_tool_calls,
-    max_code_length, max_output_lines, plots
-  )
-  execution_wait(private)
-  res <- execution_read(private)
+  res <- NULL
+  if (is.null(output_handler) && is.null(max_tool_calls) && is.null(max_output_lines) &&
+    execution_quick_begin(private, code, timeout, validate, max_code_length, plots)) {
+    res <- execution_quick_step(private, min(100, timeout * 1000))
+  } else {
+    execution_begin(
+      private, code, timeout, validate, output_handler, max_tool_calls,
+      max_code_length, max_output_lines, plots
+    )
+  }
+  if (is.null(res)) {
+    execution_wait(private)
+    res <- execution_read(private)
+  }
   if (!is.null(res$error)) {
     stop(res$error)
   }
   if (isFALSE(res$visible)) invisible(res$value) else res$value
+}
+
+# The common execution in fewer steps. Most of a round trip's host time
+# was R's own work spread over ~30 small steps: a request that needs none
+# of the general machinery (no output handler, hook, log or limits, an
+# idle child) is checked and sent in one (execution_quick_begin()), and
+# its first event, when that is a plain result, is its answer
+# (execution_quick_step()). Anything else goes on through the general
+# machinery, which the quick steps leave in the state it expects.
+
+# Sends a request that needs nothing else; FALSE when the request is not
+# such a one (nothing was sent: execution_begin() then checks it again
+# and raises its errors).
+execution_quick_begin <- function(private, code, timeout, validate, max_code_length,
+                                  plots = NULL) {
+  if (!is.character(code) || length(code) != 1L || is.na(code) ||
+    !is.numeric(timeout) || length(timeout) != 1L || is.na(timeout) || timeout <= 0 ||
+    !is.numeric(max_code_length) || length(max_code_length) != 1L ||
+    is.na(max_code_length) || !(isTRUE(validate) || isFALSE(validate)) ||
+    private$state != "idle" || !is.null(private$hook) || private$logger$on ||
+    !is.null(private$max_executions)) {
+    return(FALSE)
+  }
+  code <- enc2utf8(code)
+  if (Encoding(code) == "bytes" || !validUTF8(code) ||
+    nchar(code, type = "chars") > max_code_length || !child_alive(private$child) ||
+    !identical(rs_state(private$child$handle), "idle")) {
+    return(FALSE)
+  }
+  settings <- execution_settings(private, plots)
+  run <- new_run(timeout, NULL, NULL, NULL)
+  run$plots_cfg <- settings$plots
+  run$console_cap <- settings$console
+  run$quick <- TRUE
+  # The syntax check is the child's own parse, which runs first and marks
+  # a failure (see quick_syntax_error()).
+  if (validate) run$code <- code
+  child_set_output_limit(private$child, settings$output_limit)
+  request <- list(code = code, plots = run$plots_cfg, console = run$console_cap)
+  child_send(private$child, "exec", request, min(timeout, 30))
+  session_set_state(private, "busy")
+  private$executions <- private$executions + 1L
+  private$run <- run
+  TRUE
+}
+
+# The first event of a quick execution, waiting at most `wait_ms`: the
+# answer (as execution_read() gives it) when that event is a plain result,
+# and the session is idle again; NULL otherwise, the event kept for the
+# general machinery. An interrupt or a lost child settles the execution
+# as the general path settles it.
+execution_quick_step <- function(private, wait_ms) {
+  run <- private$run
+  run$quick <- FALSE
+  taken <- FALSE
+  on.exit(if (!taken) execution_abandon(private))
+  ev <- rs_check(rs_next_event(private$child$handle, wait_ms), "Lost the child R process.")
+  taken <- TRUE
+  if (!is.null(ev) && ev$type == "result") {
+    res <- quick_result(private, ev$payload, run$console_cap)
+    if (!is.null(res)) {
+      return(res)
+    }
+  } else if (!is.null(ev) && ev$type == "error" && !is.null(run$code)) {
+    res <- quick_syntax_error(private, run, ev$payload)
+    if (!is.null(res)) {
+      return(res)
+    }
+  }
+  run$pending <- ev
+  NULL
+}
+
+# An error that came first, for a request whose syntax the host was to
+# check: when the child marks it as its parse's and the host's own parse
+# fails too, it is the syntax error execution_begin() raises, with the
+# host's message, and the execution did not happen (the transcript,
+# output and images of the last one stay, and it is not counted). The
+# mark alone is not trusted: otherwise (NULL) the error is the child's.
+quick_syntax_error <- function(private, run, payload) {
+  cond <- unserialize(payload)
+  err <- if (is.list(cond) && isTRUE(cond$syntax)) parse_error(run$code)
+  if (is.null(err)) {
+    return(NULL)
+  }
+  private$run <- NULL
+  private$executions <- private$executions - 1L
+  session_set_state(private, "idle")
+  list(
+    value = NULL, visible = TRUE,
+    error = securer_error_cnd(syntax_error_message(), "securer_syntax_error"),
+    output = character(), console = NULL, plots = list()
+  )
+}
+
+# A result that came first (no output, images or tool calls before it):
+# NULL when it is anything but a plain value (malformed, refused, images
+# left out), for execution_read() to take.
+quick_result <- function(private, payload, cap) {
+  res <- unserialize(payload)
+  if (!is.list(res) || is.na(match("value", names(res))) ||
+    is.na(match("visible", names(res))) || !is.null(res$refused) ||
+    !identical(res$plots_omitted, 0L)) {
+    return(NULL)
+  }
+  console <- console_text(res$console, cap)
+  private$run <- NULL
+  private$output <- character()
+  private$console <- console
+  private$plots <- list()
+  session_set_state(private, "idle")
+  list(
+    value = res$value, visible = !isFALSE(res$visible), error = NULL,
+    output = character(), console = console, plots = list()
+  )
 }
 
 # Checks the request and sends the code; the session becomes busy.
@@ -76,10 +199,7 @@ execution_begin <- function(private, code, timeout, validate, output_handler,
   if (validate) {
     err <- parse_error(code)
     if (!is.null(err)) {
-      securer_abort(
-        c("Syntax error in code; nothing was run.", x = "{err}"),
-        class = "securer_syntax_error"
-      )
+      securer_abort(syntax_error_message(), class = "securer_syntax_error")
     }
   }
   if (!is.null(private$hook) && identical(private$hook(code), FALSE)) {

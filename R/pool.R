@@ -270,6 +270,7 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
   timeout <- check_timeout(timeout)
   check_flag(progress)
   sessions <- private$members
+  privates <- lapply(sessions, session_private)
   n <- length(codes)
   results <- vector("list", n)
   nxt <- 1L
@@ -303,13 +304,16 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
             if (private$closed || !pool_is_free(i, private)) next
             k <- nxt
             nxt <- nxt + 1L
-            err <- tryCatch(
-              {
-                sessions[[i]]$call(codes[[k]], timeout = timeout)
-                NULL
-              },
-              securer_error = identity
-            )
+            # The common piece in fewer steps (see execution_quick_begin()).
+            err <- if (!execution_quick_begin(privates[[i]], codes[[k]], timeout, TRUE, 100000)) {
+              tryCatch(
+                {
+                  sessions[[i]]$call(codes[[k]], timeout = timeout)
+                  NULL
+                },
+                securer_error = identity
+              )
+            }
             if (is.null(err)) {
               running[[i]] <- k
               deadline[[i]] <- now() + timeout
@@ -347,6 +351,13 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
           serve <- busy
         }
         for (i in serve) {
+          if (isTRUE(privates[[i]]$run$quick)) {
+            res <- execution_quick_step(privates[[i]], 0)
+            if (!is.null(res)) {
+              finish(i, res)
+              next
+            }
+          }
           if (sessions[[i]]$poll_process(0) == "ready") finish(i, sessions[[i]]$read())
         }
       }

@@ -563,3 +563,7 @@ warn_missing_layers <- function(layers, sandbox) {
     class = c("securer_sandbox_warning", "securer_warning")
   )
 }
+
+# A session's private environment: the pool's batch loop drives its
+# members' executions without the public methods' steps.
+session_private <- function(session) session$.__enclos_env__$private

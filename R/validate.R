@@ -103,6 +103,10 @@ call_name <- function(fn) {
   NULL
 }
 
+# The message of a syntax error: a cli template of `err`, the parse error,
+# interpolated from the caller's frame.
+syntax_error_message <- function() c("Syntax error in code; nothing was run.", x = "{err}")
+
 # The parse error message of `code`, or NULL when it parses.
 parse_error <- function(code) {
   # str2expression() is parse(text =, keep.source = FALSE) without the

@@ -621,10 +621,14 @@ local({
       pending <<- list()
       console_open(req$console)
       plots_open(req$plots)
+      # Whether the code parsed: a syntax error is marked as one in the
+      # reply, which lets the host leave its own check to this parse.
+      parsed <- FALSE
       result <- tryCatch(
         allowInterrupts(withCallingHandlers(
           {
             exprs <- str2expression(req$code)
+            parsed <- TRUE
             checked <- list(value = NULL)
             visible <- TRUE
             n <- length(exprs)
@@ -691,7 +695,7 @@ local({
         )
         finish("result", out)
       } else {
-        finish("error", c(result$value, list(console = text, plots_omitted = omitted)))
+        finish("error", c(result$value, list(console = text, plots_omitted = omitted, syntax = !parsed)))
       }
     }
 

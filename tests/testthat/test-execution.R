@@ -20,6 +20,33 @@ test_that("an output_handler that fails stops the execution; the next call gets 
   expect_identical(s$execute("'third'"), "third")
 })
 
+test_that("an interrupt while an execution awaits its first event leaves the session in step", {
+  s <- new_session()
+  # The common execution's first wait is its own (execution_quick_step()):
+  # Ctrl-C there, played by the first wait raising an interrupt.
+  ns <- asNamespace("securer")
+  real <- ns$rs_next_event
+  first <- TRUE
+  unlockBinding("rs_next_event", ns)
+  assign("rs_next_event", function(...) {
+    if (first) {
+      first <<- FALSE
+      rlang::interrupt()
+    }
+    real(...)
+  }, envir = ns)
+  withr::defer({
+    assign("rs_next_event", real, envir = ns)
+    lockBinding("rs_next_event", ns)
+  })
+  got <- tryCatch(s$execute("'first'"), interrupt = function(e) "interrupted")
+  expect_identical(got, "interrupted")
+  expect_false(first)
+  expect_identical(s$get_state(), "idle")
+  expect_identical(s$execute("'second'"), "second")
+  expect_identical(s$execute("'third'"), "third")
+})
+
 test_that("a tool that leaves with a condition that is not an error leaves the session in step", {
   weird <- securer_tool("weird", "Signals a condition that is not an error",
     fn = function() {
@@ -282,6 +309,46 @@ test_that("a syntax error is refused before anything is sent", {
   # The first line was not run, and the child was not replaced.
   expect_identical(session$execute("y"), 1)
   expect_identical(session$pid(), pid)
+})
+
+test_that("a syntax error found by the child's own parse is the host's syntax error", {
+  session <- new_session()
+  session$execute("cat('hi\\n'); y <- 1; y")
+  output <- session$last_output()
+  console <- session$last_console()
+  # The common execution leaves the check to the child's parse; with an
+  # output handler the host parses first: the same error either way.
+  quick <- expect_error(session$execute("y <- 2\nif ("), class = "securer_syntax_error")
+  general <- expect_error(
+    session$execute("y <- 2\nif (", output_handler = function(line) NULL),
+    class = "securer_syntax_error"
+  )
+  expect_identical(class(quick), class(general))
+  expect_identical(conditionMessage(quick), conditionMessage(general))
+  # Nothing was run, and the last execution's output and transcript stay.
+  expect_identical(session$last_output(), output)
+  expect_identical(session$last_console(), console)
+  expect_match(format(session), "; 1 execution$")
+  expect_identical(session$execute("y"), 1)
+  # In a batch, the piece's error.
+  pool <- SecureSessionPool$new(size = 1, sandbox = FALSE)
+  withr::defer(pool$close())
+  res <- pool$execute_many(c("1", "if (", "3"))
+  expect_identical(res[c(1, 3)], list(1, 3))
+  expect_s3_class(res[[2]], "securer_syntax_error")
+})
+
+test_that("a child that calls its error a syntax error is not believed", {
+  session <- new_session()
+  # The code parses; the child's reply marks its error as the parse's.
+  err <- expect_error(session$execute(paste0(
+    "rt <- NULL; for (f in sys.frames()) if (exists('send_sym', envir = parent.env(f), inherits = FALSE)) rt <- parent.env(f)\n",
+    "orig <- rt$send_bytes\n",
+    "rt$send_bytes <- function(kind, b) { rt$send_bytes <- orig; v <- unserialize(b); v$syntax <- TRUE; orig(kind, serialize(v, NULL, xdr = FALSE)) }\n",
+    "stop('boom')"
+  )), class = "securer_child_error")
+  expect_identical(err$child_message, "boom")
+  expect_identical(session$execute("1 + 1"), 2)
 })
 
 test_that("validate = FALSE lets the child report the syntax error", {

@@ -32,6 +32,17 @@ pub struct ChildIo {
     /// The lowest address the stack may reach, when known: what an idle
     /// wait may give back (see `IDLE_MS`).
     stack_floor: Option<usize>,
+    /// Awaits a tool's reply, and a host's next request, by polling first
+    /// (see `sys::Spinner`): waking from poll() takes an idle core tens of
+    /// microseconds.
+    spin: crate::sys::Spinner,
+    /// When the last result or error left, and whether the request that
+    /// followed it came within a spin: a host that sends its requests one
+    /// after another (a loop of `$execute()`) gets its next one awaited by
+    /// polling, one that pauses between them (a pool whose host is busy
+    /// with other sessions, a chat) does not.
+    replied: Option<std::time::Instant>,
+    spin_for_requests: bool,
 }
 
 impl ChildIo {
@@ -44,6 +55,9 @@ impl ChildIo {
             last_call: 0,
             discarded: 0,
             stack_floor: None,
+            spin: crate::sys::Spinner::default(),
+            replied: None,
+            spin_for_requests: false,
         }
     }
 
@@ -75,10 +89,19 @@ impl ChildIo {
         let bytes = frame::encode_message(kind, id, re, payload)?;
         crate::sys::send_all(self.fd, &bytes).map_err(|e| Error::caused_by(ErrorKind::Io, &e))?;
         match kind {
-            Kind::ToolCall => self.awaiting = Some(id),
+            Kind::ToolCall => {
+                self.awaiting = Some(id);
+                self.spin.arm();
+            }
             // The evaluation ended (perhaps interrupted while its tool call
             // waited): a late reply to that call is no longer wanted.
-            Kind::Result | Kind::Error => self.awaiting = None,
+            Kind::Result | Kind::Error => {
+                self.awaiting = None;
+                self.replied = Some(std::time::Instant::now());
+                if self.spin_for_requests {
+                    self.spin.arm();
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -112,12 +135,21 @@ impl ChildIo {
     /// poll() for input, at most `ms` (-1: no limit; past `IDLE_MS`, the
     /// unused memory is given back first). poll() is never restarted after
     /// a signal handler: EINTR comes back to R, which takes the interrupt.
-    fn wait(&self, ms: i32) -> libc::c_int {
+    fn wait(&mut self, ms: i32) -> libc::c_int {
         let mut p = libc::pollfd {
             fd: self.fd,
             events: libc::POLLIN,
             revents: 0,
         };
+        let now = std::time::Instant::now();
+        let end = match ms {
+            ..=-1 => now + crate::sys::Spinner::SPIN,
+            _ => now + Duration::from_millis(ms as u64),
+        };
+        let spun = self.spin.poll(std::slice::from_mut(&mut p), end);
+        if spun != 0 {
+            return spun;
+        }
         if let (true, Some(floor)) = (ms < 0, self.stack_floor) {
             // SAFETY: `p` is one valid pollfd for the duration of the call.
             let n = unsafe { libc::poll(&mut p, 1, IDLE_MS) };
@@ -165,7 +197,12 @@ impl ChildIo {
         let wanted = match (self.awaiting, f.kind) {
             (_, Kind::Shutdown) => true,
             (Some(call), Kind::ToolResult | Kind::ToolError) => f.re == call,
-            (None, Kind::Exec | Kind::Setup | Kind::File) => true,
+            (None, Kind::Exec | Kind::Setup | Kind::File) => {
+                if let Some(t) = self.replied.take() {
+                    self.spin_for_requests = t.elapsed() <= crate::sys::Spinner::SPIN;
+                }
+                true
+            }
             _ => false,
         };
         if !wanted {
@@ -253,6 +290,40 @@ mod tests {
         io.send(Kind::Plot, b"png").unwrap();
         let p = read(&mut d, h);
         assert_eq!((p.kind, p.re), (Kind::Plot, 71));
+    }
+
+    // The next request is awaited by polling only after a host that sent
+    // the last one within a spin of the reply before it; a tool's reply
+    // always is.
+    #[test]
+    fn requests_are_awaited_by_polling_only_while_they_follow_replies_closely() {
+        let (host, child) = pair();
+        let h = host.as_raw_fd();
+        let mut io = ChildIo::new(child.as_raw_fd(), 1024);
+        let mut d = Decoder::new(1024);
+        write(h, Kind::Exec, 1, 0, b"");
+        io.recv(None).unwrap().unwrap();
+        io.send(Kind::ToolCall, b"").unwrap();
+        assert!(io.spin.armed());
+        let call = read(&mut d, h);
+        write(h, Kind::ToolResult, 2, call.id, b"");
+        io.recv(None).unwrap().unwrap();
+        // The first reply: nothing known of the host's pace yet.
+        io.send(Kind::Result, b"").unwrap();
+        assert!(!io.spin.armed());
+        read(&mut d, h);
+        // A request at once after it: the next reply arms the spin.
+        write(h, Kind::Exec, 3, 0, b"");
+        io.recv(None).unwrap().unwrap();
+        io.send(Kind::Result, b"").unwrap();
+        assert!(io.spin.armed());
+        read(&mut d, h);
+        // A request long after it: the next reply does not.
+        std::thread::sleep(crate::sys::Spinner::SPIN * 4);
+        write(h, Kind::Exec, 4, 0, b"");
+        io.recv(None).unwrap().unwrap();
+        io.send(Kind::Error, b"").unwrap();
+        assert!(!io.spin.armed());
     }
 
     #[test]

@@ -275,21 +275,28 @@ pub(crate) fn take_up_free_heap() -> usize {
 /// of the time since the spin began (alone it has nearly all of it), it
 /// stops, and does not spin again for a while. A spinning thread that
 /// yields to a busy task waits out that task's time slice, where a
-/// sleeping one is woken at once.
+/// sleeping one is woken at once: each spin that finds the core busy
+/// doubles the pause, up to `MAX_BACKOFF`, so that a core kept busy costs
+/// that slice rarely.
 #[derive(Debug, Default)]
 pub(crate) struct Spinner {
     until: Option<std::time::Instant>,
     quiet_until: Option<std::time::Instant>,
+    /// The pause after the last spin that found the core busy (zero once a
+    /// spin ran without finding it so).
+    backoff: std::time::Duration,
 }
 
 impl Spinner {
     /// How long after a message is sent its reply is awaited by polling.
-    const SPIN: std::time::Duration = std::time::Duration::from_micros(250);
+    pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(250);
     /// How long a spin runs before it checks whether it takes the core from
     /// another task.
     const GRACE: std::time::Duration = std::time::Duration::from_micros(20);
-    /// No spinning for this long after one found the core busy.
+    /// No spinning for this long after one found the core busy; twice as
+    /// long after each further one, up to `MAX_BACKOFF`.
     const BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+    const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
 
     /// A message was sent: its reply is awaited by polling (unless the
     /// core was found busy lately).
@@ -299,6 +306,19 @@ impl Spinner {
             Some(t) if now < t => None,
             _ => Some(now + Self::SPIN),
         };
+    }
+
+    /// A spin found the core busy: no spinning for twice as long as after
+    /// the last such one (at least `BACKOFF`, at most `MAX_BACKOFF`).
+    fn found_busy(&mut self, now: std::time::Instant) {
+        self.backoff = (self.backoff * 2).clamp(Self::BACKOFF, Self::MAX_BACKOFF);
+        self.quiet_until = Some(now + self.backoff);
+    }
+
+    /// Whether the next poll() spins.
+    #[cfg(test)]
+    pub(crate) fn armed(&self) -> bool {
+        self.until.is_some()
     }
 
     /// Polls `fds` without blocking until one is ready, `end` passes or the
@@ -320,15 +340,17 @@ impl Spinner {
             // blocks.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
             if n != 0 {
+                self.backoff = std::time::Duration::ZERO;
                 return n;
             }
             let now = std::time::Instant::now();
             let wall = now - start;
             if wall > Self::GRACE && thread_cpu().saturating_sub(cpu_start) < wall * 3 / 4 {
-                self.quiet_until = Some(now + Self::BACKOFF);
+                self.found_busy(now);
                 return 0;
             }
             if now >= until {
+                self.backoff = std::time::Duration::ZERO;
                 return 0;
             }
             // SAFETY: sched_yield() takes no arguments and has no failure

@@ -109,6 +109,34 @@ fn a_spin_that_takes_the_core_from_another_task_stops_and_backs_off() {
     assert!(spin.until.is_some());
 }
 
+// Each spin that finds the core busy pauses spinning twice as long as the
+// last, up to a cap; one that does not resets the pause.
+#[test]
+fn spins_that_keep_finding_the_core_busy_pause_longer_each_time() {
+    let (a, b) = socketpair().expect("socketpair");
+    let mut p = [readable(a.as_raw_fd())];
+    let mut spin = Spinner::default();
+    let mut pauses = Vec::new();
+    for _ in 0..8 {
+        let now = Instant::now();
+        spin.found_busy(now);
+        assert_eq!(spin.quiet_until, Some(now + spin.backoff));
+        spin.arm();
+        assert!(!spin.armed());
+        pauses.push(spin.backoff);
+    }
+    assert_eq!(pauses[0], Spinner::BACKOFF);
+    assert_eq!(pauses[1], Spinner::BACKOFF * 2);
+    assert_eq!(pauses[2], Spinner::BACKOFF * 4);
+    assert_eq!(pauses[7], Spinner::MAX_BACKOFF);
+    // A spin that finds its reply resets the pause.
+    send_all(b.as_raw_fd(), b"x").expect("write");
+    spin.quiet_until = None;
+    spin.arm();
+    assert_eq!(spin.poll(&mut p, far()), 1);
+    assert_eq!(spin.backoff, Duration::ZERO);
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
 fn the_stack_floor_lies_below_the_caller_within_its_stack() {
