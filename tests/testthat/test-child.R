@@ -443,6 +443,52 @@ for (tier in tiers) {
   })
 }
 
+test_that("the runtime's shortcuts for tryCatch() and print.default() behave as base's", {
+  s <- new_session()
+  res <- s$execute(paste0(find_runtime, "\n", deparsed(quote({
+    catch <- rt$catch_error_interrupt
+    on_error <- function(e) list(class = class(e), message = conditionMessage(e), call = deparse(conditionCall(e)))
+    boom <- structure(class = c("boom", "error", "condition"), list(message = "custom", call = NULL))
+    f <- function() stop("plain")
+    values <- list(
+      1:3, c(a = 1.5, b = NA), "q\"uote", NULL, list(1, "a", NULL), matrix(1:6, 2),
+      seq(0, 1, length.out = 30), c(TRUE, NA), as.raw(0:3), 1i, character()
+    )
+    list(
+      fast = !identical(rt$print_plain, print.default) &&
+        any(grepl(".addCondHands", deparse(rt$catch_error_interrupt), fixed = TRUE)),
+      value = catch(41 + 1, on_error, identity),
+      error = catch(f(), on_error, identity),
+      custom = catch(stop(boom), on_error, identity),
+      base_error = tryCatch(f(), error = on_error),
+      base_custom = tryCatch(stop(boom), error = on_error),
+      # A warning or a message is not caught.
+      warning = withCallingHandlers(
+        catch({
+          warning("w")
+          "after"
+        }, on_error, identity),
+        warning = function(w) invokeRestart("muffleWarning")
+      ),
+      message = suppressMessages(catch({
+        message("m")
+        "after"
+      }, on_error, identity)),
+      printed = lapply(values, function(v) utils::capture.output(rt$print_plain(v))),
+      base_printed = lapply(values, function(v) utils::capture.output(print.default(v)))
+    )
+  }))))
+  expect_true(res$fast)
+  expect_identical(res$value, 42)
+  expect_identical(res$error, res$base_error)
+  expect_identical(res$error$message, "plain")
+  expect_identical(res$custom, res$base_custom)
+  expect_identical(res$custom$class, c("boom", "error", "condition"))
+  expect_identical(res$warning, "after")
+  expect_identical(res$message, "after")
+  expect_identical(res$printed, res$base_printed)
+})
+
 test_that("the protocol's constants come from Rust", {
   p <- securer:::rs_protocol()
   expect_identical(p$version, 3L)
