@@ -56,22 +56,29 @@ execution_quick_begin <- function(private, code, timeout, validate, max_code_len
     return(FALSE)
   }
   code <- enc2utf8(code)
-  if (Encoding(code) == "bytes" || !validUTF8(code) ||
-    nchar(code, type = "chars") > max_code_length || !child_alive(private$child) ||
-    !identical(rs_state(private$child$handle), "idle")) {
+  settings <- execution_settings(private, plots)
+  child_set_output_limit(private$child, settings$output_limit)
+  started <- now()
+  # Sent when the child is idle and alive and the code is UTF-8 text within
+  # max_code_length: the request is the settings' template with the code
+  # spliced in (securer_core::request).
+  sent <- rs_check(
+    rs_send_exec(
+      private$child$handle, code, settings$template, max_code_length, min(timeout, 30) * 1000
+    ),
+    "Cannot send to the child R process."
+  )
+  if (isFALSE(sent)) {
     return(FALSE)
   }
-  settings <- execution_settings(private, plots)
-  run <- new_run(timeout, NULL, NULL, NULL)
+  # The rest is done while the child works.
+  run <- new_run(timeout, NULL, NULL, NULL, started)
   run$plots_cfg <- settings$plots
   run$console_cap <- settings$console
   run$quick <- TRUE
   # The syntax check is the child's own parse, which runs first and marks
   # a failure (see quick_syntax_error()).
   if (validate) run$code <- code
-  child_set_output_limit(private$child, settings$output_limit)
-  request <- list(code = code, plots = run$plots_cfg, console = run$console_cap)
-  child_send(private$child, "exec", request, min(timeout, 30))
   session_set_state(private, "busy")
   private$executions <- private$executions + 1L
   private$run <- run
@@ -243,18 +250,25 @@ execution_settings <- function(private, plots) {
     return(private$settings)
   }
   max_frame <- private$opts$max_frame
-  private$settings <- list(
+  settings <- list(
     key = key,
     plots = plots_request(resolve_plots(plots), max_frame),
     console = console_cap(max_frame),
     output_limit = output_limit()
   )
-  private$settings
+  # An exec request without its code, for rs_send_exec().
+  settings$template <- serialize(
+    list(code = "", plots = settings$plots, console = settings$console), NULL,
+    xdr = FALSE
+  )
+  private$settings <- settings
+  settings
 }
 
-new_run <- function(timeout, output_handler, max_tool_calls, max_output_lines) {
+new_run <- function(timeout, output_handler, max_tool_calls, max_output_lines,
+                    started = now()) {
   run <- new.env(parent = emptyenv())
-  run$started <- now()
+  run$started <- started
   run$deadline <- run$started + timeout
   run$timeout <- timeout
   run$handler <- output_handler

@@ -29,6 +29,15 @@ rs_next_event <- function(ptr, timeout_ms) .Call(wrap__rs_next_event, ptr, timeo
 #' @noRd
 rs_send <- function(ptr, kind, payload, timeout_ms) .Call(wrap__rs_send, ptr, kind, payload, timeout_ms)
 
+#' Sends an exec request built from `template` (the request serialized
+#' with `code = ""`) and `code`, when the session is idle and alive and the
+#' code is one string of UTF-8 text (not marked as bytes) of at most
+#' `max_chars` characters: NULL. FALSE when not (nothing was sent: the
+#' caller takes the general path, which checks again and says why); an
+#' error object when the send failed.
+#' @noRd
+rs_send_exec <- function(ptr, code, template, max_chars, timeout_ms) .Call(wrap__rs_send_exec, ptr, code, template, max_chars, timeout_ms)
+
 #' The session's state: "starting", "idle", "busy" (a request awaits its
 #' reply), "tool_call" (the child waits for a tool's reply) or "closed".
 #' @noRd

@@ -28,6 +28,7 @@ pub mod png;
 pub mod policy;
 #[cfg(unix)]
 pub mod report;
+pub mod request;
 pub mod rvalue;
 pub mod sandbox;
 #[cfg(unix)]

@@ -202,9 +202,13 @@ fn event_to_robj(ev: Event) -> Robj {
                 errno = Rint::from(failure.errno)
             ),
         ),
-        Event::Message { kind, payload } => {
-            event(kind.name(), list!(payload = Raw::from_bytes(&payload)))
-        }
+        // The event of every reply: built at once, not through `event()`.
+        Event::Message { kind, payload } => List::from_names_and_values(
+            ["type", "payload"],
+            [Robj::from(kind.name()), Raw::from_bytes(&payload).into()],
+        )
+        .map(Robj::from)
+        .unwrap_or_else(|_| Robj::from(())),
         Event::Refused { kind, message } => {
             event("refused", list!(kind = kind.name(), message = message))
         }
@@ -242,6 +246,62 @@ fn rs_send(ptr: Robj, kind: &str, payload: Raw, timeout_ms: f64) -> Robj {
     unit_or_error(kind_named(kind).and_then(|kind| {
         with_child(ptr, |c| c.send(kind, payload.as_slice(), ms(timeout_ms))).and_then(|r| r)
     }))
+}
+
+/// Sends an exec request built from `template` (the request serialized
+/// with `code = ""`) and `code`, when the session is idle and alive and the
+/// code is one string of UTF-8 text (not marked as bytes) of at most
+/// `max_chars` characters: NULL. FALSE when not (nothing was sent: the
+/// caller takes the general path, which checks again and says why); an
+/// error object when the send failed.
+/// @noRd
+#[cfg(unix)]
+#[extendr]
+fn rs_send_exec(ptr: Robj, code: Robj, template: Raw, max_chars: f64, timeout_ms: f64) -> Robj {
+    // SAFETY: `code` is live for the call; the bytes are used before it
+    // returns.
+    let text = unsafe { utf8_string(code.get()) };
+    let Some(text) = text.filter(|t| t.chars().count() as f64 <= max_chars) else {
+        return false.into();
+    };
+    let Ok(payload) = securer_core::request::exec_payload(template.as_slice(), text) else {
+        return false.into();
+    };
+    let sent = with_child(ptr, |c| {
+        if c.phase() != host::Phase::Idle || !c.is_alive() {
+            return Ok(false);
+        }
+        c.send(Kind::Exec, &payload, ms(timeout_ms)).map(|()| true)
+    });
+    match sent {
+        Ok(Ok(true)) => ().into(),
+        Ok(Ok(false)) | Err(_) => false.into(),
+        Ok(Err(e)) => r_error(e),
+    }
+}
+
+/// A character vector's one string when it is UTF-8 text: not NA, not
+/// marked as bytes or Latin-1, valid UTF-8 (what `enc2utf8()` leaves of
+/// text in any other encoding).
+///
+/// # Safety
+/// `sexp` must be a live SEXP; the string lives as long as it does.
+unsafe fn utf8_string<'a>(sexp: extendr_api::SEXP) -> Option<&'a str> {
+    if extendr_ffi::TYPEOF(sexp) != extendr_ffi::SEXPTYPE::STRSXP
+        || extendr_ffi::Rf_xlength(sexp) != 1
+    {
+        return None;
+    }
+    let c = extendr_ffi::STRING_ELT(sexp, 0);
+    if c == extendr_ffi::R_NaString {
+        return None;
+    }
+    let ce = Rf_getCharCE(c.cast());
+    if ce == extendr_ffi::cetype_t::CE_BYTES || ce == extendr_ffi::cetype_t::CE_LATIN1 {
+        return None;
+    }
+    let (bytes, _) = char_bytes(c);
+    std::str::from_utf8(bytes).ok()
 }
 
 /// The session's state: "starting", "idle", "busy" (a request awaits its
@@ -1055,6 +1115,7 @@ extendr_module! {
     fn rs_spawn;
     fn rs_next_event;
     fn rs_send;
+    fn rs_send_exec;
     fn rs_state;
     fn rs_discarded;
     fn rs_set_output_limit;
