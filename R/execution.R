@@ -79,7 +79,8 @@ execution_quick_begin <- function(private, code, timeout, validate, max_code_len
   # The syntax check is the child's own parse, which runs first and marks
   # a failure (see quick_syntax_error()).
   if (validate) run$code <- code
-  session_set_state(private, "busy")
+  # (idle -> busy: checked above.)
+  private$state <- "busy"
   private$executions <- private$executions + 1L
   private$run <- run
   TRUE
@@ -146,15 +147,18 @@ quick_result <- function(private, payload, cap) {
   }
   console <- console_text(res$console, cap)
   private$run <- NULL
-  private$output <- character()
+  private$output <- no_lines
   private$console <- console
   private$plots <- list()
-  session_set_state(private, "idle")
+  # (busy -> idle: always a transition session_set_state() allows.)
+  private$state <- "idle"
   list(
     value = res$value, visible = !isFALSE(res$visible), error = NULL,
-    output = character(), console = console, plots = list()
+    output = no_lines, console = console, plots = list()
   )
 }
+
+no_lines <- character()
 
 # Checks the request and sends the code; the session becomes busy.
 execution_begin <- function(private, code, timeout, validate, output_handler,

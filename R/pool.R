@@ -331,7 +331,7 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
           later::run_now(0.1)
           next
         }
-        fds <- lapply(sessions[busy], function(s) s$poll_fds())
+        fds <- lapply(privates[busy], session_poll_fds)
         counts <- lengths(fds)
         # A session with an event waiting already has no fds to wait on.
         if (all(counts > 0L)) {

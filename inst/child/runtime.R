@@ -272,7 +272,7 @@ local({
       # of memory, an interrupt), or when warnings are errors and an option
       # it reads is invalid. Otherwise it needs no guard.
       if (is.atomic(value) && is.null(attributes(value)) && length(value) <= limit &&
-        !isTRUE(getOption("warn") >= 2)) {
+        !isTRUE(.Internal(getOption("warn")) >= 2)) {
         print_plain(value)
         sink_pop()
         return(invisible())
