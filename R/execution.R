@@ -44,9 +44,10 @@ session_execute <- function(self, private, code, timeout, validate,
 
 # Sends a request that needs nothing else; FALSE when the request is not
 # such a one (nothing was sent: execution_begin() then checks it again
-# and raises its errors).
+# and raises its errors). `batch`: one of a pool's batch, whose host
+# serves other sessions before it sends this one's next request.
 execution_quick_begin <- function(private, code, timeout, validate, max_code_length,
-                                  plots = NULL) {
+                                  plots = NULL, batch = FALSE) {
   if (!is.character(code) || length(code) != 1L || is.na(code) ||
     !is.numeric(timeout) || length(timeout) != 1L || is.na(timeout) || timeout <= 0 ||
     !is.numeric(max_code_length) || length(max_code_length) != 1L ||
@@ -64,7 +65,9 @@ execution_quick_begin <- function(private, code, timeout, validate, max_code_len
   # spliced in (securer_core::request).
   sent <- rs_check(
     rs_send_exec(
-      private$child$handle, code, settings$template, max_code_length, min(timeout, 30) * 1000
+      private$child$handle, code,
+      if (batch) settings$batch_template else settings$template,
+      max_code_length, min(timeout, 30) * 1000
     ),
     "Cannot send to the child R process."
   )
@@ -260,11 +263,18 @@ execution_settings <- function(private, plots) {
     console = console_cap(max_frame),
     output_limit = output_limit()
   )
-  # An exec request without its code, for rs_send_exec().
-  settings$template <- serialize(
-    list(code = "", plots = settings$plots, console = settings$console), NULL,
-    xdr = FALSE
-  )
+  # An exec request without its code, for rs_send_exec(): `soon` tells the
+  # child that the next request follows its reply at once (a loop of
+  # $execute()), which a pool's batch does not say.
+  template <- function(soon) {
+    serialize(
+      list(code = "", plots = settings$plots, console = settings$console, soon = soon),
+      NULL,
+      xdr = FALSE
+    )
+  }
+  settings$template <- template(TRUE)
+  settings$batch_template <- template(FALSE)
   private$settings <- settings
   settings
 }

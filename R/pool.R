@@ -305,7 +305,7 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
             k <- nxt
             nxt <- nxt + 1L
             # The common piece in fewer steps (see execution_quick_begin()).
-            err <- if (!execution_quick_begin(privates[[i]], codes[[k]], timeout, TRUE, 100000)) {
+            err <- if (!execution_quick_begin(privates[[i]], codes[[k]], timeout, TRUE, 100000, batch = TRUE)) {
               tryCatch(
                 {
                   sessions[[i]]$call(codes[[k]], timeout = timeout)

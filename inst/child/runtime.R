@@ -14,6 +14,7 @@ local({
   calls <- .Call(sym("wrap__rs_child_calls"))
   rt$send_sym <- calls$send
   rt$recv_sym <- calls$recv
+  rt$requests_soon_sym <- calls$requests_soon
   rt$check_result_sym <- calls$check_result
   rt$type_ok_sym <- calls$type_ok
   rt$fs <- lapply(
@@ -671,8 +672,18 @@ local({
       }
     }
 
+    # Whether the host said it sends its next request as soon as it has
+    # this one's reply (a loop of $execute(), not a pool): then the next
+    # request is awaited by polling for a moment.
+    requests_soon <- FALSE
+
     run <- function(req) {
       if (is.character(req)) req <- list(code = req)
+      soon <- isTRUE(req$soon)
+      if (soon != requests_soon) {
+        .Call(requests_soon_sym, soon)
+        requests_soon <<- soon
+      }
       tool_calls <<- 0L
       pending <<- list()
       console_open(req$console)

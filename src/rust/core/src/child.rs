@@ -43,6 +43,9 @@ pub struct ChildIo {
     /// with other sessions, a chat) does not.
     replied: Option<std::time::Instant>,
     spin_for_requests: bool,
+    /// Whether the host asked for its next request to be awaited so (see
+    /// `await_requests_by_polling`).
+    requests_soon: bool,
 }
 
 impl ChildIo {
@@ -58,7 +61,16 @@ impl ChildIo {
             spin: crate::sys::Spinner::default(),
             replied: None,
             spin_for_requests: false,
+            requests_soon: false,
         }
+    }
+
+    /// Whether the host sends its next request as soon as it has a reply
+    /// (a loop of `$execute()`), so that it may be awaited by polling. A
+    /// host that drives several sessions at once (a pool) says not: there
+    /// a polling child takes the CPU the host needs.
+    pub fn await_requests_by_polling(&mut self, on: bool) {
+        self.requests_soon = on;
     }
 
     /// Lets a wait for the next request with no time limit give back the
@@ -98,7 +110,7 @@ impl ChildIo {
             Kind::Result | Kind::Error => {
                 self.awaiting = None;
                 self.replied = Some(std::time::Instant::now());
-                if self.spin_for_requests {
+                if self.requests_soon && self.spin_for_requests {
                     self.spin.arm();
                 }
             }
@@ -292,14 +304,15 @@ mod tests {
         assert_eq!((p.kind, p.re), (Kind::Plot, 71));
     }
 
-    // The next request is awaited by polling only after a host that sent
-    // the last one within a spin of the reply before it; a tool's reply
-    // always is.
+    // The next request is awaited by polling only when the host asks for
+    // it and sent the last one within a spin of the reply before it; a
+    // tool's reply always is.
     #[test]
     fn requests_are_awaited_by_polling_only_while_they_follow_replies_closely() {
         let (host, child) = pair();
         let h = host.as_raw_fd();
         let mut io = ChildIo::new(child.as_raw_fd(), 1024);
+        io.await_requests_by_polling(true);
         let mut d = Decoder::new(1024);
         write(h, Kind::Exec, 1, 0, b"");
         io.recv(None).unwrap().unwrap();
@@ -323,6 +336,20 @@ mod tests {
         write(h, Kind::Exec, 4, 0, b"");
         io.recv(None).unwrap().unwrap();
         io.send(Kind::Error, b"").unwrap();
+        assert!(!io.spin.armed());
+        read(&mut d, h);
+        // Requests at once again, but the host says it drives others too.
+        for id in [5, 6] {
+            write(h, Kind::Exec, id, 0, b"");
+            io.recv(None).unwrap().unwrap();
+            io.send(Kind::Result, b"").unwrap();
+            read(&mut d, h);
+        }
+        assert!(io.spin.armed());
+        io.await_requests_by_polling(false);
+        write(h, Kind::Exec, 7, 0, b"");
+        io.recv(None).unwrap().unwrap();
+        io.send(Kind::Result, b"").unwrap();
         assert!(!io.spin.armed());
     }
 

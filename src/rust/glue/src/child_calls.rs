@@ -31,6 +31,7 @@ extern "C" {
     // R's API; extendr-ffi does not bind them.
     fn R_MakeExternalPtrFn(p: *const c_void, tag: SEXP, prot: SEXP) -> SEXP;
     fn Rf_asReal(x: SEXP) -> f64;
+    fn Rf_asLogical(x: SEXP) -> c_int;
     fn Rf_ScalarLogical(x: c_int) -> SEXP;
     // R's flag for an interrupt (SIGINT) not yet taken; R_ext/GraphicsDevice.h.
     static mut R_interrupts_pending: c_int;
@@ -39,11 +40,12 @@ extern "C" {
 type Call = *const c_void;
 
 /// The calls, by the names the runtime uses: `list(recv = , send = ,
-/// check_result = , type_ok = )` (see `rs_child_calls()`).
+/// requests_soon = , check_result = , type_ok = )` (see `rs_child_calls()`).
 pub(crate) fn entry_points() -> Robj {
-    let calls: [(&str, Call); 4] = [
+    let calls: [(&str, Call); 5] = [
         ("recv", child_recv as Call),
         ("send", child_send as Call),
+        ("requests_soon", requests_soon as Call),
         ("check_result", check_result as Call),
         ("type_ok", tool_type_ok as Call),
     ];
@@ -147,6 +149,21 @@ pub(crate) extern "C" fn child_send(kind: SEXP, payload: SEXP) -> SEXP {
             Ok(()) => R_NilValue,
             Err(e) => r_error(e).get(),
         }
+    }
+}
+
+/// Whether the host sends its next request as soon as it has a reply (see
+/// `ChildIo::await_requests_by_polling`): TRUE or FALSE. NULL.
+extern "C" fn requests_soon(on: SEXP) -> SEXP {
+    // SAFETY: called by R's .Call() on its main thread with a live argument.
+    unsafe {
+        let on = TYPEOF(on) == SEXPTYPE::LGLSXP && Rf_xlength(on) == 1 && Rf_asLogical(on) == 1;
+        // Without a connection there is nothing to wait for.
+        let _ = with_child_io(|io| {
+            io.await_requests_by_polling(on);
+            Ok(())
+        });
+        R_NilValue
     }
 }
 
