@@ -132,6 +132,24 @@ test_that("code that is not valid UTF-8 text is refused", {
   expect_identical(s$execute(latin1), "caf\u00e9")
 })
 
+test_that("max_code_length counts characters, not bytes, on every path", {
+  s <- new_session()
+  value <- strrep("\u00e9", 10)
+  # 12 characters, 22 bytes: the request is built in Rust for the common
+  # execution, in R for one with an output handler.
+  code <- paste0("'", value, "'")
+  expect_identical(s$execute(code, max_code_length = 12), value)
+  expect_identical(
+    strip_output(s$execute(code, max_code_length = 12, output_handler = function(line) NULL)),
+    value
+  )
+  expect_error(s$execute(code, max_code_length = 11), class = "securer_limit_error")
+  expect_error(
+    s$execute(code, max_code_length = 11, output_handler = function(line) NULL),
+    class = "securer_limit_error"
+  )
+})
+
 test_that("the numbers of execute() and $new() are checked", {
   s <- new_session()
   expect_error(s$execute("1", max_tool_calls = 1.5), class = "securer_input_error")
