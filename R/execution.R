@@ -134,7 +134,7 @@ quick_syntax_error <- function(private, run, payload) {
   list(
     value = NULL, visible = TRUE,
     error = securer_error_cnd(syntax_error_message(), "securer_syntax_error"),
-    output = character(), console = NULL, plots = list()
+    output = no_lines, console = NULL, plots = list()
   )
 }
 

@@ -277,6 +277,9 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
   # For each session, the index of the code it runs (0: none).
   running <- integer(length(sessions))
   deadline <- numeric(length(sessions))
+  # The handle of the child running each session's piece (its child is
+  # replaced only when its piece ends).
+  handles <- vector("list", length(sessions))
   bar <- if (progress && n > 0L) {
     cli::cli_progress_bar("Running code", total = n, .envir = environment())
   }
@@ -305,7 +308,11 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
             k <- nxt
             nxt <- nxt + 1L
             # The common piece in fewer steps (see execution_quick_begin()).
-            err <- if (!execution_quick_begin(privates[[i]], codes[[k]], timeout, TRUE, 100000, batch = TRUE)) {
+            quick <- execution_quick_begin(
+              privates[[i]], codes[[k]], timeout, TRUE, 100000,
+              batch = TRUE
+            )
+            err <- if (!quick) {
               tryCatch(
                 {
                   sessions[[i]]$call(codes[[k]], timeout = timeout)
@@ -317,6 +324,7 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
             if (is.null(err)) {
               running[[i]] <- k
               deadline[[i]] <- now() + timeout
+              handles[i] <- list(privates[[i]]$child$handle)
             } else {
               results[k] <- list(err)
               if (!is.null(bar)) cli::cli_progress_update(id = bar)
@@ -331,23 +339,15 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
           later::run_now(0.1)
           next
         }
-        fds <- lapply(privates[busy], session_poll_fds)
-        counts <- lengths(fds)
-        # A session with an event waiting already has no fds to wait on.
-        if (all(counts > 0L)) {
-          hit <- rs_wait_fds(unlist(fds), 100)
-          if (length(hit)) {
-            # Served: the sessions that have something to say, and those
-            # past their deadline (which time out only when polled).
-            owner <- rep.int(busy, counts)
-            serve <- busy[busy %in% owner[hit] | deadline[busy] <= now()]
-          } else {
-            # A quiet wait: a pending Ctrl-C is noticed here (see
-            # execution_wait(); a busy batch evaluates enough R for R to).
-            Sys.sleep(0)
-            serve <- busy
-          }
+        hit <- rs_wait_children(handles[busy], 100)
+        if (length(hit)) {
+          # Served: the sessions that have something to say, and those
+          # past their deadline (which time out only when polled).
+          serve <- busy[seq_along(busy) %in% hit | deadline[busy] <= now()]
         } else {
+          # A quiet wait: a pending Ctrl-C is noticed here (see
+          # execution_wait(); a busy batch evaluates enough R for R to).
+          Sys.sleep(0)
           serve <- busy
         }
         for (i in serve) {

@@ -630,8 +630,6 @@ local({
       )
     }
 
-    # A request: list(code, plots, console); a bare string is code with
-    # neither plots nor a transcript.
     on_run_error <- function(e) list(ok = FALSE, value = condition_data(e), cond = e)
     on_run_interrupt <- function(e) {
       list(ok = FALSE, interrupted = TRUE, value = list(
@@ -677,6 +675,8 @@ local({
     # request is awaited by polling for a moment.
     requests_soon <- FALSE
 
+    # A request: list(code, plots, console, soon); a bare string is code
+    # with neither plots nor a transcript.
     run <- function(req) {
       if (is.character(req)) req <- list(code = req)
       soon <- isTRUE(req$soon)

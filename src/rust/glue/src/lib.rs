@@ -440,17 +440,37 @@ fn rs_poll_fds(ptr: Robj) -> Vec<i32> {
     .unwrap_or_default()
 }
 
-/// Waits until one of `fds` is readable or `timeout_ms` passes; returns
-/// the 1-based indices of the readable ones (for event loops over several
-/// sessions, which get their fds from `rs_poll_fds`).
+/// Waits at most `timeout_ms` until one of the children in `ptrs` (a list
+/// of handles) has something to say: the 1-based indices of those that do
+/// (an event queued already, or one of its fds readable; a released
+/// handle counts, for the caller to find out). Empty when the time ran
+/// out. For a loop over several sessions (a pool's batch).
 /// @noRd
 #[cfg(unix)]
 #[extendr]
-fn rs_wait_fds(fds: Vec<i32>, timeout_ms: f64) -> Vec<i32> {
-    host::wait_any(&fds, ms(timeout_ms))
+fn rs_wait_children(ptrs: List, timeout_ms: f64) -> Vec<i32> {
+    let mut fds = Vec::new();
+    let mut owners = Vec::new();
+    let mut ready = Vec::new();
+    for (i, (_, ptr)) in ptrs.iter().enumerate() {
+        let index = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        match with_child(ptr, |c| (!c.has_queued()).then(|| c.poll_fds())) {
+            Ok(Some(own)) if !own.is_empty() => {
+                owners.resize(owners.len() + own.len(), index);
+                fds.extend(own);
+            }
+            _ => ready.push(index),
+        }
+    }
+    if !ready.is_empty() {
+        return ready;
+    }
+    let mut hit: Vec<i32> = host::wait_any(&fds, ms(timeout_ms))
         .into_iter()
-        .map(|i| i as i32 + 1)
-        .collect()
+        .filter_map(|k| owners.get(k).copied())
+        .collect();
+    hit.dedup();
+    hit
 }
 
 /// Checks serialized bytes against the value allowlist: NULL, or an error
@@ -613,6 +633,7 @@ needs_unix! {
     rs_zygote_fork(zygote, request_json, token, max_frame, timeout_ms);
     rs_next_event(ptr, timeout_ms);
     rs_send(ptr, kind, payload, timeout_ms);
+    rs_send_exec(ptr, code, template, max_chars, timeout_ms);
     rs_state(ptr);
     rs_discarded(ptr);
     rs_set_output_limit(ptr, bytes);
@@ -624,7 +645,7 @@ needs_unix! {
     rs_remove_tree(path);
     rs_alive(ptr);
     rs_poll_fds(ptr);
-    rs_wait_fds(fds, timeout_ms);
+    rs_wait_children(ptrs, timeout_ms);
     rs_set_allowed_classes(ptr, classes);
     rs_random_token();
     rs_audit_append(path, line);
@@ -1126,7 +1147,7 @@ extendr_module! {
     fn rs_launch_report;
     fn rs_exit_limit;
     fn rs_remove_tree;
-    fn rs_wait_fds;
+    fn rs_wait_children;
     fn rs_poll_fds;
     fn rs_check_value;
     fn rs_set_allowed_classes;

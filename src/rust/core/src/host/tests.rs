@@ -365,3 +365,28 @@ fn a_reply_left_in_the_queue_never_answers_the_next_exec() {
     assert_eq!(host.discarded(), 1);
     peer.join().expect("fake child");
 }
+
+// A pool's wait: the readable fds among many, a reply that comes while it
+// polls, and nothing once the time is over.
+#[test]
+fn wait_any_finds_the_readable_fds_and_a_reply_that_comes_while_it_waits() {
+    let (a, a_peer) = sys::socketpair().expect("socketpair");
+    let (b, b_peer) = sys::socketpair().expect("socketpair");
+    let fds = [a.as_raw_fd(), b.as_raw_fd()];
+    assert!(wait_any(&fds, Duration::from_millis(5)).is_empty());
+    sys::send_all(b_peer.as_raw_fd(), b"x").expect("write");
+    assert_eq!(wait_any(&fds, Duration::from_secs(5)), vec![1]);
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        sys::send_all(a_peer.as_raw_fd(), b"y").expect("write");
+        a_peer
+    });
+    let mut c = [0u8; 1];
+    // SAFETY: reading one byte into a live buffer.
+    assert_eq!(
+        unsafe { libc::read(b.as_raw_fd(), c.as_mut_ptr().cast(), 1) },
+        1
+    );
+    assert_eq!(wait_any(&fds, Duration::from_secs(5)), vec![0]);
+    writer.join().expect("writer");
+}
