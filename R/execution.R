@@ -14,20 +14,18 @@
 session_execute <- function(self, private, code, timeout, validate,
                             output_handler, max_tool_calls, max_code_length,
                             max_output_lines, plots) {
-  res <- NULL
   if (is.null(output_handler) && is.null(max_tool_calls) && is.null(max_output_lines) &&
     execution_quick_begin(private, code, timeout, validate, max_code_length, plots)) {
-    res <- execution_quick_step(private, min(100, timeout * 1000))
+    answered <- execution_quick_step(private, min(100, timeout * 1000))
   } else {
     execution_begin(
       private, code, timeout, validate, output_handler, max_tool_calls,
       max_code_length, max_output_lines, plots
     )
+    answered <- FALSE
   }
-  if (is.null(res)) {
-    execution_wait(private)
-    res <- execution_read(private)
-  }
+  if (!answered) execution_wait(private)
+  res <- execution_read(private)
   if (!is.null(res$error)) {
     stop(res$error)
   }
@@ -42,10 +40,29 @@ session_execute <- function(self, private, code, timeout, validate,
 # (execution_quick_step()). Anything else goes on through the general
 # machinery, which the quick steps leave in the state it expects.
 
+# `$call()`: an execution started without waiting for it (event loops,
+# a pool's batch), the common one in fewer steps.
+execution_call <- function(private, code, timeout, validate, output_handler,
+                           max_tool_calls, max_code_length, max_output_lines,
+                           plots) {
+  if (is.null(output_handler) && is.null(max_tool_calls) && is.null(max_output_lines) &&
+    execution_quick_begin(
+      private, code, timeout, validate, max_code_length, plots,
+      batch = TRUE
+    )) {
+    return(invisible())
+  }
+  execution_begin(
+    private, code, timeout, validate, output_handler, max_tool_calls,
+    max_code_length, max_output_lines, plots
+  )
+}
+
 # Sends a request that needs nothing else; FALSE when the request is not
 # such a one (nothing was sent: execution_begin() then checks it again
-# and raises its errors). `batch`: one of a pool's batch, whose host
-# serves other sessions before it sends this one's next request.
+# and raises its errors). `batch`: started by `$call()`, whose caller
+# (an event loop, a pool's batch) serves other sessions before it sends
+# this one's next request.
 execution_quick_begin <- function(private, code, timeout, validate, max_code_length,
                                   plots = NULL, batch = FALSE) {
   if (!is.character(code) || length(code) != 1L || is.na(code) ||
@@ -89,11 +106,11 @@ execution_quick_begin <- function(private, code, timeout, validate, max_code_len
   TRUE
 }
 
-# The first event of a quick execution, waiting at most `wait_ms`: the
-# answer (as execution_read() gives it) when that event is a plain result,
-# and the session is idle again; NULL otherwise, the event kept for the
-# general machinery. An interrupt or a lost child settles the execution
-# as the general path settles it.
+# The first event of a quick execution, waiting at most `wait_ms`: TRUE
+# when that event is a plain result (or the child's syntax error), which
+# is then the run's answer for execution_read(); FALSE otherwise, the
+# event kept for the general machinery. An interrupt or a lost child
+# settles the execution as the general path settles it.
 execution_quick_step <- function(private, wait_ms) {
   run <- private$run
   run$quick <- FALSE
@@ -102,63 +119,69 @@ execution_quick_step <- function(private, wait_ms) {
   ev <- rs_check(rs_next_event(private$child$handle, wait_ms), "Lost the child R process.")
   taken <- TRUE
   if (!is.null(ev) && ev$type == "result") {
-    res <- quick_result(private, ev$payload, run$console_cap)
-    if (!is.null(res)) {
-      return(res)
-    }
+    run$answer <- quick_result(ev$payload, run$console_cap)
   } else if (!is.null(ev) && ev$type == "error" && !is.null(run$code)) {
-    res <- quick_syntax_error(private, run, ev$payload)
-    if (!is.null(res)) {
-      return(res)
-    }
+    run$answer <- quick_syntax_error(run, ev$payload)
   }
-  run$pending <- ev
-  NULL
+  if (is.null(run$answer)) {
+    run$pending <- ev
+    return(FALSE)
+  }
+  run$final <- list(type = "answered")
+  TRUE
 }
 
 # An error that came first, for a request whose syntax the host was to
 # check: when the child marks it as its parse's and the host's own parse
 # fails too, it is the syntax error execution_begin() raises, with the
-# host's message, and the execution did not happen (the transcript,
-# output and images of the last one stay, and it is not counted). The
-# mark alone is not trusted: otherwise (NULL) the error is the child's.
-quick_syntax_error <- function(private, run, payload) {
+# host's message, and the execution did not happen (see quick_read()).
+# The mark alone is not trusted: otherwise (NULL) the error is the
+# child's.
+quick_syntax_error <- function(run, payload) {
   cond <- unserialize(payload)
   err <- if (is.list(cond) && isTRUE(cond$syntax)) parse_error(run$code)
   if (is.null(err)) {
     return(NULL)
   }
-  private$run <- NULL
-  private$executions <- private$executions - 1L
-  session_set_state(private, "idle")
   list(
     value = NULL, visible = TRUE,
     error = securer_error_cnd(syntax_error_message(), "securer_syntax_error"),
-    output = no_lines, console = NULL, plots = list()
+    output = no_lines, console = NULL, plots = list(), syntax = TRUE
   )
 }
 
 # A result that came first (no output, images or tool calls before it):
 # NULL when it is anything but a plain value (malformed, refused, images
-# left out), for execution_read() to take.
-quick_result <- function(private, payload, cap) {
+# left out), for execution_read()'s general steps to take.
+quick_result <- function(payload, cap) {
   res <- unserialize(payload)
   if (!is.list(res) || is.na(match("value", names(res))) ||
     is.na(match("visible", names(res))) || !is.null(res$refused) ||
     !identical(res$plots_omitted, 0L)) {
     return(NULL)
   }
-  console <- console_text(res$console, cap)
-  private$run <- NULL
-  private$output <- no_lines
-  private$console <- console
-  private$plots <- list()
-  # (busy -> idle: always a transition session_set_state() allows.)
-  private$state <- "idle"
   list(
     value = res$value, visible = !isFALSE(res$visible), error = NULL,
-    output = no_lines, console = console, plots = list()
+    output = no_lines, console = console_text(res$console, cap), plots = list()
   )
+}
+
+# The answer of a quick execution; the session is idle again. A syntax
+# error leaves the last execution's output, transcript and images, and is
+# not counted.
+quick_read <- function(private, answer) {
+  private$run <- NULL
+  if (isTRUE(answer$syntax)) {
+    answer$syntax <- NULL
+    private$executions <- private$executions - 1L
+  } else {
+    private$output <- no_lines
+    private$console <- answer$console
+    private$plots <- list()
+  }
+  # (busy -> idle: always a transition session_set_state() allows.)
+  private$state <- "idle"
+  answer
 }
 
 no_lines <- character()
@@ -344,6 +367,9 @@ execution_poll <- function(private, timeout) {
   if (is.null(run)) {
     return("nocall")
   }
+  if (isTRUE(run$quick) && execution_quick_step(private, 0)) {
+    return("ready")
+  }
   # The final event may be there already: taken without a guard (see
   # execution_wait()), which is most of the cost of a poll.
   first <- execution_step(private, 0, final_only = TRUE)
@@ -442,6 +468,9 @@ execution_read <- function(private) {
   run <- private$run
   if (is.null(run) || is.null(run$final)) {
     return(NULL)
+  }
+  if (!is.null(run$answer)) {
+    return(quick_read(private, run$answer))
   }
   private$run <- NULL
   on.exit(if (private$state == "busy") session_set_state(private, "idle"), add = TRUE)

@@ -89,13 +89,13 @@ rs_exit_limit <- function(ptr) .Call(wrap__rs_exit_limit, ptr)
 #' @noRd
 rs_remove_tree <- function(path) .Call(wrap__rs_remove_tree, path)
 
-#' Waits at most `timeout_ms` until one of the children in `ptrs` (a list
-#' of handles) has something to say: the 1-based indices of those that do
-#' (an event queued already, or one of its fds readable; a released
-#' handle counts, for the caller to find out). Empty when the time ran
-#' out. For a loop over several sessions (a pool's batch).
+#' Waits at most `timeout_ms` until one of several sessions has something
+#' to say: `fds` holds each session's fds (its `rs_poll_fds()`; none when
+#' an event is queued already). The 1-based indices of the sessions whose
+#' fds are readable, or of those with none; empty when the time ran out.
+#' For a loop over several sessions (a pool's batch).
 #' @noRd
-rs_wait_children <- function(ptrs, timeout_ms) .Call(wrap__rs_wait_children, ptrs, timeout_ms)
+rs_wait_sessions <- function(fds, timeout_ms) .Call(wrap__rs_wait_sessions, fds, timeout_ms)
 
 #' fds to watch for a child's next event (for event loops such as later's);
 #' empty when the child has queued events already or is gone.

@@ -270,16 +270,12 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
   timeout <- check_timeout(timeout)
   check_flag(progress)
   sessions <- private$members
-  privates <- lapply(sessions, session_private)
   n <- length(codes)
   results <- vector("list", n)
   nxt <- 1L
   # For each session, the index of the code it runs (0: none).
   running <- integer(length(sessions))
   deadline <- numeric(length(sessions))
-  # The handle of the child running each session's piece (its child is
-  # replaced only when its piece ends).
-  handles <- vector("list", length(sessions))
   bar <- if (progress && n > 0L) {
     cli::cli_progress_bar("Running code", total = n, .envir = environment())
   }
@@ -307,24 +303,16 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
             if (private$closed || !pool_is_free(i, private)) next
             k <- nxt
             nxt <- nxt + 1L
-            # The common piece in fewer steps (see execution_quick_begin()).
-            quick <- execution_quick_begin(
-              privates[[i]], codes[[k]], timeout, TRUE, 100000,
-              batch = TRUE
+            err <- tryCatch(
+              {
+                sessions[[i]]$call(codes[[k]], timeout = timeout)
+                NULL
+              },
+              securer_error = identity
             )
-            err <- if (!quick) {
-              tryCatch(
-                {
-                  sessions[[i]]$call(codes[[k]], timeout = timeout)
-                  NULL
-                },
-                securer_error = identity
-              )
-            }
             if (is.null(err)) {
               running[[i]] <- k
               deadline[[i]] <- now() + timeout
-              handles[i] <- list(privates[[i]]$child$handle)
             } else {
               results[k] <- list(err)
               if (!is.null(bar)) cli::cli_progress_update(id = bar)
@@ -339,7 +327,7 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
           later::run_now(0.1)
           next
         }
-        hit <- rs_wait_children(handles[busy], 100)
+        hit <- rs_wait_sessions(lapply(sessions[busy], function(s) s$poll_fds()), 100)
         if (length(hit)) {
           # Served: the sessions that have something to say, and those
           # past their deadline (which time out only when polled).
@@ -351,13 +339,6 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
           serve <- busy
         }
         for (i in serve) {
-          if (isTRUE(privates[[i]]$run$quick)) {
-            res <- execution_quick_step(privates[[i]], 0)
-            if (!is.null(res)) {
-              finish(i, res)
-              next
-            }
-          }
           if (sessions[[i]]$poll_process(0) == "ready") finish(i, sessions[[i]]$read())
         }
       }

@@ -169,7 +169,7 @@ SecureSession <- R6::R6Class(
     call = function(code, timeout = 30, validate = TRUE, output_handler = NULL,
                     max_tool_calls = NULL, max_code_length = 100000,
                     max_output_lines = NULL, plots = NULL) {
-      execution_begin(
+      execution_call(
         private, code, timeout, validate, output_handler, max_tool_calls,
         max_code_length, max_output_lines, plots
       )
@@ -563,7 +563,3 @@ warn_missing_layers <- function(layers, sandbox) {
     class = c("securer_sandbox_warning", "securer_warning")
   )
 }
-
-# A session's private environment: the pool's batch loop drives its
-# members' executions without the public methods' steps.
-session_private <- function(session) session$.__enclos_env__$private

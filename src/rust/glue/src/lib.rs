@@ -440,32 +440,35 @@ fn rs_poll_fds(ptr: Robj) -> Vec<i32> {
     .unwrap_or_default()
 }
 
-/// Waits at most `timeout_ms` until one of the children in `ptrs` (a list
-/// of handles) has something to say: the 1-based indices of those that do
-/// (an event queued already, or one of its fds readable; a released
-/// handle counts, for the caller to find out). Empty when the time ran
-/// out. For a loop over several sessions (a pool's batch).
+/// Waits at most `timeout_ms` until one of several sessions has something
+/// to say: `fds` holds each session's fds (its `rs_poll_fds()`; none when
+/// an event is queued already). The 1-based indices of the sessions whose
+/// fds are readable, or of those with none; empty when the time ran out.
+/// For a loop over several sessions (a pool's batch).
 /// @noRd
 #[cfg(unix)]
 #[extendr]
-fn rs_wait_children(ptrs: List, timeout_ms: f64) -> Vec<i32> {
-    let mut fds = Vec::new();
+fn rs_wait_sessions(fds: List, timeout_ms: f64) -> Vec<i32> {
+    let mut all = Vec::new();
     let mut owners = Vec::new();
     let mut ready = Vec::new();
-    for (i, (_, ptr)) in ptrs.iter().enumerate() {
+    for (i, (_, own)) in fds.iter().enumerate() {
         let index = i32::try_from(i + 1).unwrap_or(i32::MAX);
-        match with_child(ptr, |c| (!c.has_queued()).then(|| c.poll_fds())) {
-            Ok(Some(own)) if !own.is_empty() => {
-                owners.resize(owners.len() + own.len(), index);
-                fds.extend(own);
-            }
-            _ => ready.push(index),
+        let own: Vec<i32> = own
+            .as_integer_slice()
+            .map(<[i32]>::to_vec)
+            .unwrap_or_default();
+        if own.is_empty() {
+            ready.push(index);
+        } else {
+            owners.resize(owners.len() + own.len(), index);
+            all.extend(own);
         }
     }
     if !ready.is_empty() {
         return ready;
     }
-    let mut hit: Vec<i32> = host::wait_any(&fds, ms(timeout_ms))
+    let mut hit: Vec<i32> = host::wait_any(&all, ms(timeout_ms))
         .into_iter()
         .filter_map(|k| owners.get(k).copied())
         .collect();
@@ -645,7 +648,7 @@ needs_unix! {
     rs_remove_tree(path);
     rs_alive(ptr);
     rs_poll_fds(ptr);
-    rs_wait_children(ptrs, timeout_ms);
+    rs_wait_sessions(fds, timeout_ms);
     rs_set_allowed_classes(ptr, classes);
     rs_random_token();
     rs_audit_append(path, line);
@@ -1147,7 +1150,7 @@ extendr_module! {
     fn rs_launch_report;
     fn rs_exit_limit;
     fn rs_remove_tree;
-    fn rs_wait_children;
+    fn rs_wait_sessions;
     fn rs_poll_fds;
     fn rs_check_value;
     fn rs_set_allowed_classes;
