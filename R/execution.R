@@ -14,8 +14,10 @@
 session_execute <- function(self, private, code, timeout, validate,
                             output_handler, max_tool_calls, max_code_length,
                             max_output_lines, plots) {
-  if (is.null(output_handler) && is.null(max_tool_calls) && is.null(max_output_lines) &&
-    execution_quick_begin(private, code, timeout, validate, max_code_length, plots)) {
+  if (execution_quick_begin(
+    private, code, timeout, validate, output_handler, max_tool_calls,
+    max_code_length, max_output_lines, plots
+  )) {
     answered <- execution_quick_step(private, min(100, timeout * 1000))
   } else {
     execution_begin(
@@ -45,11 +47,11 @@ session_execute <- function(self, private, code, timeout, validate,
 execution_call <- function(private, code, timeout, validate, output_handler,
                            max_tool_calls, max_code_length, max_output_lines,
                            plots) {
-  if (is.null(output_handler) && is.null(max_tool_calls) && is.null(max_output_lines) &&
-    execution_quick_begin(
-      private, code, timeout, validate, max_code_length, plots,
-      batch = TRUE
-    )) {
+  if (execution_quick_begin(
+    private, code, timeout, validate, output_handler, max_tool_calls,
+    max_code_length, max_output_lines, plots,
+    batch = TRUE
+  )) {
     return(invisible())
   }
   execution_begin(
@@ -58,14 +60,16 @@ execution_call <- function(private, code, timeout, validate, output_handler,
   )
 }
 
-# Sends a request that needs nothing else; FALSE when the request is not
-# such a one (nothing was sent: execution_begin() then checks it again
-# and raises its errors). `batch`: started by `$call()`, whose caller
+# Sends a request that needs nothing else (the arguments are
+# execution_begin()'s); FALSE when the request is not such a one (nothing
+# was sent: execution_begin() then checks it again and raises its errors). `batch`: started by `$call()`, whose caller
 # (an event loop, a pool's batch) serves other sessions before it sends
 # this one's next request.
-execution_quick_begin <- function(private, code, timeout, validate, max_code_length,
-                                  plots = NULL, batch = FALSE) {
-  if (!is.character(code) || length(code) != 1L || is.na(code) ||
+execution_quick_begin <- function(private, code, timeout, validate, output_handler,
+                                  max_tool_calls, max_code_length, max_output_lines,
+                                  plots, batch = FALSE) {
+  if (!is.null(output_handler) || !is.null(max_tool_calls) || !is.null(max_output_lines) ||
+    !is.character(code) || length(code) != 1L || is.na(code) ||
     !is.numeric(timeout) || length(timeout) != 1L || is.na(timeout) || timeout <= 0 ||
     !is.numeric(max_code_length) || length(max_code_length) != 1L ||
     is.na(max_code_length) || !(isTRUE(validate) || isFALSE(validate)) ||
