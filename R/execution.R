@@ -78,6 +78,12 @@ execution_quick_begin <- function(private, code, timeout, validate, output_handl
     return(FALSE)
   }
   code <- enc2utf8(code)
+  # `$call()` raises a syntax error itself, as it always has: the host
+  # parses first, and code that does not parse takes the general path.
+  if (batch && validate &&
+    (Encoding(code) == "bytes" || !validUTF8(code) || !is.null(parse_error(code)))) {
+    return(FALSE)
+  }
   settings <- execution_settings(private, plots)
   child_set_output_limit(private$child, settings$output_limit)
   started <- now()
@@ -100,9 +106,9 @@ execution_quick_begin <- function(private, code, timeout, validate, output_handl
   run$plots_cfg <- settings$plots
   run$console_cap <- settings$console
   run$quick <- TRUE
-  # The syntax check is the child's own parse, which runs first and marks
-  # a failure (see quick_syntax_error()).
-  if (validate) run$code <- code
+  # Otherwise the syntax check is the child's own parse, which runs first
+  # and marks a failure (see quick_syntax_error()).
+  if (validate && !batch) run$code <- code
   # (idle -> busy: checked above.)
   private$state <- "busy"
   private$executions <- private$executions + 1L

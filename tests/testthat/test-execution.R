@@ -348,6 +348,9 @@ test_that("a syntax error found by the child's own parse is the host's syntax er
   expect_identical(session$last_console(), console)
   expect_match(format(session), "; 1 execution$")
   expect_identical(session$execute("y"), 1)
+  # $call() raises it at once, as it always has.
+  expect_error(session$call("if ("), class = "securer_syntax_error")
+  expect_identical(session$get_state(), "idle")
   # In a batch, the piece's error.
   pool <- SecureSessionPool$new(size = 1, sandbox = FALSE)
   withr::defer(pool$close())
