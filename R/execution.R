@@ -62,9 +62,10 @@ execution_call <- function(private, code, timeout, validate, output_handler,
 
 # Sends a request that needs nothing else (the arguments are
 # execution_begin()'s); FALSE when the request is not such a one (nothing
-# was sent: execution_begin() then checks it again and raises its errors). `batch`: started by `$call()`, whose caller
-# (an event loop, a pool's batch) serves other sessions before it sends
-# this one's next request.
+# was sent: execution_begin() then checks it again and raises its
+# errors). `batch`: started by `$call()`, whose caller (an event loop, a
+# pool's batch) serves other sessions before it sends this one's next
+# request.
 execution_quick_begin <- function(private, code, timeout, validate, output_handler,
                                   max_tool_calls, max_code_length, max_output_lines,
                                   plots, batch = FALSE) {
