@@ -443,6 +443,25 @@ for (tier in tiers) {
   })
 }
 
+for (tier in tiers) {
+  test_that(paste0("a child that calls its error a syntax error is not believed (", tier, ")"), {
+    s <- tier_session(tier)
+    # The code parses; the child's reply marks its error as the parse's,
+    # which the host checks with its own parse before it believes it.
+    code <- paste0(
+      find_runtime, "\n",
+      "orig <- rt$send_bytes\n",
+      "rt$send_bytes <- function(kind, b) { rt$send_bytes <- orig; v <- unserialize(b); ",
+      "v$syntax <- TRUE; orig(kind, serialize(v, NULL, xdr = FALSE)) }\n",
+      "stop('boom')"
+    )
+    err <- expect_error(s$execute(code), class = "securer_child_error")
+    expect_false(inherits(err, "securer_syntax_error"))
+    expect_identical(err$child_message, "boom")
+    expect_identical(strip_output(s$execute("1 + 1")), 2)
+  })
+}
+
 test_that("the runtime's shortcuts for tryCatch() and print.default() behave as base's", {
   s <- new_session()
   res <- s$execute(paste0(find_runtime, "\n", deparsed(quote({
