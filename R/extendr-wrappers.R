@@ -213,6 +213,13 @@ rs_child_recv <- function(timeout_ms) .Call(wrap__rs_child_recv, timeout_ms)
 #' @noRd
 rs_child_calls <- function() .Call(wrap__rs_child_calls)
 
+#' `serialize(x, NULL, xdr = FALSE)` as the child runtime writes a
+#' message of plain values (see `child_calls`), for tests that compare the
+#' two: the bytes, or NULL when `x` is not plain.
+#' `null` is `serialize(NULL, NULL, xdr = FALSE)`.
+#' @noRd
+rs_serialize_plain <- function(x, null) .Call(wrap__rs_serialize_plain, x, null)
+
 #' Checks PNG bytes from the child (see `securer_core::png`):
 #' `list(png = <raw>, width, height)`, the rebuilt file holding only what a
 #' reader needs, or an error object of kind "image".

@@ -13,6 +13,8 @@ local({
   # of objects (a session would copy it from the zygote page by page).
   calls <- .Call(sym("wrap__rs_child_calls"))
   rt$send_sym <- calls$send
+  rt$send_plain_sym <- calls$send_plain
+  rt$null_bytes <- serialize(NULL, NULL, xdr = FALSE)
   rt$recv_sym <- calls$recv
   rt$requests_soon_sym <- calls$requests_soon
   rt$check_result_sym <- calls$check_result
@@ -34,6 +36,7 @@ local({
   # frames them and stamps the ids that tie each reply to its request.
   evalq(envir = rt, {
     send <- function(kind, value) {
+      if (send_plain(kind, value)) return(invisible())
       bytes <- serialize(value, NULL, xdr = FALSE)
       if (length(bytes) > max_frame) {
         stop(sprintf(
@@ -44,10 +47,23 @@ local({
       send_bytes(kind, bytes)
     }
 
-    # Every message leaves through here (warm_up() replaces it).
+    # Every message leaves through here or send_plain() (warm_up()
+    # replaces both).
     send_bytes <- function(kind, bytes) {
       err <- .Call(send_sym, kind, bytes)
       if (!is.null(err)) quit(save = "no", status = 70L)
+    }
+
+    # Most messages are lists of plain vectors (no attributes but names):
+    # Rust writes their bytes as serialize() would and sends them, without
+    # the table of references serialize() allocates on every call. FALSE
+    # when `value` is anything else, or larger than a message: nothing was
+    # sent.
+    send_plain <- function(kind, value) {
+      sent <- .Call(send_plain_sym, kind, value, null_bytes, max_frame)
+      if (is.null(sent)) return(TRUE)
+      if (!isFALSE(sent)) quit(save = "no", status = 70L)
+      FALSE
     }
 
     # Interrupts (SIGINT from the host, which stops an evaluation) are
@@ -513,7 +529,9 @@ local({
       snaps <<- list()
       plots_omitted <<- 0L
       if (live_dev != 0L && !live_dev %in% grDevices::dev.list()) live_dev <<- 0L
-      options(device = open_device)
+      # (options() is a closure that builds a list: not called when the
+      # option is still ours.)
+      if (!identical(.Internal(getOption("device")), open_device)) options(device = open_device)
       invisible()
     }
 
@@ -559,8 +577,10 @@ local({
 
     finish <- function(kind, value) {
       flush_stdout()
-      # Most replies fit in one message: sent at once, without a guard
-      # (serialize() fails only for want of memory, as would the rest).
+      if (send_plain(kind, value)) return(invisible())
+      # Most other replies fit in one message: sent at once, without a
+      # guard (serialize() fails only for want of memory, as would the
+      # rest).
       bytes <- serialize(value, NULL, xdr = FALSE)
       if (length(bytes) <= max_frame) {
         send_bytes(kind, bytes)
@@ -737,7 +757,11 @@ local({
         console_write(error_text(result$cond))
         emit_warnings("In addition: ")
       }
-      omitted <- if (is.null(result$interrupted)) {
+      omitted <- if (live_dev == 0L && !length(snaps)) {
+        # No device was open (none drew, no page was left out): nothing
+        # to render, and no guard needed.
+        0L
+      } else if (is.null(result$interrupted)) {
         tryCatch(allowInterrupts(plots_send()), interrupt = function(e) {
           result <<- list(ok = FALSE, interrupted = TRUE, value = list(
             message = "interrupted", call = NA_character_,
@@ -772,8 +796,13 @@ local({
     # resets what it keeps at the next execution.
     warm_up <- function() {
       real_send <- send_bytes
+      real_plain <- send_plain
       send_bytes <<- function(kind, bytes) invisible()
-      on.exit(send_bytes <<- real_send)
+      send_plain <<- function(kind, value) TRUE
+      on.exit({
+        send_bytes <<- real_send
+        send_plain <<- real_plain
+      })
       cfg <- list(width = 800, height = 600, res = 96, max_plots = 1L, max_bytes = 1e6)
       tryCatch(run(list(code = "1 + 1", plots = cfg, console = 65536)), error = function(e) NULL)
       invisible()

@@ -450,6 +450,7 @@ for (tier in tiers) {
     # which the host checks with its own parse before it believes it.
     code <- paste0(
       find_runtime, "\n",
+      "op <- rt$send_plain; rt$send_plain <- function(kind, value) { rt$send_plain <- op; FALSE }\n",
       "orig <- rt$send_bytes\n",
       "rt$send_bytes <- function(kind, b) { rt$send_bytes <- orig; v <- unserialize(b); ",
       "v$syntax <- TRUE; orig(kind, serialize(v, NULL, xdr = FALSE)) }\n",
@@ -506,6 +507,60 @@ test_that("the runtime's shortcuts for tryCatch() and print.default() behave as 
   expect_identical(res$warning, "after")
   expect_identical(res$message, "after")
   expect_identical(res$printed, res$base_printed)
+})
+
+test_that("the runtime writes plain messages as serialize() does", {
+  plain <- securer:::rs_serialize_plain
+  null <- serialize(NULL, NULL, xdr = FALSE)
+  latin1 <- iconv("caf\u00e9", "UTF-8", "latin1")
+  bytes <- "x\xff"
+  Encoding(bytes) <- "bytes"
+  values <- list(
+    list(
+      value = 2, visible = TRUE, console = "[1] 2\n", plots_omitted = 0L,
+      refused = NULL, value_class = NULL
+    ),
+    list(message = "boom", call = NA_character_, class = c("simpleError", "error", "condition")),
+    list(id = 1L, name = "f", args = list(x = c(1.5, NA, -Inf, NaN, -0), y = list())),
+    list(a = c("a", NA, "\u00e9t\u00e9", latin1, bytes, ""), b = c(TRUE, NA), c = c(1L, NA)),
+    list(raw = as.raw(c(0, 255)), cplx = c(1i, NA, complex(real = NA, imaginary = 1))),
+    list(list(), list(NULL, list(x = character())), logical(), double()),
+    stats::setNames(list(1), "\u00e9"),
+    list(), 1, "a", NULL
+  )
+  for (v in values) {
+    expect_identical(plain(v, null), serialize(v, NULL, xdr = FALSE))
+  }
+  # Anything else is left to R's serialize(): other attributes, objects,
+  # ALTREP vectors, language, functions, environments, deep nesting.
+  deep <- list(1)
+  for (i in 1:10) deep <- list(deep)
+  others <- list(
+    list(a = 1:3), list(f = factor("a")), data.frame(a = 1), list(quote(x)),
+    list(function() 1), list(globalenv()), structure(list(1), class = "x"),
+    list(structure(1, foo = 2)), list(c(a = 1)), structure(list(1), dim = 1L), deep
+  )
+  for (v in others) expect_null(plain(v, null))
+  # And so is a header that is not R's NULL.
+  expect_null(plain(list(1), serialize(1, NULL, xdr = FALSE)))
+})
+
+test_that("a session's replies are written by send_plain()", {
+  s <- new_session()
+  s$execute(paste0(find_runtime, "\n", deparsed(quote({
+    rt$.plain_sent <- 0
+    sent_plain <- rt$send_plain
+    rt$send_plain <- function(kind, value) {
+      sent <- sent_plain(kind, value)
+      rt$.plain_sent <- rt$.plain_sent + sent
+      sent
+    }
+    NULL
+  }))))
+  expect_identical(s$execute("1 + 1"), 2)
+  expect_error(s$execute("stop('boom')"), "boom")
+  # The reply that installed the counter, a result and an error.
+  expect_identical(s$execute(paste0(find_runtime, "\n", "rt$.plain_sent")), 3)
 })
 
 test_that("the protocol's constants come from Rust", {

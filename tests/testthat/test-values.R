@@ -77,6 +77,12 @@ value_helpers <- list(
     }
     orig <- rt$send_bytes
     marker <- .item("SECURER-SPLICE")
+    # (The next message is serialized by R, not written by send_plain().)
+    orig_plain <- rt$send_plain
+    rt$send_plain <- function(kind, value) {
+      rt$send_plain <- orig_plain
+      FALSE
+    }
     rt$send_bytes <- function(kind, b) {
       rt$send_bytes <- orig
       at <- .find_raw(b, marker)

@@ -24,6 +24,7 @@ pub mod handoff;
 pub mod host;
 #[cfg(unix)]
 pub mod launch;
+pub mod plain;
 pub mod png;
 pub mod policy;
 #[cfg(unix)]

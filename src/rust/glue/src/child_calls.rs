@@ -22,7 +22,7 @@ use extendr_ffi::{
     TYPEOF,
 };
 use securer_core::frame::{self, Kind};
-use securer_core::{rvalue, Error, ErrorKind};
+use securer_core::{plain, rvalue, Error, ErrorKind};
 use std::ffi::{c_int, c_void};
 
 // SEXP is an opaque pointer to R: never dereferenced on this side.
@@ -40,11 +40,12 @@ extern "C" {
 type Call = *const c_void;
 
 /// The calls, by the names the runtime uses: `list(recv = , send = ,
-/// requests_soon = , check_result = , type_ok = )` (see `rs_child_calls()`).
+/// send_plain = , requests_soon = , check_result = , type_ok = )` (see `rs_child_calls()`).
 pub(crate) fn entry_points() -> Robj {
-    let calls: [(&str, Call); 5] = [
+    let calls: [(&str, Call); 6] = [
         ("recv", child_recv as Call),
         ("send", child_send as Call),
+        ("send_plain", child_send_plain as Call),
         ("requests_soon", requests_soon as Call),
         ("check_result", check_result as Call),
         ("type_ok", tool_type_ok as Call),
@@ -146,6 +147,32 @@ pub(crate) extern "C" fn child_send(kind: SEXP, payload: SEXP) -> SEXP {
             return input_error("the runtime sends a kind name and a raw vector").get();
         };
         match kind_named(&kind).and_then(|k| with_child_io(|io| io.send(k, payload))) {
+            Ok(()) => R_NilValue,
+            Err(e) => r_error(e).get(),
+        }
+    }
+}
+
+/// Sends `value`, a list of plain vectors, as message `kind`, written as
+/// R's `serialize(value, NULL, xdr = FALSE)` would write it (see
+/// `securer_core::plain`; `null` is that of NULL). NULL once sent, FALSE
+/// when `value` is not plain or does not fit in `max_bytes` (nothing was
+/// sent: the runtime serializes it in R), an error object when the host is
+/// gone.
+extern "C" fn child_send_plain(kind: SEXP, value: SEXP, null: SEXP, max_bytes: SEXP) -> SEXP {
+    // SAFETY: called by R's .Call() on its main thread with live arguments;
+    // the bytes are written before anything is allocated.
+    unsafe {
+        let (Some(kind), Some(null)) = (sexp_string(kind), raw_arg(null)) else {
+            return input_error("the runtime sends a kind name and a list").get();
+        };
+        let max = frame::frame_limit(Rf_asReal(max_bytes));
+        let bytes = crate::plain::value(value, max)
+            .and_then(|value| plain::serialize(null, &value, max).ok());
+        let Some(bytes) = bytes else {
+            return Rf_ScalarLogical(0);
+        };
+        match kind_named(&kind).and_then(|k| with_child_io(|io| io.send(k, &bytes))) {
             Ok(()) => R_NilValue,
             Err(e) => r_error(e).get(),
         }

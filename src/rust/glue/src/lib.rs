@@ -12,6 +12,7 @@ use extendr_api::prelude::*;
 mod child_calls;
 #[cfg(unix)]
 mod freeze;
+mod plain;
 #[cfg(unix)]
 use securer_core::child::ChildIo;
 #[cfg(unix)]
@@ -1124,6 +1125,23 @@ fn rs_child_recv(timeout_ms: Robj) -> Robj {
     unsafe { Robj::from_sexp(child_calls::child_recv(timeout_ms.get())) }
 }
 
+/// `serialize(x, NULL, xdr = FALSE)` as the child runtime writes a
+/// message of plain values (see `child_calls`), for tests that compare the
+/// two: the bytes, or NULL when `x` is not plain.
+/// `null` is `serialize(NULL, NULL, xdr = FALSE)`.
+/// @noRd
+#[extendr]
+fn rs_serialize_plain(x: Robj, null: Raw) -> Robj {
+    // SAFETY: `x` is live for the call, and its bytes are copied before
+    // anything is allocated.
+    let bytes = unsafe {
+        plain::value(x.get(), usize::MAX).and_then(|value| {
+            securer_core::plain::serialize(null.as_slice(), &value, usize::MAX).ok()
+        })
+    };
+    bytes.map_or_else(|| Robj::from(()), |b| Robj::from(Raw::from_bytes(&b)))
+}
+
 /// Child runtime: its calls for each message, which make no extendr
 /// objects (see `child_calls`): `list(recv, send, check_result, type_ok)`,
 /// each an external pointer that `.Call()` takes.
@@ -1171,6 +1189,7 @@ extendr_module! {
     fn rs_child_send;
     fn rs_child_recv;
     fn rs_child_calls;
+    fn rs_serialize_plain;
     fn rs_png_check;
     fn rs_file_sink_open;
     fn rs_file_sink_write;

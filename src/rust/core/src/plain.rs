@@ -1,0 +1,220 @@
+//! R's serialization of a reply made of plain values, without R's
+//! `serialize()`.
+//!
+//! The child's reply to an execution is a named list of vectors without
+//! attributes (the value, whether it is visible, the transcript, ...), and
+//! a tool call one with a list of arguments. R's `serialize()` allocates a
+//! table of references on every call, a tenth of the child's time in a
+//! short execution; lists of plain vectors hold no references, so their
+//! bytes are written here instead, as R writes them (format "B", version
+//! 3). The caller says what each vector is; anything else (other
+//! attributes, environments, functions) is serialized by R as before.
+
+use thiserror::Error;
+
+pub const LGLSXP: u32 = 10;
+pub const INTSXP: u32 = 13;
+pub const REALSXP: u32 = 14;
+pub const CPLXSXP: u32 = 15;
+pub const RAWSXP: u32 = 24;
+const SYMSXP: u32 = 1;
+const LISTSXP: u32 = 2;
+const CHARSXP: u32 = 9;
+const STRSXP: u32 = 16;
+const VECSXP: u32 = 19;
+const REFSXP: u32 = 255;
+const NILVALUE: u32 = 254;
+const HAS_ATTR: u32 = 1 << 9;
+const HAS_TAG: u32 = 1 << 10;
+
+/// A CHARSXP's gp bits as R's `serialize()` writes them: the encoding
+/// (`mkCharLenCE()` sets UTF-8, Latin-1 or bytes only on a string that is
+/// not ASCII) and whether it is ASCII.
+const ASCII_MASK: u32 = 1 << 6;
+const UTF8_MASK: u32 = 1 << 3;
+const LATIN1_MASK: u32 = 1 << 2;
+const BYTES_MASK: u32 = 1 << 1;
+
+/// A string's declared encoding (R's `cetype_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Native,
+    Utf8,
+    Latin1,
+    Bytes,
+}
+
+/// One element of a character vector; `None` is `NA`.
+pub type Str<'a> = Option<(&'a [u8], Encoding)>;
+
+/// A vector without attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plain<'a> {
+    Null,
+    /// A logical, integer, double, complex or raw vector: its type (the
+    /// constants above), its length and its elements' bytes in the
+    /// machine's order.
+    Atomic {
+        sexptype: u32,
+        len: usize,
+        data: &'a [u8],
+    },
+    Character(Vec<Str<'a>>),
+    /// A list, whose only attribute (if any) is its names.
+    List {
+        names: Option<Vec<Str<'a>>>,
+        items: Vec<Plain<'a>>,
+    },
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WriteError {
+    #[error("the header is not R's serialization of NULL (format \"B\", version 3)")]
+    Header,
+    #[error("a list's names and elements differ in number")]
+    Names,
+    #[error("a vector's type, length and bytes disagree")]
+    Vector,
+    #[error("the reply is larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+/// The bytes of R's `serialize(value, NULL, xdr = FALSE)`. `null` is R's
+/// serialization of `NULL` on this machine (its header: R's version and
+/// native encoding); nothing longer than `max` bytes is written.
+pub fn serialize(null: &[u8], value: &Plain<'_>, max: usize) -> Result<Vec<u8>, WriteError> {
+    let header = header(null).ok_or(WriteError::Header)?;
+    let mut w = Writer {
+        out: Vec::with_capacity(256),
+        max,
+        names_symbol: false,
+    };
+    w.bytes(header)?;
+    w.plain(value)?;
+    Ok(w.out)
+}
+
+/// `null` without its final item: R's header, checked.
+fn header(null: &[u8]) -> Option<&[u8]> {
+    let int = |at: usize| -> Option<u32> {
+        let b = null.get(at..at + 4)?;
+        Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if null.get(..2)? != b"B\n" || int(2)? != 3 {
+        return None;
+    }
+    // Writer and minimum reader versions, then the native encoding's name.
+    let nelen = usize::try_from(int(14)?).ok().filter(|n| *n <= 63)?;
+    let end = 18 + nelen;
+    (null.len() == end + 4 && int(end)? == NILVALUE).then(|| &null[..end])
+}
+
+struct Writer {
+    out: Vec<u8>,
+    max: usize,
+    /// Whether the symbol `names` was written.
+    names_symbol: bool,
+}
+
+impl Writer {
+    fn bytes(&mut self, b: &[u8]) -> Result<(), WriteError> {
+        if self.out.len() + b.len() > self.max {
+            return Err(WriteError::TooLarge(self.max));
+        }
+        self.out.extend_from_slice(b);
+        Ok(())
+    }
+
+    fn int(&mut self, x: u32) -> Result<(), WriteError> {
+        self.bytes(&x.to_ne_bytes())
+    }
+
+    fn length(&mut self, n: usize) -> Result<(), WriteError> {
+        // (Longer vectors are written in two parts, and never fit a
+        // message.)
+        let n = i32::try_from(n).map_err(|_| WriteError::TooLarge(self.max))?;
+        self.int(n as u32)
+    }
+
+    fn plain(&mut self, item: &Plain<'_>) -> Result<(), WriteError> {
+        match item {
+            Plain::Null => self.int(NILVALUE),
+            Plain::Atomic {
+                sexptype,
+                len,
+                data,
+            } => {
+                let size = match *sexptype {
+                    LGLSXP | INTSXP => 4,
+                    REALSXP => 8,
+                    CPLXSXP => 16,
+                    RAWSXP => 1,
+                    _ => return Err(WriteError::Vector),
+                };
+                if len.checked_mul(size) != Some(data.len()) {
+                    return Err(WriteError::Vector);
+                }
+                self.int(*sexptype)?;
+                self.length(*len)?;
+                self.bytes(data)
+            }
+            Plain::Character(strings) => self.strings(strings),
+            Plain::List { names, items } => {
+                if names.as_ref().is_some_and(|n| n.len() != items.len()) {
+                    return Err(WriteError::Names);
+                }
+                self.int(VECSXP | if names.is_some() { HAS_ATTR } else { 0 })?;
+                self.length(items.len())?;
+                items.iter().try_for_each(|item| self.plain(item))?;
+                let Some(names) = names else {
+                    return Ok(());
+                };
+                // The attributes: a pairlist of one node tagged `names`.
+                self.int(LISTSXP | HAS_TAG)?;
+                if self.names_symbol {
+                    // R writes a symbol once, then refers to it by its
+                    // place in the table of references: `names` is the
+                    // first and only one.
+                    self.int(REFSXP | 1 << 8)?;
+                } else {
+                    self.int(SYMSXP)?;
+                    self.string(Some((b"names", Encoding::Native)))?;
+                    self.names_symbol = true;
+                }
+                self.strings(names)?;
+                self.int(NILVALUE)
+            }
+        }
+    }
+
+    fn strings(&mut self, strings: &[Str<'_>]) -> Result<(), WriteError> {
+        self.int(STRSXP)?;
+        self.length(strings.len())?;
+        strings.iter().try_for_each(|s| self.string(*s))
+    }
+
+    fn string(&mut self, s: Str<'_>) -> Result<(), WriteError> {
+        let Some((bytes, encoding)) = s else {
+            // NA_character_: R writes the gp bits of its NA string, none.
+            self.int(CHARSXP)?;
+            return self.int(u32::MAX);
+        };
+        let levels = if bytes.is_ascii() {
+            ASCII_MASK
+        } else {
+            match encoding {
+                Encoding::Native => 0,
+                Encoding::Utf8 => UTF8_MASK,
+                Encoding::Latin1 => LATIN1_MASK,
+                Encoding::Bytes => BYTES_MASK,
+            }
+        };
+        self.int(CHARSXP | levels << 12)?;
+        self.length(bytes.len())?;
+        self.bytes(bytes)
+    }
+}
+
+#[cfg(test)]
+#[path = "plain_tests.rs"]
+mod tests;
