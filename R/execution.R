@@ -129,6 +129,12 @@ execution_quick_step <- function(private, wait_ms) {
   on.exit(if (!taken) execution_abandon(private))
   ev <- rs_check(rs_next_event(private$child$handle, wait_ms), "Lost the child R process.")
   taken <- TRUE
+  quick_take(run, ev)
+}
+
+# A quick execution's first event `ev` (NULL: none yet): TRUE when it is
+# the answer, FALSE when it is left for the general machinery.
+quick_take <- function(run, ev) {
   if (!is.null(ev) && ev$type == "result") {
     run$answer <- quick_result(ev$payload, run$console_cap)
   } else if (!is.null(ev) && ev$type == "error" && !is.null(run$code)) {
@@ -142,6 +148,59 @@ execution_quick_step <- function(private, wait_ms) {
   TRUE
 }
 
+# A session lent to a pool's batch (`$lend()`): the batch sends plain
+# executions to the child itself (rs_batch_step()), as the quick path
+# would, and reads their answers; the session counts as busy meanwhile.
+# NULL when the session cannot take them (the conditions of
+# execution_quick_begin()), else the lease: the child's handle, the
+# request template, the transcript's cap, and give_back() to end the
+# loan. give_back(done, console, in_flight) counts `done` executions
+# answered, `console` being the last one's transcript; `in_flight` is the
+# one still running, if any, as list(code, started, event): it becomes the
+# session's quick execution, with its first event (NULL if none came yet),
+# for $poll_process() and $read() to finish.
+session_lend <- function(private, timeout, plots) {
+  timeout <- check_timeout(timeout)
+  if (private$state != "idle" || !is.null(private$hook) || private$logger$on ||
+    !is.null(private$max_executions) || !child_alive(private$child) ||
+    !identical(rs_state(private$child$handle), "idle")) {
+    return(NULL)
+  }
+  settings <- execution_settings(private, plots)
+  child_set_output_limit(private$child, settings$output_limit)
+  # (idle -> busy: checked above.)
+  private$state <- "busy"
+  lent <- TRUE
+  give_back <- function(done, console = NULL, in_flight = NULL) {
+    if (!lent) {
+      return(invisible())
+    }
+    lent <<- FALSE
+    if (done > 0L) {
+      private$executions <- private$executions + done
+      private$output <- no_lines
+      private$console <- console
+      private$plots <- list()
+    }
+    if (is.null(in_flight)) {
+      private$state <- "idle"
+      return(invisible())
+    }
+    run <- new_run(timeout, NULL, NULL, NULL, in_flight$started)
+    run$plots_cfg <- settings$plots
+    run$console_cap <- settings$console
+    run$code <- in_flight$code
+    private$executions <- private$executions + 1L
+    private$run <- run
+    if (is.null(in_flight$event)) run$quick <- TRUE else quick_take(run, in_flight$event)
+    invisible()
+  }
+  list(
+    handle = private$child$handle, template = settings$batch_template,
+    console_cap = settings$console, give_back = give_back
+  )
+}
+
 # An error that came first, for a request whose syntax the host was to
 # check: when the child marks it as its parse's and the host's own parse
 # fails too, it is the syntax error execution_begin() raises, with the
@@ -150,7 +209,7 @@ execution_quick_step <- function(private, wait_ms) {
 # child's.
 quick_syntax_error <- function(run, payload) {
   cond <- unserialize(payload)
-  err <- if (is.list(cond) && isTRUE(cond$syntax)) parse_error(run$code)
+  err <- if (is.list(cond) && isTRUE(cond[["syntax"]])) parse_error(run$code)
   if (is.null(err)) {
     return(NULL)
   }
@@ -163,17 +222,19 @@ quick_syntax_error <- function(run, payload) {
 
 # A result that came first (no output, images or tool calls before it):
 # NULL when it is anything but a plain value (malformed, refused, images
-# left out), for execution_read()'s general steps to take.
+# left out), for execution_read()'s general steps to take. Names are
+# matched exactly, as Rust's check of a pool's replies matches them
+# (rvalue::check_reply()).
 quick_result <- function(payload, cap) {
   res <- unserialize(payload)
   if (!is.list(res) || is.na(match("value", names(res))) ||
-    is.na(match("visible", names(res))) || !is.null(res$refused) ||
-    !identical(res$plots_omitted, 0L)) {
+    is.na(match("visible", names(res))) || !is.null(res[["refused"]]) ||
+    !identical(res[["plots_omitted"]], 0L)) {
     return(NULL)
   }
   list(
-    value = res$value, visible = !isFALSE(res$visible), error = NULL,
-    output = no_lines, console = console_text(res$console, cap), plots = list()
+    value = res[["value"]], visible = !isFALSE(res[["visible"]]), error = NULL,
+    output = no_lines, console = console_text(res[["console"]], cap), plots = list()
   )
 }
 

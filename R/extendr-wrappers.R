@@ -38,6 +38,16 @@ rs_send <- function(ptr, kind, payload, timeout_ms) .Call(wrap__rs_send, ptr, ki
 #' @noRd
 rs_send_exec <- function(ptr, code, template, max_chars, timeout_ms) .Call(wrap__rs_send_exec, ptr, code, template, max_chars, timeout_ms)
 
+#' Sends `value` as message `kind` ("tool_result") when it is plain (see
+#' `plain::value()`): written as `serialize(value, NULL, xdr = FALSE)`
+#' would write it (`null` is that of NULL), checked as every value going
+#' into the sandbox is, within `max_bytes`. NULL once sent, FALSE when not
+#' (nothing was sent: the caller serializes in R and says why), an error
+#' object when the send failed. R's `serialize()` allocates a table of
+#' references on every call, a tenth of the host's time in a tool call.
+#' @noRd
+rs_send_plain <- function(ptr, kind, value, null, max_bytes, timeout_ms) .Call(wrap__rs_send_plain, ptr, kind, value, null, max_bytes, timeout_ms)
+
 #' The session's state: "starting", "idle", "busy" (a request awaits its
 #' reply), "tool_call" (the child waits for a tool's reply) or "closed".
 #' @noRd
@@ -96,6 +106,30 @@ rs_remove_tree <- function(path) .Call(wrap__rs_remove_tree, path)
 #' For a loop over several sessions (a pool's batch).
 #' @noRd
 rs_wait_sessions <- function(fds, timeout_ms) .Call(wrap__rs_wait_sessions, fds, timeout_ms)
+
+#' The loop of a pool's batch over the sessions lent to it (see
+#' `session_lend()`), for at most `limits[3]` ms. Session `j` runs code
+#' `running[j]` (0: none) since `started[j]` (`rs_now()`'s clock). Each
+#' session without code is sent `codes[cursor]` (and the cursor moves on)
+#' as `rs_send_exec()` would send it, with `templates[[j]]` and
+#' `limits[1:2]` (the most characters, the send's timeout in ms), and the
+#' next code as soon as it answers with a plain result
+#' (`rvalue::check_reply`): its reply waits for R, not the session. A
+#' pool's short pieces spent most of their time waiting for the host's R
+#' steps between a reply and the next request.
+#'
+#' The loop returns when a session needs R (an event other than a plain
+#' result, a code it cannot send, its `timeout_s` past), when one of
+#' `extra_fds` (the pool's other sessions) is readable, when R has an
+#' interrupt pending (then nothing more is sent), when the time is up or
+#' when nothing is left to do: `list(cursor, running, started, done, by,
+#' payloads, events, stopped, unsent, extra, interrupt)`. `done` are the
+#' codes answered, `by` the sessions that answered them and `payloads`
+#' their replies; `stopped[j]` says whether session `j` needs R,
+#' `events[[j]]` the event that stopped it (or an error object; NULL: its
+#' time ran out) and `unsent[j]` the code it could not be sent (0: none).
+#' @noRd
+rs_batch_run <- function(handles, templates, codes, cursor, running, started, timeout_s, limits, extra_fds) .Call(wrap__rs_batch_run, handles, templates, codes, cursor, running, started, timeout_s, limits, extra_fds)
 
 #' fds to watch for a child's next event (for event loops such as later's);
 #' empty when the child has queued events already or is gone.

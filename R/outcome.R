@@ -81,25 +81,26 @@ result_outcome <- function(private, run, ev) {
     )))
   }
   child_extras(run, res)
-  if (!is.null(res$refused)) {
-    return(failed(value_refused_cnd(run, res$refused, res$value_class, private$opts$max_frame)))
+  if (!is.null(res[["refused"]])) {
+    return(failed(value_refused_cnd(run, res[["refused"]], res[["value_class"]], private$opts$max_frame)))
   }
   run$outcome <- "complete"
-  value <- res$value
+  value <- res[["value"]]
   output <- lines_of(run$output)
   if (!is.null(value)) {
     if (length(output)) attr(value, "output") <- output
     if (length(run$plots)) attr(value, "plots") <- run$plots
   }
-  list(value = value, visible = !isFALSE(res$visible), error = NULL)
+  list(value = value, visible = !isFALSE(res[["visible"]]), error = NULL)
 }
 
 # What a result or error brings besides its value: the console transcript
 # and how many images the child left out. Both are untrusted: cleaned and
-# bounded.
+# bounded. (Here and in what reads the child's lists, names are matched
+# exactly, as Rust matches them: see quick_result().)
 child_extras <- function(run, res) {
-  run$console <- console_text(res$console, run$console_cap)
-  omitted <- res$plots_omitted
+  run$console <- console_text(res[["console"]], run$console_cap)
+  omitted <- res[["plots_omitted"]]
   if (is.numeric(omitted) && length(omitted) == 1L && !is.na(omitted) && omitted > 0) {
     run$plots_dropped <- run$plots_dropped + as.integer(min(omitted, 1e6))
   }
@@ -170,16 +171,16 @@ limit_patterns <- c(
 )
 
 child_error_cnd <- function(private, run, cond) {
-  if (!is.list(cond) || !is.character(cond$message) || length(cond$message) != 1L) {
+  if (!is.list(cond) || !is.character(cond[["message"]]) || length(cond[["message"]]) != 1L) {
     cond <- list(message = "unknown error", call = NA_character_, class = "error")
   }
-  msg <- untrusted_text(cond$message)
+  msg <- untrusted_text(cond[["message"]])
   if (private$logger$sanitize) msg <- sanitize_message(msg)
   run$error <- msg
-  call <- if (is.character(cond$call) && length(cond$call) == 1L && !is.na(cond$call)) {
-    untrusted_text(cond$call, max_chars = 1000)
+  call <- if (is.character(cond[["call"]]) && length(cond[["call"]]) == 1L && !is.na(cond[["call"]])) {
+    untrusted_text(cond[["call"]], max_chars = 1000)
   }
-  child_class <- untrusted_classes(cond$class)
+  child_class <- untrusted_classes(cond[["class"]])
   output <- lines_of(run$output)
   if ("interrupt" %in% child_class) {
     return(securer_error_cnd("Execution interrupted.", "securer_interrupt", output = output))

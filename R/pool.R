@@ -269,74 +269,183 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
   }
   timeout <- check_timeout(timeout)
   check_flag(progress)
+  codes <- enc2utf8(codes)
   sessions <- private$members
+  m <- length(sessions)
   n <- length(codes)
   results <- vector("list", n)
   nxt <- 1L
-  # For each session, the index of the code it runs (0: none).
-  running <- integer(length(sessions))
-  deadline <- numeric(length(sessions))
+  # For each session, the index of the code it runs (0: none), and when
+  # that started.
+  running <- integer(m)
+  started <- numeric(m)
+  deadline <- numeric(m)
+  # Sessions lent to the batch ($lend()), which rs_batch_run() drives
+  # without their R steps; the others take each piece through $call().
+  # A lent session is given back when a piece needs more than a plain
+  # result (output, a tool call, an error, a timeout), and when the batch
+  # ends.
+  leases <- vector("list", m)
+  handles <- vector("list", m)
+  templates <- vector("list", m)
+  lent <- logical(m)
+  answered <- integer(m)
+  last_console <- vector("list", m)
   bar <- if (progress && n > 0L) {
     cli::cli_progress_bar("Running code", total = n, .envir = environment())
   }
-  finish <- function(i, res) {
-    results[running[[i]]] <<- list(if (is.null(res$error)) res$value else res$error)
-    running[[i]] <<- 0L
+  store <- function(k, res) {
+    results[k] <<- list(if (is.null(res$error)) res$value else res$error)
     if (!is.null(bar)) cli::cli_progress_update(id = bar)
+  }
+  finish <- function(i, res) {
+    store(running[[i]], res)
+    running[[i]] <<- 0L
     pool_after_use(private, i)
   }
-  # However the batch ends (Ctrl-C, an error on the host), no session is
-  # left running a piece whose answer nobody will read.
+  give_back <- function(i, in_flight = NULL) {
+    lease <- leases[[i]]
+    leases[i] <<- list(NULL)
+    lent[[i]] <<- FALSE
+    lease$give_back(answered[[i]], last_console[[i]], in_flight)
+    answered[[i]] <<- 0L
+  }
+  # Piece k through $call(); a piece that cannot start (its code does not
+  # parse, is too long) is answered with the error at once.
+  call_piece <- function(i, k) {
+    err <- tryCatch(
+      {
+        sessions[[i]]$call(codes[[k]], timeout = timeout)
+        NULL
+      },
+      securer_error = identity
+    )
+    if (is.null(err)) {
+      running[[i]] <<- k
+      deadline[[i]] <<- now() + timeout
+    } else {
+      store(k, list(error = err))
+    }
+  }
+  # However the batch ends (Ctrl-C, an error on the host), every session is
+  # given back, and none is left running a piece whose answer nobody will
+  # read.
   on.exit(
-    for (i in which(running > 0L)) {
-      sessions[[i]]$interrupt()
-      sessions[[i]]$read()
+    {
+      for (i in which(lent)) {
+        give_back(i, if (running[[i]] > 0L) list(code = codes[[running[[i]]]], started = started[[i]]))
+      }
+      for (i in which(running > 0L)) {
+        sessions[[i]]$interrupt()
+        sessions[[i]]$read()
+      }
     },
     add = TRUE
   )
+  lendable <- !private$reset
   interrupted <- tryCatch(
     {
       repeat {
-        if (nxt <= n && any(running == 0L)) {
-          for (i in which(running == 0L)) {
+        if (nxt <= n) {
+          for (i in which(running == 0L & !lent)) {
             if (nxt > n) break
             if (private$closed || !pool_is_free(i, private)) next
-            k <- nxt
-            nxt <- nxt + 1L
-            err <- tryCatch(
-              {
-                sessions[[i]]$call(codes[[k]], timeout = timeout)
-                NULL
-              },
-              securer_error = identity
-            )
-            if (is.null(err)) {
-              running[[i]] <- k
-              deadline[[i]] <- now() + timeout
+            lease <- if (lendable) sessions[[i]]$lend(timeout)
+            if (is.null(lease)) {
+              k <- nxt
+              nxt <- nxt + 1L
+              call_piece(i, k)
             } else {
-              results[k] <- list(err)
-              if (!is.null(bar)) cli::cli_progress_update(id = bar)
+              leases[[i]] <- lease
+              handles[i] <- list(lease$handle)
+              templates[i] <- list(lease$template)
+              lent[[i]] <- TRUE
             }
           }
         }
-        busy <- which(running > 0L)
-        if (!length(busy)) {
+        general <- which(running > 0L & !lent)
+        if (any(lent)) {
+          on_loan <- which(lent)
+          # The other sessions' fds: one without any has an event queued.
+          fds <- lapply(sessions[general], function(s) s$poll_fds())
+          queued <- general[lengths(fds) == 0L]
+          # Runs until a lent session needs R or the pool's other sessions
+          # have something to say, for 100 ms at most. (100000: $call()'s
+          # max_code_length.)
+          step <- rs_batch_run(
+            handles[on_loan], templates[on_loan], codes, nxt, running[on_loan],
+            started[on_loan], timeout,
+            c(100000, min(timeout, 30) * 1000, if (length(queued)) 0 else 100),
+            as.integer(unlist(fds))
+          )
+          nxt <- step$cursor
+          running[on_loan] <- step$running
+          started[on_loan] <- step$started
+          for (d in seq_along(step$done)) {
+            i <- on_loan[[step$by[[d]]]]
+            res <- quick_result(step$payloads[[d]], leases[[i]]$console_cap)
+            if (is.null(res)) {
+              # Rust's check found a plain result, which R's agrees with
+              # unless one of the two is wrong: the piece failed.
+              res <- failed(securer_error_cnd(
+                "The child R process sent a malformed result.", "securer_ipc_error"
+              ))
+            } else {
+              last_console[i] <- list(res$console)
+            }
+            answered[[i]] <- answered[[i]] + 1L
+            store(step$done[[d]], res)
+          }
+          for (j in which(step$stopped)) {
+            i <- on_loan[[j]]
+            k <- step$unsent[[j]]
+            if (k > 0L) {
+              # Not sent (the code is not UTF-8 text, too long, or the child
+              # is not idle): the general path says why.
+              give_back(i)
+              call_piece(i, k)
+            } else {
+              # Anything but a plain result, an error object from Rust, or a
+              # timeout: the session's own to finish.
+              ev <- step$events[[j]]
+              if (inherits(ev, "securer_rs_error")) ev <- NULL
+              k <- running[[i]]
+              deadline[[i]] <- started[[i]] + timeout
+              give_back(i, list(code = codes[[k]], started = started[[i]], event = ev))
+            }
+          }
+          # The other sessions: those that have something to say, and those
+          # past their deadline.
+          serve <- if (step$extra) general else union(queued, general[deadline[general] <= now()])
+          for (i in serve) {
+            if (sessions[[i]]$poll_process(0) == "ready") finish(i, sessions[[i]]$read())
+          }
+          # Lent sessions with nothing left to run go back.
+          if (nxt > n) for (i in which(lent & running == 0L)) give_back(i)
+          # A pending Ctrl-C (which ended the loop) is taken here, as after
+          # a quiet wait (see below).
+          if (step$interrupt || (!length(step$done) && !any(step$stopped) && !step$extra)) {
+            Sys.sleep(0)
+          }
+          next
+        }
+        if (!length(general)) {
           if (nxt > n) break
           # Asynchronous executions hold every session: run the event loop
           # that finishes them.
           later::run_now(0.1)
           next
         }
-        hit <- rs_wait_sessions(lapply(sessions[busy], function(s) s$poll_fds()), 100)
+        hit <- rs_wait_sessions(lapply(sessions[general], function(s) s$poll_fds()), 100)
         if (length(hit)) {
           # Served: the sessions that have something to say, and those
           # past their deadline (which time out only when polled).
-          serve <- busy[seq_along(busy) %in% hit | deadline[busy] <= now()]
+          serve <- general[seq_along(general) %in% hit | deadline[general] <= now()]
         } else {
           # A quiet wait: a pending Ctrl-C is noticed here (see
           # execution_wait(); a busy batch evaluates enough R for R to).
           Sys.sleep(0)
-          serve <- busy
+          serve <- general
         }
         for (i in serve) {
           if (sessions[[i]]$poll_process(0) == "ready") finish(i, sessions[[i]]$read())

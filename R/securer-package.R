@@ -18,6 +18,9 @@ the$warned <- character()
 
 .onLoad <- function(libname, pkgname) {
   S7::methods_register()
+  # The header R writes in this session (its version and native encoding),
+  # for values written in Rust (rs_send_plain()).
+  the$null_bytes <- serialize(NULL, NULL, xdr = FALSE)
 }
 
 .onUnload <- function(libpath) {

@@ -175,6 +175,16 @@ SecureSession <- R6::R6Class(
       )
     },
 
+    #' @description Lend the child to a pool's batch (low level; used by
+    #'   `SecureSessionPool$execute_many()`), which then sends it plain
+    #'   executions itself. `NULL` when the session cannot take them (it is
+    #'   not idle, or has a `pre_execute_hook`, an audit log or a
+    #'   `max_executions`); otherwise the session is busy until the lease's
+    #'   `give_back()` is called, and its last execution, if still running,
+    #'   is then finished through `$poll_process()` and `$read()`.
+    #' @param timeout,plots As for `$execute()`.
+    lend = function(timeout = 30, plots = NULL) session_lend(private, timeout, plots),
+
     #' @description Serve the running execution for at most `timeout`
     #'   milliseconds (low level): `"ready"` once its answer can be read,
     #'   `"timeout"` before, `"nocall"` when no execution is running.

@@ -17,8 +17,8 @@ reply_tool_error <- function(private, run, message) {
 serve_tool_call <- function(private, run, payload) {
   call <- unserialize(payload)
   if (!is.list(call)) call <- list()
-  name <- call$name
-  args <- call$args
+  name <- call[["name"]]
+  args <- call[["args"]]
   if (!is.character(name) || length(name) != 1L || is.na(name) || !is.list(args)) {
     return(reply_tool_error(private, run, "Malformed tool call."))
   }
@@ -58,6 +58,16 @@ serve_tool_call <- function(private, run, payload) {
   if (!res$ok) {
     return(reply_tool_error(private, run, sprintf("Tool '%s' failed: %s", name, res$message)))
   }
+  timeout_ms <- max(1, run$deadline - now()) * 1000
+  # Plain data is written, checked and sent in Rust; anything else is
+  # serialized here, and refused with the checker's reason.
+  sent <- rs_send_plain(
+    private$child$handle, "tool_result", res$value, the$null_bytes, private$opts$max_frame, timeout_ms
+  )
+  if (!isFALSE(sent)) {
+    rs_check(sent, "Cannot send the tool result to the child.")
+    return(invisible())
+  }
   bytes <- serialize(res$value, NULL, xdr = FALSE)
   # Into the sandbox any class may go: only sandboxed code dispatches on it.
   refused <- rs_check_value(bytes, private$opts$max_frame, NULL)
@@ -67,7 +77,7 @@ serve_tool_call <- function(private, run, payload) {
     )))
   }
   rs_check(
-    rs_send(private$child$handle, "tool_result", bytes, max(1, run$deadline - now()) * 1000),
+    rs_send(private$child$handle, "tool_result", bytes, timeout_ms),
     "Cannot send the tool result to the child."
   )
   invisible()

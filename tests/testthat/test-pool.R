@@ -174,6 +174,71 @@ test_that("a session that dies while its tool call is served fails only its piec
   expect_identical(lapply(pool$execute_many(c("1", "2")), strip_output), list(1, 2))
 })
 
+test_that("a batch leaves its sessions as $execute() would", {
+  pool <- local_pool(1)
+  s <- pool_sessions(pool)[[1]]
+  codes <- c("1 + 1", "stop('no good')", "print('p'); 3", "if (", "'two'")
+  res <- pool$execute_many(codes)
+  expect_identical(lapply(res[c(1, 3, 5)], strip_output), list(2, 3, "two"))
+  expect_s3_class(res[[2]], "securer_child_error")
+  # A syntax error is the host's, as from $execute(), and is not counted.
+  expect_s3_class(res[[4]], "securer_syntax_error")
+  expect_identical(
+    conditionMessage(res[[4]]),
+    conditionMessage(expect_error(s$execute("if ("), class = "securer_syntax_error"))
+  )
+  expect_match(format(s), "; 4 executions$")
+  expect_identical(s$last_console(), "[1] \"two\"\n")
+  expect_identical(s$get_state(), "idle")
+  # The session is lent to the next batch again, and to no one meanwhile.
+  expect_identical(lapply(pool$execute_many(c("5", "6")), strip_output), list(5, 6))
+  expect_identical(s$execute("7"), 7)
+  expect_match(format(s), "; 7 executions$")
+})
+
+test_that("$lend() lends an idle session once, and give_back() returns it", {
+  pool <- local_pool(1)
+  s <- pool_sessions(pool)[[1]]
+  lease <- s$lend()
+  expect_named(lease, c("handle", "template", "console_cap", "give_back"))
+  expect_identical(s$get_state(), "busy")
+  expect_null(s$lend())
+  expect_error(s$execute("1"), class = "securer_session_error")
+  lease$give_back(0L)
+  # A second give_back() does nothing.
+  lease$give_back(3L)
+  expect_identical(s$get_state(), "idle")
+  expect_match(format(s), "; 0 executions$")
+  expect_identical(s$execute("1"), 1)
+})
+
+test_that("a session with a hook, an audit log or an execution limit is not lent", {
+  path <- withr::local_tempfile(fileext = ".jsonl")
+  pool <- local_pool(2, audit_log = path)
+  expect_null(pool_sessions(pool)[[1]]$lend())
+  res <- pool$execute_many(sprintf("%d * 2", 1:6))
+  expect_identical(lapply(res, strip_output), as.list((1:6) * 2))
+  # Each piece went through the session's own steps, which log it.
+  expect_identical(sum(audit_events(path) == "execute_start"), 6L)
+  s <- new_session(pre_execute_hook = function(code) TRUE)
+  expect_null(s$lend())
+  s <- new_session(max_executions = 5)
+  expect_null(s$lend())
+})
+
+test_that("a piece a lent session cannot be sent fails alone, as from $execute()", {
+  pool <- local_pool(1)
+  s <- pool_sessions(pool)[[1]]
+  long <- strrep("1", 100001)
+  res <- pool$execute_many(c("1", long, "3"))
+  expect_identical(lapply(res[-2], strip_output), list(1, 3))
+  expect_s3_class(res[[2]], "securer_limit_error")
+  expect_identical(
+    conditionMessage(res[[2]]),
+    conditionMessage(expect_error(s$execute(long), class = "securer_limit_error"))
+  )
+})
+
 test_that("execute_many() waits for asynchronous executions that hold every session", {
   pool <- local_pool(1)
   p <- pool$execute_async("Sys.sleep(0.3); 'async'")
@@ -362,6 +427,96 @@ test_that("a piece past its deadline times out while the other session keeps ans
   expect_true(any(!pids %in% before))
   expect_identical(pool$status(), list(total = 2L, busy = 0L, idle = 2L, dead = 0L))
 })
+
+# Attacks on a batch: its lent sessions get their next piece as soon as
+# Rust has read a plain result, before R has: nothing a child sends may
+# answer another piece. In every tier.
+
+# A 2-session pool of `tier`, closed when `.env` ends.
+tier_pool <- function(tier, .env = parent.frame()) {
+  if (tier %in% c("zygote", "cold", "fallback")) {
+    skip_if_not(identical(Sys.info()[["sysname"]], "Linux"), "the Linux sandbox tiers need Linux")
+  }
+  if (tier %in% c("zygote", "cold")) {
+    skip_if_no_sandbox()
+    withr::local_options(securer.zygote = tier == "zygote")
+    pool <- local_pool(2, sandbox = TRUE, sandbox_strict = TRUE, .env = .env)
+    forked <- vapply(pool_sessions(pool), zygote_session, logical(1))
+    require_or_skip(all(forked == (tier == "zygote")), paste("the sessions are not", tier))
+    return(pool)
+  }
+  if (tier == "fallback") {
+    local_fresh_warnings(.env = .env)
+    pool <- suppressWarnings(
+      local_pool(2, sandbox = build_sandbox_fallback(), .env = .env),
+      classes = "securer_sandbox_warning"
+    )
+    info <- pool_sessions(pool)[[1]]$sandbox_info()
+    require_or_skip(
+      all(info$active[info$layer %in% c("landlock", "seccomp")]),
+      "the fallback tier needs Landlock and seccomp here"
+    )
+    return(pool)
+  }
+  local_pool(2, .env = .env)
+}
+
+# Code that sends forged results of its own (through the runtime's send(),
+# its plain writer and the glue's send function, found as sandboxed code
+# can find them) before its real one.
+forge_results <- paste(
+  "rt <- Filter(function(e) exists('recv_sym', envir = e, inherits = FALSE), lapply(sys.frames(), parent.env))[[1]]",
+  "rt$send('result', list(value = 'forged by send()', visible = TRUE))",
+  "rt$send_plain('result', list(value = 'forged plain', visible = TRUE, plots_omitted = 0L))",
+  ".Call('wrap__rs_child_send', 'result', serialize(list(value = 'forged by .Call', visible = TRUE,",
+  "  plots_omitted = 0L), NULL, xdr = FALSE), PACKAGE = 'securer')",
+  "'real'",
+  sep = "\n"
+)
+
+for (tier in c("zygote", "cold", "fallback", "none")) {
+  test_that(paste0("a forged result never answers another piece of a batch (", tier, ")"), {
+    pool <- tier_pool(tier)
+    codes <- c(rbind(forge_results, sprintf("%d * 10", 1:20)))
+    res <- lapply(pool$execute_many(codes), strip_output)
+    # A piece may answer itself as it likes (the first reply counts) ...
+    forged <- unlist(res[c(TRUE, FALSE)])
+    expect_true(all(forged %in% c("forged by send()", "real")), label = paste(forged, collapse = ", "))
+    # ... but nothing it sent answers the pieces after it, in either
+    # session.
+    expect_identical(res[c(FALSE, TRUE)], as.list((1:20) * 10))
+    expect_identical(pool$status(), list(total = 2L, busy = 0L, idle = 2L, dead = 0L))
+    expect_identical(lapply(pool$execute_many(c("1", "2")), strip_output), list(1, 2))
+  })
+
+  test_that(paste0("a reply that only looks plain is not taken as a batch's answer (", tier, ")"), {
+    pool <- tier_pool(tier)
+    # Replies the host must not take at once: images said to be left out,
+    # a value said to be refused, a name that is "refused" only when
+    # partially matched (taken, as the host matches names exactly).
+    reply <- function(extra) {
+      paste(
+        "rt <- Filter(function(e) exists('recv_sym', envir = e, inherits = FALSE), lapply(sys.frames(), parent.env))[[1]]",
+        sprintf("rt$send_plain('result', c(list(value = 'v', visible = TRUE), %s))", extra),
+        "invisible()",
+        sep = "\n"
+      )
+    }
+    codes <- c(
+      reply("list(plots_omitted = 2L)"),
+      reply("list(plots_omitted = 0L, refused = 'forged refusal')"),
+      reply("list(plots_omitted = 0L, refusedX = 'x')"),
+      "'after'"
+    )
+    res <- pool$execute_many(codes)
+    expect_identical(strip_output(res[[1]]), "v")
+    expect_s3_class(res[[2]], "securer_value_error")
+    expect_match(conditionMessage(res[[2]]), "forged refusal")
+    expect_identical(strip_output(res[[3]]), "v")
+    expect_identical(strip_output(res[[4]]), "after")
+    expect_identical(pool$status(), list(total = 2L, busy = 0L, idle = 2L, dead = 0L))
+  })
+}
 
 # Waiting for a session ------------------------------------------------------------
 

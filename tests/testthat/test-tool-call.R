@@ -215,6 +215,7 @@ values <- list(
   compact = 1:10,
   long = as.numeric(seq_len(1e6)) / 7,
   unicode = c("caf\u00e9", "\u65e5\u672c\u8a9e", "\U0001F600", NA),
+  latin1 = iconv(c("caf\u00e9", "na\u00efve"), "UTF-8", "latin1"),
   empty = list(character(), integer(), NULL)
 )
 

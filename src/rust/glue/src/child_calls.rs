@@ -179,6 +179,13 @@ extern "C" fn child_send_plain(kind: SEXP, value: SEXP, null: SEXP, max_bytes: S
     }
 }
 
+/// Whether R has an interrupt (SIGINT) not yet taken: a loop in Rust that
+/// runs for a while returns to R to take it.
+pub(crate) fn interrupt_pending() -> bool {
+    // SAFETY: R's main thread reads R's own int flag.
+    unsafe { R_interrupts_pending != 0 }
+}
+
 /// Whether the host sends its next request as soon as it has a reply (see
 /// `ChildIo::await_requests_by_polling`): TRUE or FALSE. NULL.
 extern "C" fn requests_soon(on: SEXP) -> SEXP {

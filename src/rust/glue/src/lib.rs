@@ -34,7 +34,7 @@ use std::os::fd::RawFd;
 #[cfg(unix)]
 use std::path::{Path, PathBuf};
 #[cfg(unix)]
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The one conversion of a core error into an R value.
 fn r_error(e: Error) -> Robj {
@@ -204,7 +204,7 @@ fn event_to_robj(ev: Event) -> Robj {
             ),
         ),
         // The event of every reply: built at once, not through `event()`.
-        Event::Message { kind, payload } => List::from_names_and_values(
+        Event::Message { kind, payload, .. } => List::from_names_and_values(
             ["type", "payload"],
             [Robj::from(kind.name()), Raw::from_bytes(&payload).into()],
         )
@@ -249,6 +249,46 @@ fn rs_send(ptr: Robj, kind: &str, payload: Raw, timeout_ms: f64) -> Robj {
     }))
 }
 
+/// Sends `value` as message `kind` ("tool_result") when it is plain (see
+/// `plain::value()`): written as `serialize(value, NULL, xdr = FALSE)`
+/// would write it (`null` is that of NULL), checked as every value going
+/// into the sandbox is, within `max_bytes`. NULL once sent, FALSE when not
+/// (nothing was sent: the caller serializes in R and says why), an error
+/// object when the send failed. R's `serialize()` allocates a table of
+/// references on every call, a tenth of the host's time in a tool call.
+/// @noRd
+#[cfg(unix)]
+#[extendr]
+fn rs_send_plain(
+    ptr: Robj,
+    kind: &str,
+    value: Robj,
+    null: Raw,
+    max_bytes: f64,
+    timeout_ms: f64,
+) -> Robj {
+    let max = frame::frame_limit(max_bytes);
+    // SAFETY: `value` is live for the call, and its bytes are copied
+    // before anything is allocated.
+    let bytes = unsafe {
+        plain::value(value.get(), max)
+            .and_then(|v| securer_core::plain::serialize(null.as_slice(), &v, max).ok())
+    };
+    let limits = rvalue::CheckLimits {
+        max_bytes: max,
+        allowed_classes: None,
+        ..rvalue::CheckLimits::default()
+    };
+    let Some(bytes) = bytes.filter(|b| rvalue::check_with(b, &limits).is_ok()) else {
+        return false.into();
+    };
+    unit_or_error(
+        kind_named(kind).and_then(|kind| {
+            with_child(ptr, |c| c.send(kind, &bytes, ms(timeout_ms))).and_then(|r| r)
+        }),
+    )
+}
+
 /// Sends an exec request built from `template` (the request serialized
 /// with `code = ""`) and `code`, when the session is idle and alive and the
 /// code is one string of UTF-8 text (not marked as bytes) of at most
@@ -262,11 +302,27 @@ fn rs_send_exec(ptr: Robj, code: Robj, template: Raw, max_chars: f64, timeout_ms
     // SAFETY: `code` is live for the call; the bytes are used before it
     // returns.
     let text = unsafe { utf8_string(code.get()) };
-    let Some(text) = text.filter(|t| t.chars().count() as f64 <= max_chars) else {
-        return false.into();
+    match send_exec(ptr, text, template.as_slice(), max_chars, timeout_ms) {
+        Ok(true) => ().into(),
+        Ok(false) => false.into(),
+        Err(e) => r_error(e),
+    }
+}
+
+/// `rs_send_exec()`'s work: Ok(false) when nothing was sent.
+#[cfg(unix)]
+fn send_exec(
+    ptr: Robj,
+    code: Option<&str>,
+    template: &[u8],
+    max_chars: f64,
+    timeout_ms: f64,
+) -> Result<bool, Error> {
+    let Some(code) = code.filter(|t| t.chars().count() as f64 <= max_chars) else {
+        return Ok(false);
     };
-    let Ok(payload) = securer_core::request::exec_payload(template.as_slice(), text) else {
-        return false.into();
+    let Ok(payload) = securer_core::request::exec_payload(template, code) else {
+        return Ok(false);
     };
     let sent = with_child(ptr, |c| {
         if c.phase() != host::Phase::Idle || !c.is_alive() {
@@ -274,11 +330,198 @@ fn rs_send_exec(ptr: Robj, code: Robj, template: Raw, max_chars: f64, timeout_ms
         }
         c.send(Kind::Exec, &payload, ms(timeout_ms)).map(|()| true)
     });
-    match sent {
-        Ok(Ok(true)) => ().into(),
-        Ok(Ok(false)) | Err(_) => false.into(),
-        Ok(Err(e)) => r_error(e),
+    sent.unwrap_or(Ok(false))
+}
+
+/// The loop of a pool's batch over the sessions lent to it (see
+/// `session_lend()`), for at most `limits[3]` ms. Session `j` runs code
+/// `running[j]` (0: none) since `started[j]` (`rs_now()`'s clock). Each
+/// session without code is sent `codes[cursor]` (and the cursor moves on)
+/// as `rs_send_exec()` would send it, with `templates[[j]]` and
+/// `limits[1:2]` (the most characters, the send's timeout in ms), and the
+/// next code as soon as it answers with a plain result
+/// (`rvalue::check_reply`): its reply waits for R, not the session. A
+/// pool's short pieces spent most of their time waiting for the host's R
+/// steps between a reply and the next request.
+///
+/// The loop returns when a session needs R (an event other than a plain
+/// result, a code it cannot send, its `timeout_s` past), when one of
+/// `extra_fds` (the pool's other sessions) is readable, when R has an
+/// interrupt pending (then nothing more is sent), when the time is up or
+/// when nothing is left to do: `list(cursor, running, started, done, by,
+/// payloads, events, stopped, unsent, extra, interrupt)`. `done` are the
+/// codes answered, `by` the sessions that answered them and `payloads`
+/// their replies; `stopped[j]` says whether session `j` needs R,
+/// `events[[j]]` the event that stopped it (or an error object; NULL: its
+/// time ran out) and `unsent[j]` the code it could not be sent (0: none).
+/// @noRd
+#[cfg(unix)]
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn rs_batch_run(
+    handles: List,
+    templates: List,
+    codes: Robj,
+    cursor: i32,
+    running: &[i32],
+    started: &[f64],
+    timeout_s: f64,
+    limits: &[f64],
+    extra_fds: &[i32],
+) -> Robj {
+    let n = handles.len();
+    let handles: Vec<Robj> = handles.values().collect();
+    let templates: Vec<Robj> = templates.values().collect();
+    let n_codes = if codes.rtype() == Rtype::Strings {
+        codes.len()
+    } else {
+        0
+    };
+    let (max_chars, send_ms, budget_ms) = match limits {
+        [a, b, c] => (*a, *b, *c),
+        _ => (0.0, 0.0, 0.0),
+    };
+    let end = Instant::now() + ms(budget_ms);
+    let mut next = usize::try_from(cursor).unwrap_or(usize::MAX);
+    let mut running: Vec<usize> = (0..n)
+        .map(|j| {
+            running
+                .get(j)
+                .and_then(|k| usize::try_from(*k).ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut started: Vec<f64> = (0..n)
+        .map(|j| started.get(j).copied().unwrap_or(0.0))
+        .collect();
+    let mut done: Vec<i32> = Vec::new();
+    let mut by: Vec<i32> = Vec::new();
+    let mut payloads: Vec<Robj> = Vec::new();
+    let mut events: Vec<Robj> = vec![Robj::from(()); n];
+    let mut unsent = vec![0i32; n];
+    let mut stopped = vec![false; n];
+    let mut extra = false;
+    let index = |k: usize| i32::try_from(k).unwrap_or(i32::MAX);
+    let mut interrupt;
+    loop {
+        // Nothing more is sent once Ctrl-C is pressed.
+        interrupt = child_calls::interrupt_pending();
+        if interrupt {
+            break;
+        }
+        for j in 0..n {
+            if stopped[j] || running[j] != 0 || next == 0 || next > n_codes {
+                continue;
+            }
+            let k = next;
+            next += 1;
+            let template = templates[j].as_raw_slice().unwrap_or(&[]);
+            // SAFETY: `codes` is a live character vector of `n_codes`
+            // strings; this one is used before anything is allocated.
+            let code = unsafe { utf8_elt(codes.get(), (k - 1) as isize) };
+            match send_exec(handles[j].clone(), code, template, max_chars, send_ms) {
+                Ok(true) => {
+                    running[j] = k;
+                    started[j] = now_s();
+                }
+                sent => {
+                    if let Err(e) = sent {
+                        events[j] = r_error(e);
+                    }
+                    unsent[j] = index(k);
+                    stopped[j] = true;
+                }
+            }
+        }
+        let busy: Vec<usize> = (0..n).filter(|&j| running[j] != 0 && !stopped[j]).collect();
+        if stopped.iter().any(|s| *s) || busy.is_empty() {
+            break;
+        }
+        // Each busy session's fds (none when an event is queued: ready).
+        let mut fds: Vec<RawFd> = extra_fds.to_vec();
+        let mut owners: Vec<Option<usize>> = vec![None; fds.len()];
+        let mut ready = vec![false; n];
+        for &j in &busy {
+            let _ = with_child(handles[j].clone(), |c| {
+                if c.has_queued() {
+                    ready[j] = true;
+                } else {
+                    for fd in c.poll_fds() {
+                        fds.push(fd);
+                        owners.push(Some(j));
+                    }
+                }
+            });
+        }
+        if !ready.iter().any(|r| *r) {
+            // Until the time is up or the first deadline.
+            let first = busy
+                .iter()
+                .map(|&j| started[j] + timeout_s)
+                .fold(f64::INFINITY, f64::min);
+            let wait = end
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs_f64(
+                    (first - now_s()).clamp(0.0, 3600.0),
+                ));
+            for k in host::wait_any(&fds, wait) {
+                match owners.get(k) {
+                    Some(Some(j)) => ready[*j] = true,
+                    Some(None) => extra = true,
+                    None => {}
+                }
+            }
+        }
+        for &j in &busy {
+            if !ready[j] {
+                if now_s() >= started[j] + timeout_s {
+                    // Timed out: R stops the child.
+                    stopped[j] = true;
+                }
+                continue;
+            }
+            match with_child(handles[j].clone(), |c| c.next_event(Duration::ZERO)) {
+                Ok(Some(Event::Message {
+                    kind: Kind::Result,
+                    payload,
+                    plain: true,
+                })) => {
+                    done.push(index(running[j]));
+                    by.push(index(j + 1));
+                    payloads.push(Raw::from_bytes(&payload).into());
+                    running[j] = 0;
+                }
+                Ok(Some(ev)) => {
+                    events[j] = event_to_robj(ev);
+                    stopped[j] = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    events[j] = r_error(e);
+                    stopped[j] = true;
+                }
+            }
+        }
+        interrupt = child_calls::interrupt_pending();
+        if extra || interrupt || Instant::now() >= end {
+            break;
+        }
     }
+    let running: Vec<i32> = running.into_iter().map(index).collect();
+    list!(
+        cursor = index(next),
+        running = running,
+        started = started,
+        done = done,
+        by = by,
+        payloads = List::from_values(payloads),
+        events = List::from_values(events),
+        stopped = stopped,
+        unsent = unsent,
+        extra = extra,
+        interrupt = interrupt
+    )
+    .into()
 }
 
 /// A character vector's one string when it is UTF-8 text: not NA, not
@@ -293,7 +536,15 @@ unsafe fn utf8_string<'a>(sexp: extendr_api::SEXP) -> Option<&'a str> {
     {
         return None;
     }
-    let c = extendr_ffi::STRING_ELT(sexp, 0);
+    utf8_elt(sexp, 0)
+}
+
+/// As `utf8_string()`, for element `i` of a character vector.
+///
+/// # Safety
+/// `sexp` must be a live character vector longer than `i`.
+unsafe fn utf8_elt<'a>(sexp: extendr_api::SEXP, i: isize) -> Option<&'a str> {
+    let c = extendr_ffi::STRING_ELT(sexp, i);
     if c == extendr_ffi::R_NaString {
         return None;
     }
@@ -519,6 +770,11 @@ fn rs_default_allowed_classes() -> Vec<String> {
 /// @noRd
 #[extendr]
 fn rs_now() -> f64 {
+    now_s()
+}
+
+/// `rs_now()`'s clock.
+fn now_s() -> f64 {
     static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     ORIGIN
         .get_or_init(std::time::Instant::now)
@@ -1158,6 +1414,7 @@ extendr_module! {
     fn rs_next_event;
     fn rs_send;
     fn rs_send_exec;
+    fn rs_send_plain;
     fn rs_state;
     fn rs_discarded;
     fn rs_set_output_limit;
@@ -1169,6 +1426,7 @@ extendr_module! {
     fn rs_exit_limit;
     fn rs_remove_tree;
     fn rs_wait_sessions;
+    fn rs_batch_run;
     fn rs_poll_fds;
     fn rs_check_value;
     fn rs_set_allowed_classes;

@@ -61,8 +61,14 @@ pub enum Event {
     Ready { report: LaunchReport },
     /// The launcher could not build the sandbox or exec R.
     LaunchFailed { failure: LaunchFailure },
-    /// A reply to the outstanding request whose value passed the check.
-    Message { kind: Kind, payload: Vec<u8> },
+    /// A reply to the outstanding request whose value passed the check;
+    /// `plain` when it is a result the host takes as its answer at once
+    /// (`rvalue::check_reply`).
+    Message {
+        kind: Kind,
+        payload: Vec<u8>,
+        plain: bool,
+    },
     /// A reply to the outstanding request whose value was refused.
     Refused { kind: Kind, message: String },
     /// The child broke the protocol (bad hello, oversized frame, ...); it

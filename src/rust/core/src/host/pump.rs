@@ -308,13 +308,19 @@ impl HostChild {
                 // already: deliver it first, including unfinished lines.
                 self.pump_pipes(true);
                 // A plot is PNG bytes, checked as such by the host (`png`).
-                let checked = if kind.carries_r_value() {
-                    rvalue::check_with(&payload, &self.check)
+                let checked = if kind == crate::frame::Kind::Result {
+                    rvalue::check_reply(&payload, &self.check)
+                } else if kind.carries_r_value() {
+                    rvalue::check_with(&payload, &self.check).map(|()| false)
                 } else {
-                    Ok(())
+                    Ok(false)
                 };
                 let ev = match checked {
-                    Ok(()) => Event::Message { kind, payload },
+                    Ok(plain) => Event::Message {
+                        kind,
+                        payload,
+                        plain,
+                    },
                     Err(e) => Event::Refused {
                         kind,
                         message: shown(e.to_string()),

@@ -115,10 +115,13 @@ fn ready(host: &mut HostChild, fake: &Fake) {
     assert_eq!(host.phase(), Phase::Idle);
 }
 
+/// A reply whose value is not a plain result (a bare value, as these
+/// fakes send).
 fn message(kind: Kind, payload: &[u8]) -> Event {
     Event::Message {
         kind,
         payload: payload.to_vec(),
+        plain: false,
     }
 }
 

@@ -174,6 +174,7 @@ impl<'a> Checker<'a> {
         offset: usize,
     ) -> Result<(), ValueError> {
         check_dimnames(seen, offset)?;
+        owner.names = seen.names.as_ref().and_then(Summary::str_span);
         if let Some(dims) = &seen.dim {
             owner.rows = dims.first().copied().unwrap_or(0);
         }

@@ -45,6 +45,7 @@ mod altrep;
 mod attrs;
 mod classes;
 mod reader;
+mod reply;
 mod size;
 mod strings;
 mod summary;
@@ -227,6 +228,22 @@ pub fn check(bytes: &[u8]) -> Result<(), ValueError> {
 /// allowed types, safe for the host to use (see the module doc), and
 /// nothing after it.
 pub fn check_with(bytes: &[u8], limits: &CheckLimits) -> Result<(), ValueError> {
+    walk_value(bytes, limits).map(|_| ())
+}
+
+/// As [`check_with`], for the payload of a reply to an execution: also
+/// whether it is a plain result, one that the host takes as its answer at
+/// once (see [`reply::is_plain`]).
+pub fn check_reply(bytes: &[u8], limits: &CheckLimits) -> Result<bool, ValueError> {
+    let (reader, top) = walk_value(bytes, limits)?;
+    Ok(reply::is_plain(&reader, &top))
+}
+
+/// Checks `bytes`; the reader and the value's summary.
+fn walk_value<'a>(
+    bytes: &'a [u8],
+    limits: &'a CheckLimits,
+) -> Result<(reader::Reader<'a>, summary::Summary), ValueError> {
     if bytes.len() > limits.max_bytes {
         return Err(ValueError::TooLarge {
             size: bytes.len(),
@@ -240,9 +257,9 @@ pub fn check_with(bytes: &[u8], limits: &CheckLimits) -> Result<(), ValueError> 
         limits.max_bytes,
         limits.allowed_classes.as_deref(),
     );
-    checker.run()?;
+    let top = checker.run()?;
     match checker.r.remaining() {
-        0 => Ok(()),
+        0 => Ok((checker.r, top)),
         n => Err(ValueError::TrailingBytes(n)),
     }
 }

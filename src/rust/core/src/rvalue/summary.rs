@@ -67,6 +67,9 @@ pub struct Summary {
     pub control: bool,
     /// For a list: its kept elements and folded facts.
     pub list: Option<Box<ListInfo>>,
+    /// Where its names lie, when it has plain character names (see
+    /// `Reader::strings`).
+    pub names: Option<(usize, usize)>,
 }
 
 impl Summary {
@@ -80,6 +83,7 @@ impl Summary {
         classes: ClassSet::EMPTY,
         control: false,
         list: None,
+        names: None,
     };
 
     /// A vector without attributes (yet).
@@ -94,6 +98,7 @@ impl Summary {
             classes: ClassSet::EMPTY,
             control: false,
             list: (ty == VECSXP).then(Box::default),
+            names: None,
         }
     }
 

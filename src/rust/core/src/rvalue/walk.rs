@@ -107,13 +107,14 @@ impl<'a> Checker<'a> {
         }
     }
 
-    pub fn run(&mut self) -> Result<(), ValueError> {
+    /// Walks the value; its summary.
+    pub fn run(&mut self) -> Result<Summary, ValueError> {
         let mut step = self.start_value()?;
         loop {
             step = match step {
                 Step::Child => self.start_value()?,
                 Step::Done(summary) => match self.stack.pop() {
-                    None => return Ok(()),
+                    None => return Ok(summary),
                     Some(pending) => {
                         self.depth = self.depth.saturating_sub(pending.weight());
                         self.resume(pending, summary)?
