@@ -127,15 +127,26 @@ execution_quick_step <- function(private, wait_ms) {
   run$quick <- FALSE
   taken <- FALSE
   on.exit(if (!taken) execution_abandon(private))
-  ev <- rs_check(rs_next_event(private$child$handle, wait_ms), "Lost the child R process.")
+  ev <- rs_check(
+    rs_next_answer(private$child$handle, wait_ms, run$console_cap, the$null_bytes),
+    "Lost the child R process."
+  )
   taken <- TRUE
   quick_take(run, ev)
 }
 
 # A quick execution's first event `ev` (NULL: none yet): TRUE when it is
-# the answer, FALSE when it is left for the general machinery.
+# the answer, FALSE when it is left for the general machinery. A plain
+# result whose value is a vector was read in Rust ("answer"); others are
+# unserialized here.
 quick_take <- function(run, ev) {
-  if (!is.null(ev) && ev$type == "result") {
+  if (!is.null(ev) && ev$type == "answer") {
+    a <- ev$answer
+    run$answer <- list(
+      value = a[["value"]], visible = a[["visible"]], error = NULL,
+      output = no_lines, console = a[["console"]], plots = list()
+    )
+  } else if (!is.null(ev) && ev$type == "result") {
     run$answer <- quick_result(ev$payload, run$console_cap)
   } else if (!is.null(ev) && ev$type == "error" && !is.null(run$code)) {
     run$answer <- quick_syntax_error(run, ev$payload)

@@ -22,6 +22,14 @@ rs_spawn <- function(launcher, spec_json, token, max_frame) .Call(wrap__rs_spawn
 #' @noRd
 rs_next_event <- function(ptr, timeout_ms) .Call(wrap__rs_next_event, ptr, timeout_ms)
 
+#' As `rs_next_event()`, for the first event of a quick execution: a plain
+#' result whose value is NULL or a vector without attributes comes as
+#' `list(type = "answer", answer = list(value, visible, console))`, read
+#' from its bytes without `unserialize()` (see `plain::answer()`; `cap` is
+#' the transcript's, `null` this R's `serialize(NULL, NULL, xdr = FALSE)`).
+#' @noRd
+rs_next_answer <- function(ptr, timeout_ms, cap, null) .Call(wrap__rs_next_answer, ptr, timeout_ms, cap, null)
+
 #' Sends a request: `kind` is a message kind's name ("exec", "tool_result",
 #' "tool_error", "setup", "shutdown"); the core stamps its id. NULL, or an
 #' error object (kind "state" when the request does not fit the session's
@@ -125,11 +133,13 @@ rs_wait_sessions <- function(fds, timeout_ms) .Call(wrap__rs_wait_sessions, fds,
 #' when nothing is left to do: `list(cursor, running, started, done, by,
 #' payloads, events, stopped, unsent, extra, interrupt)`. `done` are the
 #' codes answered, `by` the sessions that answered them and `payloads`
-#' their replies; `stopped[j]` says whether session `j` needs R,
-#' `events[[j]]` the event that stopped it (or an error object; NULL: its
-#' time ran out) and `unsent[j]` the code it could not be sent (0: none).
+#' their replies (the answer, read as `rs_next_answer()` reads it with
+#' `caps[j]` and `null`, else the bytes); `stopped[j]` says whether
+#' session `j` needs R, `events[[j]]` the event that stopped it (or an
+#' error object; NULL: its time ran out) and `unsent[j]` the code it could
+#' not be sent (0: none).
 #' @noRd
-rs_batch_run <- function(handles, templates, codes, cursor, running, started, timeout_s, limits, extra_fds) .Call(wrap__rs_batch_run, handles, templates, codes, cursor, running, started, timeout_s, limits, extra_fds)
+rs_batch_run <- function(handles, templates, codes, cursor, running, started, timeout_s, limits, extra_fds, caps, null) .Call(wrap__rs_batch_run, handles, templates, codes, cursor, running, started, timeout_s, limits, extra_fds, caps, null)
 
 #' fds to watch for a child's next event (for event loops such as later's);
 #' empty when the child has queued events already or is gone.
@@ -253,6 +263,12 @@ rs_child_calls <- function() .Call(wrap__rs_child_calls)
 #' `null` is `serialize(NULL, NULL, xdr = FALSE)`.
 #' @noRd
 rs_serialize_plain <- function(x, null) .Call(wrap__rs_serialize_plain, x, null)
+
+#' A plain result's answer as the host reads it in Rust (see
+#' `rs_next_answer()`), for tests that compare it with `quick_result()`:
+#' NULL when it is not read in Rust.
+#' @noRd
+rs_read_answer <- function(payload, cap, null) .Call(wrap__rs_read_answer, payload, cap, null)
 
 #' Checks PNG bytes from the child (see `securer_core::png`):
 #' `list(png = <raw>, width, height)`, the rebuilt file holding only what a

@@ -288,6 +288,7 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
   leases <- vector("list", m)
   handles <- vector("list", m)
   templates <- vector("list", m)
+  caps <- numeric(m)
   lent <- logical(m)
   answered <- integer(m)
   last_console <- vector("list", m)
@@ -359,6 +360,7 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
               leases[[i]] <- lease
               handles[i] <- list(lease$handle)
               templates[i] <- list(lease$template)
+              caps[[i]] <- lease$console_cap
               lent[[i]] <- TRUE
             }
           }
@@ -376,14 +378,17 @@ pool_execute_many <- function(private, codes, timeout, progress = FALSE) {
             handles[on_loan], templates[on_loan], codes, nxt, running[on_loan],
             started[on_loan], timeout,
             c(100000, min(timeout, 30) * 1000, if (length(queued)) 0 else 100),
-            as.integer(unlist(fds))
+            as.integer(unlist(fds)), caps[on_loan], the$null_bytes
           )
           nxt <- step$cursor
           running[on_loan] <- step$running
           started[on_loan] <- step$started
           for (d in seq_along(step$done)) {
             i <- on_loan[[step$by[[d]]]]
-            res <- quick_result(step$payloads[[d]], leases[[i]]$console_cap)
+            # Read in Rust (list(value, visible, console)) when its value
+            # is a vector, else unserialized.
+            res <- step$payloads[[d]]
+            if (is.raw(res)) res <- quick_result(res, caps[[i]])
             if (is.null(res)) {
               # Rust's check found a plain result, which R's agrees with
               # unless one of the two is wrong: the piece failed.

@@ -545,6 +545,48 @@ test_that("the runtime writes plain messages as serialize() does", {
   expect_null(plain(list(1), serialize(1, NULL, xdr = FALSE)))
 })
 
+test_that("the host reads a plain result in Rust as quick_result() reads it", {
+  null <- serialize(NULL, NULL, xdr = FALSE)
+  read <- function(reply, cap = 65536) {
+    bytes <- serialize(reply, NULL, xdr = FALSE)
+    list(rust = securer:::rs_read_answer(bytes, cap, null), r = securer:::quick_result(bytes, cap))
+  }
+  reply <- function(value, visible = TRUE, console = "[1] x\n", ...) {
+    list(
+      value = value, visible = visible, console = console, plots_omitted = 0L,
+      refused = NULL, value_class = NULL, ...
+    )
+  }
+  latin1 <- iconv("caf\u00e9", "UTF-8", "latin1")
+  values <- list(
+    2, NULL, c(TRUE, NA), c(1L, NA), c(1.5, NaN, -Inf), c(1i, NA), as.raw(0:255),
+    c("a", NA, "\u00e9t\u00e9", latin1, ""), character(), double()
+  )
+  for (v in values) {
+    got <- read(reply(v))
+    expect_false(is.null(got$rust))
+    expect_identical(got$rust$value, got$r$value)
+    expect_identical(got$rust$visible, got$r$visible)
+    expect_identical(got$rust$console, got$r$console)
+  }
+  # Visibility: only FALSE itself hides the value.
+  expect_false(read(reply(1, visible = FALSE))$rust$visible)
+  expect_true(read(reply(1, visible = NA))$rust$visible)
+  # The transcript is cleaned and cut as on the host's other paths.
+  for (console in list("\033]52;c;aGk=\a\033[31mred\033[0m", strrep("x", 500), NA_character_, NULL, c("a", "b"))) {
+    for (cap in c(0, 10, 65536)) {
+      got <- read(reply(1, console = console), cap)
+      expect_identical(got$rust$console, got$r$console)
+    }
+  }
+  # What R reads instead: a value with attributes or a list, a refusal,
+  # images left out.
+  expect_null(read(reply(c(a = 1)))$rust)
+  expect_null(read(reply(list(1)))$rust)
+  expect_null(read(reply(1, refused = "why")[-5])$rust)
+  expect_null(read(utils::modifyList(reply(1), list(plots_omitted = 1L)))$rust)
+})
+
 test_that("a session's replies are written by send_plain()", {
   s <- new_session()
   s$execute(paste0(find_runtime, "\n", deparsed(quote({

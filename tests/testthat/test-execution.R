@@ -25,10 +25,10 @@ test_that("an interrupt while an execution awaits its first event leaves the ses
   # The common execution's first wait is its own (execution_quick_step()):
   # Ctrl-C there, played by the first wait raising an interrupt.
   ns <- asNamespace("securer")
-  real <- ns$rs_next_event
+  real <- ns$rs_next_answer
   first <- TRUE
-  unlockBinding("rs_next_event", ns)
-  assign("rs_next_event", function(...) {
+  unlockBinding("rs_next_answer", ns)
+  assign("rs_next_answer", function(...) {
     if (first) {
       first <<- FALSE
       rlang::interrupt()
@@ -36,8 +36,8 @@ test_that("an interrupt while an execution awaits its first event leaves the ses
     real(...)
   }, envir = ns)
   withr::defer({
-    assign("rs_next_event", real, envir = ns)
-    lockBinding("rs_next_event", ns)
+    assign("rs_next_answer", real, envir = ns)
+    lockBinding("rs_next_answer", ns)
   })
   got <- tryCatch(s$execute("'first'"), interrupt = function(e) "interrupted")
   expect_identical(got, "interrupted")

@@ -215,6 +215,153 @@ impl Writer {
     }
 }
 
+/// A plain result read back (see [`read_reply`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply<'a> {
+    /// NULL or a vector without attributes.
+    pub value: Plain<'a>,
+    /// FALSE only when the reply's `visible` is exactly FALSE.
+    pub visible: bool,
+    /// The transcript: one string, or none (NULL, NA or anything else).
+    pub console: Option<(&'a [u8], Encoding)>,
+}
+
+/// `bytes`, a checked reply to an execution, read back when it is a plain
+/// result (see `rvalue::check_reply`) whose value is NULL or a vector
+/// without attributes, written with `null`'s header (this R's version and
+/// native encoding): what the host takes from it. `None` for anything
+/// else, which R unserializes.
+pub fn read_reply<'a>(null: &[u8], bytes: &'a [u8]) -> Option<Reply<'a>> {
+    let head = header(null)?;
+    let mut r = Reader {
+        bytes,
+        pos: bytes.get(..head.len()).filter(|b| *b == head)?.len(),
+    };
+    if r.int()? != VECSXP | HAS_ATTR {
+        return None;
+    }
+    let n = usize::try_from(r.int()?).ok().filter(|n| *n <= 16)?;
+    let items = (0..n).map(|_| r.vector()).collect::<Option<Vec<_>>>()?;
+    if r.int()? != LISTSXP | HAS_TAG || r.int()? != SYMSXP {
+        return None;
+    }
+    match r.string()? {
+        Some((b"names", _)) => {}
+        _ => return None,
+    }
+    let Plain::Character(names) = r.vector()? else {
+        return None;
+    };
+    if names.len() != n || r.int()? != NILVALUE || r.pos != bytes.len() {
+        return None;
+    }
+    let field = |name: &[u8]| {
+        names
+            .iter()
+            .position(|s| s.is_some_and(|(b, _)| b == name))
+            .map(|i| &items[i])
+    };
+    let value = field(b"value")?.clone();
+    let visible = field(b"visible")?;
+    let refused_ok = field(b"refused").map_or(true, |x| *x == Plain::Null);
+    let zero = 0i32.to_ne_bytes();
+    let omitted_ok = field(b"plots_omitted")
+        == Some(&Plain::Atomic {
+            sexptype: INTSXP,
+            len: 1,
+            data: &zero,
+        });
+    if !refused_ok || !omitted_ok {
+        return None;
+    }
+    let visible =
+        !matches!(visible, Plain::Atomic { sexptype: LGLSXP, len: 1, data } if *data == zero);
+    let console = match field(b"console") {
+        Some(Plain::Character(s)) if s.len() == 1 => s[0],
+        _ => None,
+    };
+    Some(Reply {
+        value,
+        visible,
+        console,
+    })
+}
+
+/// Reads what [`serialize`] writes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let b = self.bytes.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(b)
+    }
+
+    fn int(&mut self) -> Option<u32> {
+        let b = self.take(4)?;
+        Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// NULL or a vector without attributes (no lists).
+    fn vector(&mut self) -> Option<Plain<'a>> {
+        let flags = self.int()?;
+        if flags == NILVALUE {
+            return Some(Plain::Null);
+        }
+        // No object, attribute or tag bit; the gp bits of a vector do not
+        // make another value.
+        if flags & 0xf00 != 0 {
+            return None;
+        }
+        let sexptype = flags & 0xff;
+        let len = usize::try_from(i32::from_ne_bytes(self.int()?.to_ne_bytes())).ok()?;
+        let size = match sexptype {
+            LGLSXP | INTSXP => 4,
+            REALSXP => 8,
+            CPLXSXP => 16,
+            RAWSXP => 1,
+            STRSXP => {
+                let strings = (0..len).map(|_| self.string()).collect::<Option<_>>()?;
+                return Some(Plain::Character(strings));
+            }
+            _ => return None,
+        };
+        let data = self.take(len.checked_mul(size)?)?;
+        Some(Plain::Atomic {
+            sexptype,
+            len,
+            data,
+        })
+    }
+
+    /// A CHARSXP: `Some(None)` for NA.
+    fn string(&mut self) -> Option<Str<'a>> {
+        let flags = self.int()?;
+        if flags & 0xff != CHARSXP {
+            return None;
+        }
+        let len = i32::from_ne_bytes(self.int()?.to_ne_bytes());
+        if len == -1 {
+            return Some(None);
+        }
+        let bytes = self.take(usize::try_from(len).ok()?)?;
+        let levels = flags >> 12;
+        let encoding = if levels & UTF8_MASK != 0 {
+            Encoding::Utf8
+        } else if levels & LATIN1_MASK != 0 {
+            Encoding::Latin1
+        } else if levels & BYTES_MASK != 0 {
+            Encoding::Bytes
+        } else {
+            Encoding::Native
+        };
+        Some(Some((bytes, encoding)))
+    }
+}
+
 #[cfg(test)]
 #[path = "plain_tests.rs"]
 mod tests;

@@ -262,3 +262,147 @@ fn what_cannot_be_written_is_refused() {
     assert!(list(&n, x.clone(), size).is_ok());
     assert_eq!(list(&n, x, size - 1), Err(WriteError::TooLarge(size - 1)));
 }
+
+fn reply<'a>(fields: Vec<(&'a str, Plain<'a>)>) -> Vec<u8> {
+    let (names, items): (Vec<_>, Vec<_>) = fields.into_iter().map(|(n, p)| (ascii(n), p)).unzip();
+    let value = Plain::List {
+        names: Some(names),
+        items,
+    };
+    serialize(&hex(NULL), &value, 1 << 20).unwrap()
+}
+
+#[test]
+fn a_plain_result_reads_back() {
+    // R's own bytes (a_reply_is_written_as_r_serializes_it).
+    let r = hex("420a030000000202040000050300050000005554462d3813020000060000000e0000000100000000000000000000400a0000000100000001000000100000000100000009000400060000005b315d20320a0d0000000100000000000000fe000000fe000000020400000100000009000400050000006e616d65731000000006000000090004000500000076616c7565090004000700000076697369626c650900040007000000636f6e736f6c65090004000d000000706c6f74735f6f6d6974746564090004000700000072656675736564090004000b00000076616c75655f636c617373fe000000");
+    let two = 2f64.to_ne_bytes();
+    assert_eq!(
+        read_reply(&hex(NULL), &r),
+        Some(Reply {
+            value: Plain::Atomic {
+                sexptype: REALSXP,
+                len: 1,
+                data: &two
+            },
+            visible: true,
+            console: Some((b"[1] 2\n", Encoding::Native)),
+        })
+    );
+    // An invisible value, strings, no transcript.
+    let no = 0i32.to_ne_bytes();
+    let zero = 0i32.to_ne_bytes();
+    let bytes = reply(vec![
+        (
+            "value",
+            Plain::Character(vec![Some(("\u{e9}".as_bytes(), Encoding::Utf8)), None]),
+        ),
+        (
+            "visible",
+            Plain::Atomic {
+                sexptype: LGLSXP,
+                len: 1,
+                data: &no,
+            },
+        ),
+        ("console", Plain::Null),
+        (
+            "plots_omitted",
+            Plain::Atomic {
+                sexptype: INTSXP,
+                len: 1,
+                data: &zero,
+            },
+        ),
+    ]);
+    let got = read_reply(&hex(NULL), &bytes).unwrap();
+    assert_eq!(
+        got.value,
+        Plain::Character(vec![Some(("\u{e9}".as_bytes(), Encoding::Utf8)), None])
+    );
+    assert!(!got.visible);
+    assert_eq!(got.console, None);
+}
+
+#[test]
+fn anything_but_a_plain_result_with_a_plain_value_is_left_to_r() {
+    let null = hex(NULL);
+    let one = 1f64.to_ne_bytes();
+    let yes = 1i32.to_ne_bytes();
+    let zero = 0i32.to_ne_bytes();
+    let base = || {
+        vec![
+            (
+                "value",
+                Plain::Atomic {
+                    sexptype: REALSXP,
+                    len: 1,
+                    data: &one,
+                },
+            ),
+            (
+                "visible",
+                Plain::Atomic {
+                    sexptype: LGLSXP,
+                    len: 1,
+                    data: &yes,
+                },
+            ),
+            ("console", Plain::Character(vec![ascii("x")])),
+            (
+                "plots_omitted",
+                Plain::Atomic {
+                    sexptype: INTSXP,
+                    len: 1,
+                    data: &zero,
+                },
+            ),
+        ]
+    };
+    assert!(read_reply(&null, &reply(base())).is_some());
+    // A list as the value, a refusal, images left out, no `visible`.
+    let mut list_value = base();
+    list_value[0].1 = Plain::List {
+        names: None,
+        items: vec![],
+    };
+    let mut refused = base();
+    refused.push(("refused", Plain::Character(vec![ascii("why")])));
+    let mut omitted = base();
+    omitted[3].1 = Plain::Atomic {
+        sexptype: INTSXP,
+        len: 1,
+        data: &yes,
+    };
+    let mut invisible = base();
+    invisible.remove(1);
+    for fields in [list_value, refused, omitted, invisible] {
+        assert_eq!(read_reply(&null, &reply(fields)), None);
+    }
+    // A value with attributes: the attribute bit set on its flags.
+    let mut attr = reply(base());
+    let at = attr
+        .windows(4)
+        .position(|w| w == REALSXP.to_ne_bytes())
+        .unwrap();
+    attr[at + 1] = 2;
+    assert_eq!(read_reply(&null, &attr), None);
+    // Another header (R's version), cut short, a byte too many.
+    let mut other = reply(base());
+    other[6] ^= 1;
+    assert_eq!(read_reply(&null, &other), None);
+    let whole = reply(base());
+    for cut in [0, 10, 30, whole.len() - 1] {
+        assert_eq!(read_reply(&null, &whole[..cut]), None);
+    }
+    let mut long = whole.clone();
+    long.push(0);
+    assert_eq!(read_reply(&null, &long), None);
+    // A transcript that is not one string is none.
+    let mut two = base();
+    two[2].1 = Plain::Character(vec![ascii("a"), ascii("b")]);
+    assert_eq!(read_reply(&null, &reply(two)).unwrap().console, None);
+    let mut na = base();
+    na[2].1 = Plain::Character(vec![None]);
+    assert_eq!(read_reply(&null, &reply(na)).unwrap().console, None);
+}

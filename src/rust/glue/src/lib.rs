@@ -236,6 +236,60 @@ fn rs_next_event(ptr: Robj, timeout_ms: f64) -> Robj {
     }
 }
 
+/// As `rs_next_event()`, for the first event of a quick execution: a plain
+/// result whose value is NULL or a vector without attributes comes as
+/// `list(type = "answer", answer = list(value, visible, console))`, read
+/// from its bytes without `unserialize()` (see `plain::answer()`; `cap` is
+/// the transcript's, `null` this R's `serialize(NULL, NULL, xdr = FALSE)`).
+/// @noRd
+#[cfg(unix)]
+#[extendr]
+fn rs_next_answer(ptr: Robj, timeout_ms: f64, cap: f64, null: Raw) -> Robj {
+    match with_child(ptr, |c| c.next_event(ms(timeout_ms))) {
+        Ok(Some(ev)) => answer_or_event(ev, cap, null.as_slice()),
+        Ok(None) => ().into(),
+        Err(e) => r_error(e),
+    }
+}
+
+/// A plain result's answer (see `rs_next_answer()`), or its bytes when it
+/// is not read in Rust.
+#[cfg(unix)]
+fn answer_or_payload(payload: &[u8], cap: f64, null: &[u8]) -> Robj {
+    securer_core::plain::read_reply(null, payload)
+        // SAFETY: on R's main thread; the answer is protected by the Robj at
+        // once.
+        .and_then(|reply| unsafe { plain::answer(&reply, cap) })
+        .map(|answer| unsafe { Robj::from_sexp(answer) })
+        .unwrap_or_else(|| Raw::from_bytes(payload).into())
+}
+
+/// The answer of a plain result (see `rs_next_answer()`), else the event.
+#[cfg(unix)]
+fn answer_or_event(ev: Event, cap: f64, null: &[u8]) -> Robj {
+    if let Event::Message {
+        kind: Kind::Result,
+        payload,
+        plain: true,
+    } = &ev
+    {
+        if let Some(reply) = securer_core::plain::read_reply(null, payload) {
+            // SAFETY: on R's main thread; the answer is protected by the
+            // Robj at once.
+            if let Some(answer) = unsafe { plain::answer(&reply, cap) } {
+                let answer = unsafe { Robj::from_sexp(answer) };
+                return List::from_names_and_values(
+                    ["type", "answer"],
+                    [Robj::from("answer"), answer],
+                )
+                .map(Robj::from)
+                .unwrap_or_else(|_| Robj::from(()));
+            }
+        }
+    }
+    event_to_robj(ev)
+}
+
 /// Sends a request: `kind` is a message kind's name ("exec", "tool_result",
 /// "tool_error", "setup", "shutdown"); the core stamps its id. NULL, or an
 /// error object (kind "state" when the request does not fit the session's
@@ -351,9 +405,11 @@ fn send_exec(
 /// when nothing is left to do: `list(cursor, running, started, done, by,
 /// payloads, events, stopped, unsent, extra, interrupt)`. `done` are the
 /// codes answered, `by` the sessions that answered them and `payloads`
-/// their replies; `stopped[j]` says whether session `j` needs R,
-/// `events[[j]]` the event that stopped it (or an error object; NULL: its
-/// time ran out) and `unsent[j]` the code it could not be sent (0: none).
+/// their replies (the answer, read as `rs_next_answer()` reads it with
+/// `caps[j]` and `null`, else the bytes); `stopped[j]` says whether
+/// session `j` needs R, `events[[j]]` the event that stopped it (or an
+/// error object; NULL: its time ran out) and `unsent[j]` the code it could
+/// not be sent (0: none).
 /// @noRd
 #[cfg(unix)]
 #[extendr]
@@ -368,6 +424,8 @@ fn rs_batch_run(
     timeout_s: f64,
     limits: &[f64],
     extra_fds: &[i32],
+    caps: &[f64],
+    null: Raw,
 ) -> Robj {
     let n = handles.len();
     let handles: Vec<Robj> = handles.values().collect();
@@ -488,7 +546,8 @@ fn rs_batch_run(
                 })) => {
                     done.push(index(running[j]));
                     by.push(index(j + 1));
-                    payloads.push(Raw::from_bytes(&payload).into());
+                    let cap = caps.get(j).copied().unwrap_or(0.0);
+                    payloads.push(answer_or_payload(&payload, cap, null.as_slice()));
                     running[j] = 0;
                 }
                 Ok(Some(ev)) => {
@@ -1398,6 +1457,26 @@ fn rs_serialize_plain(x: Robj, null: Raw) -> Robj {
     bytes.map_or_else(|| Robj::from(()), |b| Robj::from(Raw::from_bytes(&b)))
 }
 
+/// A plain result's answer as the host reads it in Rust (see
+/// `rs_next_answer()`), for tests that compare it with `quick_result()`:
+/// NULL when it is not read in Rust.
+/// @noRd
+#[cfg(unix)]
+#[extendr]
+fn rs_read_answer(payload: Raw, cap: f64, null: Raw) -> Robj {
+    let payload = payload.as_slice();
+    let limits = rvalue::CheckLimits::default();
+    if !rvalue::check_reply(payload, &limits).unwrap_or(false) {
+        return Robj::from(());
+    }
+    let answer = answer_or_payload(payload, cap, null.as_slice());
+    if answer.rtype() == Rtype::Raw {
+        Robj::from(())
+    } else {
+        answer
+    }
+}
+
 /// Child runtime: its calls for each message, which make no extendr
 /// objects (see `child_calls`): `list(recv, send, check_result, type_ok)`,
 /// each an external pointer that `.Call()` takes.
@@ -1412,6 +1491,7 @@ extendr_module! {
     mod securer;
     fn rs_spawn;
     fn rs_next_event;
+    fn rs_next_answer;
     fn rs_send;
     fn rs_send_exec;
     fn rs_send_plain;
@@ -1448,6 +1528,7 @@ extendr_module! {
     fn rs_child_recv;
     fn rs_child_calls;
     fn rs_serialize_plain;
+    fn rs_read_answer;
     fn rs_png_check;
     fn rs_file_sink_open;
     fn rs_file_sink_write;

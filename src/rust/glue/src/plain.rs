@@ -1,13 +1,17 @@
-//! Lists of plain vectors, read from R objects for `securer_core::plain`
-//! (the child's replies and tool calls, written without R's
-//! `serialize()`).
+//! Plain values between R objects and `securer_core::plain`: lists of
+//! plain vectors read from R (the child's replies and tool calls, the
+//! host's tool results, written without R's `serialize()`), and a plain
+//! result's answer made for the host without `unserialize()`.
 
 use extendr_ffi::{
-    cetype_t, R_NaString, R_NamesSymbol, R_NilValue, Rboolean, Rf_isObject, Rf_xlength, ALTREP,
-    CAR, CDR, COMPLEX, INTEGER, LENGTH, LOGICAL, RAW, REAL, R_CHAR, SEXP, SEXPTYPE, STRING_ELT,
-    TAG, TYPEOF, VECTOR_ELT,
+    cetype_t, R_NaString, R_NamesSymbol, R_NilValue, Rboolean, Rf_allocVector, Rf_isObject,
+    Rf_mkCharLenCE, Rf_protect, Rf_setAttrib, Rf_unprotect, Rf_xlength, ALTREP, CAR, CDR, COMPLEX,
+    INTEGER, LENGTH, LOGICAL, RAW, REAL, R_CHAR, SET_STRING_ELT, SET_VECTOR_ELT, SEXP, SEXPTYPE,
+    STRING_ELT, TAG, TYPEOF, VECTOR_ELT,
 };
-use securer_core::plain::{self, Encoding, Plain, Str};
+use securer_core::plain::{self, Encoding, Plain, Reply, Str};
+use securer_core::text;
+use std::ffi::c_int;
 
 // SEXP is an opaque pointer to R: never dereferenced on this side.
 #[allow(improper_ctypes)]
@@ -119,4 +123,108 @@ unsafe fn string<'a>(c: SEXP, budget: &mut usize) -> Option<Str<'a>> {
         _ => Encoding::Native,
     };
     Some(Some((bytes, encoding)))
+}
+
+/// A plain result as the host's answer, without `unserialize()`:
+/// `list(value, visible, console)`, the transcript cleaned and cut as
+/// `console_text()` does (NULL when `cap` is not positive); `None` when the
+/// value holds a string R would refuse (`mkCharLenCE()` raises an error on
+/// a NUL, which the checker refused already): R reads it instead.
+///
+/// # Safety
+/// On R's main thread.
+pub(crate) unsafe fn answer(reply: &Reply<'_>, cap: f64) -> Option<SEXP> {
+    if let Plain::Character(strings) = &reply.value {
+        if strings.iter().flatten().any(|(b, _)| b.contains(&0)) {
+            return None;
+        }
+    }
+    let out = Rf_protect(Rf_allocVector(SEXPTYPE::VECSXP, 3));
+    let names = Rf_protect(Rf_allocVector(SEXPTYPE::STRSXP, 3));
+    for (i, name) in ["value", "visible", "console"].iter().enumerate() {
+        SET_STRING_ELT(
+            names,
+            i as isize,
+            mk_char(name.as_bytes(), cetype_t::CE_UTF8),
+        );
+    }
+    Rf_setAttrib(out, R_NamesSymbol, names);
+    SET_VECTOR_ELT(out, 0, to_sexp(&reply.value));
+    let visible = Rf_allocVector(SEXPTYPE::LGLSXP, 1);
+    SET_VECTOR_ELT(out, 1, visible);
+    *LOGICAL(visible) = c_int::from(reply.visible);
+    if let (Some((bytes, encoding)), true) = (reply.console, cap > 0.0) {
+        let max = (cap + 200.0).min(usize::MAX as f64) as usize;
+        let s = match encoding {
+            Encoding::Latin1 => bytes.iter().map(|b| char::from(*b)).collect(),
+            _ => String::from_utf8_lossy(bytes).into_owned(),
+        };
+        let s = text::truncate_chars(text::strip_controls(&s), max);
+        let console = Rf_allocVector(SEXPTYPE::STRSXP, 1);
+        SET_VECTOR_ELT(out, 2, console);
+        SET_STRING_ELT(console, 0, mk_char(s.as_bytes(), cetype_t::CE_UTF8));
+    }
+    Rf_unprotect(2);
+    Some(out)
+}
+
+/// A new R vector of `p` (NULL or a vector: no lists in an answer).
+///
+/// # Safety
+/// On R's main thread; the result is unprotected.
+unsafe fn to_sexp(p: &Plain<'_>) -> SEXP {
+    match p {
+        Plain::Null | Plain::List { .. } => R_NilValue,
+        Plain::Atomic {
+            sexptype,
+            len,
+            data,
+        } => {
+            let ty = match *sexptype {
+                plain::LGLSXP => SEXPTYPE::LGLSXP,
+                plain::INTSXP => SEXPTYPE::INTSXP,
+                plain::REALSXP => SEXPTYPE::REALSXP,
+                plain::CPLXSXP => SEXPTYPE::CPLXSXP,
+                _ => SEXPTYPE::RAWSXP,
+            };
+            let v = Rf_allocVector(ty, *len as isize);
+            let dest: *mut u8 = match ty {
+                SEXPTYPE::LGLSXP => LOGICAL(v).cast(),
+                SEXPTYPE::INTSXP => INTEGER(v).cast(),
+                SEXPTYPE::REALSXP => REAL(v).cast(),
+                SEXPTYPE::CPLXSXP => COMPLEX(v).cast(),
+                _ => RAW(v).cast(),
+            };
+            if !data.is_empty() {
+                std::ptr::copy_nonoverlapping(data.as_ptr(), dest, data.len());
+            }
+            v
+        }
+        Plain::Character(strings) => {
+            let v = Rf_protect(Rf_allocVector(SEXPTYPE::STRSXP, strings.len() as isize));
+            for (i, s) in strings.iter().enumerate() {
+                let c = match s {
+                    None => R_NaString,
+                    Some((bytes, encoding)) => mk_char(
+                        bytes,
+                        match encoding {
+                            Encoding::Utf8 => cetype_t::CE_UTF8,
+                            Encoding::Latin1 => cetype_t::CE_LATIN1,
+                            Encoding::Bytes => cetype_t::CE_BYTES,
+                            Encoding::Native => cetype_t::CE_NATIVE,
+                        },
+                    ),
+                };
+                SET_STRING_ELT(v, i as isize, c);
+            }
+            Rf_unprotect(1);
+            v
+        }
+    }
+}
+
+/// # Safety
+/// On R's main thread; `bytes` hold no NUL.
+unsafe fn mk_char(bytes: &[u8], encoding: cetype_t) -> SEXP {
+    Rf_mkCharLenCE(bytes.as_ptr().cast(), bytes.len() as c_int, encoding)
 }
