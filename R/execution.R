@@ -160,7 +160,7 @@ quick_take <- function(run, ev) {
 }
 
 # A session lent to a pool's batch (`$lend()`): the batch sends plain
-# executions to the child itself (rs_batch_step()), as the quick path
+# executions to the child itself (rs_batch_run()), as the quick path
 # would, and reads their answers; the session counts as busy meanwhile.
 # NULL when the session cannot take them (the conditions of
 # execution_quick_begin()), else the lease: the child's handle, the

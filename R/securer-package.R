@@ -19,7 +19,8 @@ the$warned <- character()
 .onLoad <- function(libname, pkgname) {
   S7::methods_register()
   # The header R writes in this session (its version and native encoding),
-  # for values written in Rust (rs_send_plain()).
+  # for values written and read in Rust (rs_send_plain(), rs_next_answer(),
+  # rs_batch_run()).
   the$null_bytes <- serialize(NULL, NULL, xdr = FALSE)
 }
 

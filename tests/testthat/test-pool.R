@@ -196,6 +196,18 @@ test_that("a batch leaves its sessions as $execute() would", {
   expect_match(format(s), "; 7 executions$")
 })
 
+test_that("a lent session whose child dies fails only its piece", {
+  pool <- local_pool(2)
+  codes <- c("tools::pskill(Sys.getpid(), tools::SIGKILL); Sys.sleep(5)", sprintf("%d", 1:20))
+  res <- pool$execute_many(codes, timeout = 20)
+  # Seen as the death it is, not as a timeout.
+  expect_s3_class(res[[1]], "securer_child_error")
+  expect_match(conditionMessage(res[[1]]), "died")
+  expect_identical(lapply(res[-1], strip_output), as.list(as.numeric(1:20)))
+  expect_identical(pool$status(), list(total = 2L, busy = 0L, idle = 2L, dead = 0L))
+  expect_identical(lapply(pool$execute_many(c("1", "2")), strip_output), list(1, 2))
+})
+
 test_that("$lend() lends an idle session once, and give_back() returns it", {
   pool <- local_pool(1)
   s <- pool_sessions(pool)[[1]]

@@ -495,21 +495,23 @@ fn rs_batch_run(
         if stopped.iter().any(|s| *s) || busy.is_empty() {
             break;
         }
-        // Each busy session's fds (none when an event is queued: ready).
+        // Each busy session's fds; one with an event queued, or with no fd
+        // left (its child gone), is ready.
         let mut fds: Vec<RawFd> = extra_fds.to_vec();
         let mut owners: Vec<Option<usize>> = vec![None; fds.len()];
         let mut ready = vec![false; n];
         for &j in &busy {
-            let _ = with_child(handles[j].clone(), |c| {
+            let own = with_child(handles[j].clone(), |c| {
                 if c.has_queued() {
-                    ready[j] = true;
+                    Vec::new()
                 } else {
-                    for fd in c.poll_fds() {
-                        fds.push(fd);
-                        owners.push(Some(j));
-                    }
+                    c.poll_fds()
                 }
-            });
+            })
+            .unwrap_or_default();
+            ready[j] = own.is_empty();
+            owners.extend(own.iter().map(|_| Some(j)));
+            fds.extend(own);
         }
         if !ready.iter().any(|r| *r) {
             // Until the time is up or the first deadline.
@@ -517,11 +519,15 @@ fn rs_batch_run(
                 .iter()
                 .map(|&j| started[j] + timeout_s)
                 .fold(f64::INFINITY, f64::min);
+            let left = first - now_s();
+            let left = if left.is_nan() {
+                0.0
+            } else {
+                left.clamp(0.0, 3600.0)
+            };
             let wait = end
                 .saturating_duration_since(Instant::now())
-                .min(Duration::from_secs_f64(
-                    (first - now_s()).clamp(0.0, 3600.0),
-                ));
+                .min(Duration::from_secs_f64(left));
             for k in host::wait_any(&fds, wait) {
                 match owners.get(k) {
                     Some(Some(j)) => ready[*j] = true,
