@@ -64,10 +64,14 @@ clean_vendor <- if (vendored) "rm -Rf ./rust/vendor ./rust/.cargo" else ""
 
 # Linker flags: only the code that is used (--gc-sections; macOS's ld
 # calls it -dead_strip), no debug information (-S), no local symbols (-x).
+# On Linux the static library's symbols are not exported (--exclude-libs):
+# R finds the routines through their registration, and code that nothing
+# calls is then dropped too (the library was 3.1 MB with every public Rust
+# function exported, 1.6 MB without).
 link_flags <- if (identical(Sys.info()[["sysname"]], "Darwin")) {
   "-Wl,-dead_strip,-S,-x"
 } else {
-  "-Wl,--gc-sections,-S,-x"
+  "-Wl,--gc-sections,--exclude-libs,ALL,-S,-x"
 }
 
 makevars <- if (windows) "src/Makevars.win" else "src/Makevars"
