@@ -115,13 +115,6 @@ has_cat <- function(session) {
 
 control_chars <- "[\001-\010\013-\037\177]"
 
-# Child code that finds the runtime's environment (which holds its send())
-# through the call stack, as sandboxed code can.
-find_runtime <- paste(
-  "rt <- Filter(function(e) exists(\"recv_sym\", envir = e, inherits = FALSE),",
-  "  lapply(sys.frames(), parent.env))[[1]]"
-)
-
 for (tier in tiers) {
   test_that(paste0("NUL bytes in stdout and stderr arrive as clean lines (", tier, ")"), {
     s <- tier_session(tier)

@@ -212,7 +212,7 @@ test_that("a value R cannot print safely is not printed into the transcript", {
 # answer (found through the call stack, as sandboxed code can).
 forge_console <- function(console_expr) {
   paste0(
-    "rt <- Filter(function(e) exists('recv_sym', envir = e, inherits = FALSE), lapply(sys.frames(), parent.env))[[1]]\n",
+    find_runtime, "\n",
     "op <- rt$send_plain; rt$send_plain <- function(kind, value) { rt$send_plain <- op; FALSE }\n",
     "orig <- rt$send_bytes\n",
     "rt$send_bytes <- function(kind, bytes) { rt$send_bytes <- orig; value <- unserialize(bytes); value$console <- ", console_expr, "; orig(kind, serialize(value, NULL, xdr = FALSE)) }\n",

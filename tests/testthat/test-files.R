@@ -38,21 +38,19 @@ partial_files <- function(dir) list.files(dir, pattern = "^\\.securer-.*\\.part$
 # own Renviron.
 readable_outside <- file.path(R.home("etc"), "Renviron")
 
-find_rt <- "rt <- Filter(function(e) exists('recv_sym', envir = e, inherits = FALSE), lapply(sys.frames(), parent.env))[[1]]"
-
 # Sandboxed code that makes the runtime answer file requests with
 # `fn(req)` (it can fall back on `rt$real_file_op(req)`), and the code that
 # undoes it.
 tamper_code <- function(fn) {
   paste(
-    find_rt,
+    find_runtime,
     "if (is.null(rt$real_file_op)) rt$real_file_op <- rt$file_op",
     paste0("rt$file_op <- ", fn),
     "'tampered'",
     sep = "\n"
   )
 }
-untamper_code <- paste(find_rt, "if (!is.null(rt$real_file_op)) rt$file_op <- rt$real_file_op", "'restored'", sep = "\n")
+untamper_code <- paste(find_runtime, "if (!is.null(rt$real_file_op)) rt$file_op <- rt$real_file_op", "'restored'", sep = "\n")
 
 # A session whose runtime answers with `fn` during `code`, restored after.
 with_tampered <- function(s, fn, code) {

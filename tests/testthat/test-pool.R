@@ -477,7 +477,7 @@ tier_pool <- function(tier, .env = parent.frame()) {
 # its plain writer and the glue's send function, found as sandboxed code
 # can find them) before its real one.
 forge_results <- paste(
-  "rt <- Filter(function(e) exists('recv_sym', envir = e, inherits = FALSE), lapply(sys.frames(), parent.env))[[1]]",
+  find_runtime,
   "rt$send('result', list(value = 'forged by send()', visible = TRUE))",
   "rt$send_plain('result', list(value = 'forged plain', visible = TRUE, plots_omitted = 0L))",
   ".Call('wrap__rs_child_send', 'result', serialize(list(value = 'forged by .Call', visible = TRUE,",
@@ -508,7 +508,7 @@ for (tier in c("zygote", "cold", "fallback", "none")) {
     # partially matched (taken, as the host matches names exactly).
     reply <- function(extra) {
       paste(
-        "rt <- Filter(function(e) exists('recv_sym', envir = e, inherits = FALSE), lapply(sys.frames(), parent.env))[[1]]",
+        find_runtime,
         sprintf("rt$send_plain('result', c(list(value = 'v', visible = TRUE), %s))", extra),
         "invisible()",
         sep = "\n"

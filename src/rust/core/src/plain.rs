@@ -94,19 +94,29 @@ pub fn serialize(null: &[u8], value: &Plain<'_>, max: usize) -> Result<Vec<u8>, 
     Ok(w.out)
 }
 
-/// `null` without its final item: R's header, checked.
-fn header(null: &[u8]) -> Option<&[u8]> {
-    let int = |at: usize| -> Option<u32> {
-        let b = null.get(at..at + 4)?;
-        Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    if null.get(..2)? != b"B\n" || int(2)? != 3 {
+/// The int at `at` in the machine's byte order (R's format "B").
+pub(crate) fn int_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The length of the header R's `serialize(xdr = FALSE)` starts `bytes`
+/// with (format "B", version 3, writer and minimum reader versions, the
+/// native encoding's name), if it starts with one.
+pub(crate) fn header_len(bytes: &[u8]) -> Option<usize> {
+    if bytes.get(..2)? != b"B\n" || int_at(bytes, 2)? != 3 {
         return None;
     }
-    // Writer and minimum reader versions, then the native encoding's name.
-    let nelen = usize::try_from(int(14)?).ok().filter(|n| *n <= 63)?;
-    let end = 18 + nelen;
-    (null.len() == end + 4 && int(end)? == NILVALUE).then(|| &null[..end])
+    let nelen = usize::try_from(int_at(bytes, 14)?)
+        .ok()
+        .filter(|n| *n <= 63)?;
+    Some(18 + nelen)
+}
+
+/// `null` without its final item: R's header, checked.
+fn header(null: &[u8]) -> Option<&[u8]> {
+    let end = header_len(null)?;
+    (null.len() == end + 4 && int_at(null, end)? == NILVALUE).then(|| &null[..end])
 }
 
 struct Writer {
@@ -301,8 +311,9 @@ impl<'a> Reader<'a> {
     }
 
     fn int(&mut self) -> Option<u32> {
-        let b = self.take(4)?;
-        Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        let v = int_at(self.bytes, self.pos)?;
+        self.pos += 4;
+        Some(v)
     }
 
     /// NULL or a vector without attributes (no lists).

@@ -34,16 +34,8 @@ pub enum SpliceError {
 /// list with attributes and of a character vector of length one; that
 /// string must be "" (ASCII, length 0).
 fn code_offset(template: &[u8]) -> Option<usize> {
-    let int = |at: usize| -> Option<u32> {
-        let b = template.get(at..at + 4)?;
-        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    if template.get(..2)? != b"B\n" || int(2)? != 3 {
-        return None;
-    }
-    // Writer and minimum reader versions, then the native encoding's name.
-    let nelen = usize::try_from(int(14)?).ok().filter(|n| *n <= 63)?;
-    let list = 18 + nelen;
+    let int = |at: usize| crate::plain::int_at(template, at);
+    let list = crate::plain::header_len(template)?;
     let ok = int(list)? == VECSXP | HAS_ATTR
         && int(list + 4)? >= 1
         && int(list + 8)? == STRSXP
@@ -64,8 +56,8 @@ pub fn exec_payload(template: &[u8], code: &str) -> Result<Vec<u8>, SpliceError>
     };
     let mut out = Vec::with_capacity(template.len() + code.len());
     out.extend_from_slice(&template[..at]);
-    out.extend_from_slice(&flags.to_le_bytes());
-    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&flags.to_ne_bytes());
+    out.extend_from_slice(&len.to_ne_bytes());
     out.extend_from_slice(code.as_bytes());
     out.extend_from_slice(&template[at + 8..]);
     Ok(out)
