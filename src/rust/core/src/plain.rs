@@ -20,11 +20,11 @@ pub const RAWSXP: u32 = 24;
 const SYMSXP: u32 = 1;
 const LISTSXP: u32 = 2;
 const CHARSXP: u32 = 9;
-const STRSXP: u32 = 16;
-const VECSXP: u32 = 19;
+pub(crate) const STRSXP: u32 = 16;
+pub(crate) const VECSXP: u32 = 19;
 const REFSXP: u32 = 255;
 const NILVALUE: u32 = 254;
-const HAS_ATTR: u32 = 1 << 9;
+pub(crate) const HAS_ATTR: u32 = 1 << 9;
 const HAS_TAG: u32 = 1 << 10;
 
 /// A CHARSXP's gp bits as R's `serialize()` writes them: the encoding

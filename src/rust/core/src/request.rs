@@ -9,16 +9,13 @@
 //! of exactly the expected shape is used; anything else is refused, and the
 //! caller serializes in R.
 
+use crate::plain::{HAS_ATTR, STRSXP, VECSXP};
 use thiserror::Error;
 
 /// CHARSXP flags (type 9, gp encoding bits at 12..): an ASCII string and a
 /// UTF-8 one.
 const ASCII_CHARSXP: u32 = 0x0004_0009;
 const UTF8_CHARSXP: u32 = 0x0000_8009;
-const VECSXP: u32 = 19;
-const STRSXP: u32 = 16;
-/// The flag of an item with attributes.
-const HAS_ATTR: u32 = 1 << 9;
 
 /// Why a template or a code string cannot be spliced.
 #[derive(Debug, Error, PartialEq, Eq)]
