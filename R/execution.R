@@ -505,7 +505,10 @@ execution_step <- function(private, wait_ms, final_only = FALSE) {
     # thread may have been busy elsewhere, e.g. with another pool
     # session); only a child with nothing to say has timed out.
     ev <- rs_check(
-      rs_next_event(private$child$handle, if (left > 0) min(wait_ms, left * 1000) else 0),
+      rs_next_step(
+        private$child$handle, if (left > 0) min(wait_ms, left * 1000) else 0,
+        the$null_bytes, private$ready_tools
+      ),
       "Lost the child R process."
     )
   } else {
@@ -530,7 +533,7 @@ execution_step <- function(private, wait_ms, final_only = FALSE) {
     ev <- list(type = "timeout")
   } else if (ev$type == "tool_call" || (ev$type == "refused" && ev$kind == "tool_call")) {
     if (!late) {
-      serve_tool_event(private, run, ev)
+      serve_tool_event(private, run, ev, wait_ms)
       return("progress")
     }
     ev <- list(type = "timeout")

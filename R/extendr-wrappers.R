@@ -30,6 +30,23 @@ rs_next_event <- function(ptr, timeout_ms) .Call(wrap__rs_next_event, ptr, timeo
 #' @noRd
 rs_next_answer <- function(ptr, timeout_ms, cap, null) .Call(wrap__rs_next_answer, ptr, timeout_ms, cap, null)
 
+#' As `rs_next_event()`, for an execution that may call tools: a plain
+#' tool call of one of `tools` (the session's tools' argument types, by
+#' tool; NULL: none) with arguments of their declared types comes as
+#' `list(type = "tool_call", ready = TRUE, name, args)`, read from its
+#' bytes without `unserialize()` (`null` is this R's `serialize(NULL,
+#' NULL, xdr = FALSE)`). Any other call comes as its bytes, for R to
+#' check and answer.
+#' @noRd
+rs_next_step <- function(ptr, timeout_ms, null, tools) .Call(wrap__rs_next_step, ptr, timeout_ms, null, tools)
+
+#' The tool call in `payload` (checked bytes from the child) as
+#' `rs_next_step()` gives a ready one, or NULL: for a call that came as
+#' the first event of a quick execution or a batch's piece, read without
+#' the tools.
+#' @noRd
+rs_ready_call <- function(payload, null, tools) .Call(wrap__rs_ready_call, payload, null, tools)
+
 #' Sends a request: `kind` is a message kind's name ("exec", "tool_result",
 #' "tool_error", "setup", "shutdown"); the core stamps its id. NULL, or an
 #' error object (kind "state" when the request does not fit the session's

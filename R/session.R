@@ -321,9 +321,12 @@ SecureSession <- R6::R6Class(
     run = NULL,
     # Verbose messages and the audit log (see audit.R).
     logger = NULL,
-    # Tool functions and argument types, by tool name.
+    # Tool functions and argument types, by tool name; the types again
+    # when Rust may read and check calls itself (see rs_next_step()), NULL
+    # when every call goes through R (no tools, or a log to write).
     tool_fns = NULL,
     tool_args = NULL,
+    ready_tools = NULL,
     max_executions = NULL,
     hook = NULL,
     executions = 0L,
@@ -385,6 +388,7 @@ session_init <- function(self, private, tools, sandbox, limits, sandbox_strict,
   private$max_executions <- max_executions
   private$hook <- pre_execute_hook
   private$logger <- new_logger(verbose, audit_log, sanitize_errors)
+  if (length(tools) && !private$logger$on) private$ready_tools <- private$tool_args
   session_start_child(private)
   if (wait) session_await_child(private)
   sandboxed <- !is.null(private$opts$sandbox)

@@ -164,3 +164,20 @@ find_runtime <- paste(
   "rt <- Filter(function(e) exists(\"recv_sym\", envir = e, inherits = FALSE),",
   "  lapply(sys.frames(), parent.env))[[1]]"
 )
+
+# Replaces securer's internal function `name` with `value` until `.env`
+# ends (this testthat predates local_mocked_bindings()).
+local_internal <- function(name, value, .env = parent.frame()) {
+  ns <- asNamespace("securer")
+  real <- get(name, envir = ns)
+  unlockBinding(name, ns)
+  assign(name, value, envir = ns)
+  withr::defer(
+    {
+      assign(name, real, envir = ns)
+      lockBinding(name, ns)
+    },
+    envir = .env
+  )
+  invisible(real)
+}

@@ -245,3 +245,126 @@ test_that("the tool's arguments reach the host with their types", {
   s$execute("probe(c(a = 1i, b = NA))")
   expect_identical(seen, c(a = 1i, b = NA))
 })
+
+# Calls read and checked in Rust ------------------------------------------------
+
+# Counts the calls that go through R's reader (serve_tool_call()) while
+# `code` runs.
+slow_calls <- function(code) {
+  n <- 0L
+  real <- securer:::serve_tool_call
+  local_internal("serve_tool_call", function(...) {
+    n <<- n + 1L
+    real(...)
+  })
+  force(code)
+  n
+}
+
+test_that("calls of plain values are read in Rust; the others, and logged sessions, in R", {
+  expect_identical(slow_calls(session$execute("num(1); noargs(); opt(1, 2); typed(ls = list(a = 1))")), 0L)
+  # Attributes (a data frame), a value nested deeper than Rust reads, and
+  # a type Rust refuses all take R's path, which answers as before.
+  deep <- "Reduce(function(x, i) list(x), 1:9, 1)"
+  expect_identical(slow_calls(session$execute(sprintf(
+    "typed(df = data.frame(a = 1)); echo(%s); tryCatch(environment(num)$.securer_call_tool('num', list(x = 'a'), list(x = 'any'), NULL), error = identity); NULL", deep
+  ))), 3L)
+  expect_identical(session$execute(sprintf("identical(echo(%s), %s)", deep, deep)), TRUE)
+  # A session with a log: every call goes through R, and is logged.
+  logged <- suppressMessages(new_session(tools = list(echo_tool()), verbose = TRUE))
+  suppressMessages(expect_message(expect_identical(slow_calls(logged$execute("echo(1)")), 1L), "Tool call"))
+})
+
+test_that("plain arguments read in Rust are exactly what unserialize() gives", {
+  seen <- NULL
+  probe <- securer_tool("probe", "Records its argument",
+    fn = function(x) {
+      seen <<- x
+      TRUE
+    },
+    args = list(x = "any")
+  )
+  s <- new_session(tools = list(probe))
+  args <- c(
+    "1.5", "c(NA, 1L)", "c(TRUE, NA)", "1i", "as.raw(0:3)", "NULL", "character()", "list()",
+    "c('caf\\u00e9', NA, '\\u65e5\\u672c')", "iconv('na\\u00efve', 'UTF-8', 'latin1')",
+    "list(a = 1L, b = list(c = 'x', d = NULL), list(NA_character_))"
+  )
+  for (code in args) {
+    expect_identical(slow_calls(s$execute(sprintf("probe(%s)", code))), 0L, label = code)
+    x <- eval(parse(text = code, encoding = "UTF-8"))
+    expect_identical(seen, x, label = code)
+    if (is.character(x)) expect_identical(Encoding(seen), Encoding(x), label = code)
+  }
+})
+
+test_that("a failing tool answers with its error, and the calls after it are served", {
+  before <- calls$num
+  got <- session$execute(
+    "c(tryCatch(fail(), error = function(e) conditionMessage(e)), num(2), tryCatch(fail(), error = function(e) 'again'), num(3))"
+  )
+  expect_identical(got, c("Tool 'fail' failed: the tool broke", "4", "again", "6"))
+  expect_identical(calls$num, before + 2L)
+})
+
+test_that("a host failure while serving calls read in Rust is the host's error, and leaves the session in step", {
+  s <- new_session(tools = list(echo_tool()))
+  local_internal("send_tool_value", function(...) stop("the host broke"))
+  err <- expect_error(s$execute("echo(1); 'first'"), class = "securer_host_error")
+  expect_match(conditionMessage(err), "the host broke", fixed = TRUE)
+  expect_identical(s$get_state(), "idle")
+  expect_identical(s$execute("'second'"), "second")
+})
+
+test_that("a stream of calls read in Rust still times out", {
+  s <- new_session(tools = list(echo_tool()))
+  expect_error(s$execute("repeat echo(1)", timeout = 1), class = "securer_timeout")
+  expect_identical(s$execute("echo('after')"), "after")
+})
+
+# Child code that sends each payload (raw vectors) as a tool call of its
+# own, bypassing the stubs, and returns the host's answers as
+# list(kind, value).
+forge_calls <- function(payloads) {
+  paste0(
+    find_runtime, "\n",
+    "lapply(", payloads, ", function(b) {\n",
+    "  .Call('wrap__rs_child_send', 'tool_call', b, PACKAGE = 'securer')\n",
+    "  m <- rt$recv(100)\n",
+    "  list(kind = m$kind, value = unserialize(m$payload))\n",
+    "})"
+  )
+}
+
+for (tier in sandbox_tiers) {
+  test_that(paste0("forged calls get the host's checks whichever reader reads them (", tier, ")"), {
+    s <- tier_session(tier, tools = tools)
+    call <- function(name, args) sprintf("serialize(list(id = 1L, name = %s, args = %s), NULL, xdr = FALSE)", name, args)
+    cases <- list(
+      # The control: a well-formed call reaches the tool.
+      list(call("'num'", "list(x = 2)"), "tool_result", "^4$"),
+      list(call("'nope'", "list()"), "tool_error", "Unknown tool 'nope'"),
+      list(call("'n\\u00fcm'", "list(x = 2)"), "tool_error", "Unknown tool"),
+      list(call("'num'", "list(x = 'a')"), "tool_error", "argument 'x' must be numeric"),
+      list(call("'num'", "list(y = 1)"), "tool_error", "does not take argument 'y'"),
+      list(call("'num'", "list(x = 1, x = 2)"), "tool_error", "Tool 'num' failed"),
+      list(call("'num'", "list(1)"), "tool_error", "does not take argument"),
+      list(call("'num'", "setNames(list(1), NA)"), "tool_error", "does not take argument"),
+      list(call("'num'", "setNames(list(1), 'x\\u00e9')"), "tool_error", "does not take argument"),
+      list(call("1", "list()"), "tool_error", "Malformed tool call"),
+      list(call("c('num', 'num')", "list(x = 1)"), "tool_error", "Malformed tool call"),
+      list(call("'num'", "'x'"), "tool_error", "Malformed tool call"),
+      list("serialize(list(id = 1L, args = list(x = 1)), NULL, xdr = FALSE)", "tool_error", "Malformed tool call")
+    )
+    before <- calls$num
+    got <- s$execute(forge_calls(paste0("list(", paste(vapply(cases, `[[`, "", 1L), collapse = ", "), ")")))
+    expect_length(got, length(cases))
+    for (i in seq_along(cases)) {
+      expect_identical(got[[i]]$kind, cases[[i]][[2]], label = cases[[i]][[1]])
+      expect_match(as.character(got[[i]]$value), cases[[i]][[3]], label = cases[[i]][[1]])
+    }
+    # Only the control ran the tool.
+    expect_identical(calls$num, before + 1L)
+    expect_identical(s$execute("num(5)"), 10)
+  })
+}

@@ -26,6 +26,8 @@ const REFSXP: u32 = 255;
 const NILVALUE: u32 = 254;
 pub(crate) const HAS_ATTR: u32 = 1 << 9;
 const HAS_TAG: u32 = 1 << 10;
+/// Lists nested deeper than this are left to R.
+pub const MAX_DEPTH: usize = 8;
 
 /// A CHARSXP's gp bits as R's `serialize()` writes them: the encoding
 /// (`mkCharLenCE()` sets UTF-8, Latin-1 or bytes only on a string that is
@@ -242,36 +244,9 @@ pub struct Reply<'a> {
 /// native encoding): what the host takes from it. `None` for anything
 /// else, which R unserializes.
 pub fn read_reply<'a>(null: &[u8], bytes: &'a [u8]) -> Option<Reply<'a>> {
-    let head = header(null)?;
-    let mut r = Reader {
-        bytes,
-        pos: bytes.get(..head.len()).filter(|b| *b == head)?.len(),
-    };
-    if r.int()? != VECSXP | HAS_ATTR {
-        return None;
-    }
-    let n = usize::try_from(r.int()?).ok().filter(|n| *n <= 16)?;
-    let items = (0..n).map(|_| r.vector()).collect::<Option<Vec<_>>>()?;
-    if r.int()? != LISTSXP | HAS_TAG || r.int()? != SYMSXP {
-        return None;
-    }
-    match r.string()? {
-        Some((b"names", _)) => {}
-        _ => return None,
-    }
-    let Plain::Character(names) = r.vector()? else {
-        return None;
-    };
-    if names.len() != n || r.int()? != NILVALUE || r.pos != bytes.len() {
-        return None;
-    }
-    let field = |name: &[u8]| {
-        names
-            .iter()
-            .position(|s| s.is_some_and(|(b, _)| b == name))
-            .map(|i| &items[i])
-    };
-    let value = field(b"value")?.clone();
+    let (names, items) = read_fields(null, bytes, 16)?;
+    let field = |name: &[u8]| field(&names, &items, name);
+    let value = field(b"value").filter(|v| !matches!(v, Plain::List { .. }))?;
     let visible = field(b"visible")?;
     let refused_ok = field(b"refused").map_or(true, |x| *x == Plain::Null);
     let zero = 0i32.to_ne_bytes();
@@ -291,16 +266,116 @@ pub fn read_reply<'a>(null: &[u8], bytes: &'a [u8]) -> Option<Reply<'a>> {
         _ => None,
     };
     Some(Reply {
-        value,
+        value: value.clone(),
         visible,
         console,
     })
+}
+
+/// A tool call read back (see [`read_call`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call<'a> {
+    /// The tool's name: ASCII, not empty.
+    pub name: &'a [u8],
+    /// The arguments: a list, empty or named (ASCII, not empty, each
+    /// once).
+    pub args: Plain<'a>,
+}
+
+/// `bytes`, a checked tool call from the child (`list(id, name, args)`),
+/// read back when its name and its arguments' names are ASCII strings and
+/// the arguments are plain values holding no NUL (strings R would refuse),
+/// written with `null`'s header. `None` for anything else, which R
+/// unserializes and answers (a malformed call, unknown names, ...).
+pub fn read_call<'a>(null: &[u8], bytes: &'a [u8]) -> Option<Call<'a>> {
+    let (names, items) = read_fields(null, bytes, 16)?;
+    let name = match field(&names, &items, b"name")? {
+        Plain::Character(s) if s.len() == 1 => s[0].map(|(b, _)| b)?,
+        _ => return None,
+    };
+    let args = field(&names, &items, b"args")?;
+    let Plain::List {
+        names: arg_names,
+        items: values,
+    } = args
+    else {
+        return None;
+    };
+    let word = |b: &[u8]| !b.is_empty() && b.is_ascii();
+    let arg_names: Vec<&[u8]> = match arg_names {
+        Some(n) => n.iter().map(|s| s.map(|(b, _)| b)).collect::<Option<_>>()?,
+        None if values.is_empty() => Vec::new(),
+        None => return None,
+    };
+    // (No tool takes more: a longer list is left to R's checks, which
+    // are not quadratic.)
+    let unique = arg_names.len() <= 64
+        && arg_names
+            .iter()
+            .enumerate()
+            .all(|(i, a)| word(a) && !arg_names[..i].contains(a));
+    if !word(name) || !unique || values.iter().any(has_nul) {
+        return None;
+    }
+    Some(Call {
+        name,
+        args: args.clone(),
+    })
+}
+
+/// The first element named `name` (as R's `[[` finds it).
+fn field<'p, 'a>(names: &[Str<'a>], items: &'p [Plain<'a>], name: &[u8]) -> Option<&'p Plain<'a>> {
+    names
+        .iter()
+        .position(|s| s.is_some_and(|(b, _)| b == name))
+        .map(|i| &items[i])
+}
+
+/// `bytes` as a list with names and at most `max` elements, holding plain
+/// values, written with `null`'s header, and nothing after it.
+fn read_fields<'a>(
+    null: &[u8],
+    bytes: &'a [u8],
+    max: usize,
+) -> Option<(Vec<Str<'a>>, Vec<Plain<'a>>)> {
+    let head = header(null)?;
+    let mut r = Reader {
+        bytes,
+        pos: bytes.get(..head.len()).filter(|b| *b == head)?.len(),
+        names_symbol: false,
+    };
+    let Plain::List {
+        names: Some(names),
+        items,
+    } = r.plain(0)?
+    else {
+        return None;
+    };
+    (items.len() <= max && r.pos == bytes.len()).then_some((names, items))
+}
+
+/// Does `p` hold a string with a NUL byte?
+fn has_nul(p: &Plain<'_>) -> bool {
+    match p {
+        Plain::Null | Plain::Atomic { .. } => false,
+        Plain::Character(s) => s.iter().flatten().any(|(b, _)| b.contains(&0)),
+        Plain::List { names, items } => {
+            names
+                .iter()
+                .flatten()
+                .flatten()
+                .any(|(b, _)| b.contains(&0))
+                || items.iter().any(has_nul)
+        }
+    }
 }
 
 /// Reads what [`serialize`] writes.
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Whether the symbol `names` was read (later ones refer to it).
+    names_symbol: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -316,9 +391,56 @@ impl<'a> Reader<'a> {
         Some(v)
     }
 
-    /// NULL or a vector without attributes (no lists).
-    fn vector(&mut self) -> Option<Plain<'a>> {
+    /// A plain value: NULL, a vector without attributes, or a list whose
+    /// only attribute is its names, nested at most `MAX_DEPTH` deep.
+    fn plain(&mut self, depth: usize) -> Option<Plain<'a>> {
         let flags = self.int()?;
+        if flags & 0xff != VECSXP {
+            return self.vector(flags);
+        }
+        // Names are the one attribute; no object, tag or unknown bit.
+        if depth >= MAX_DEPTH || flags & 0xf00 & !HAS_ATTR != 0 {
+            return None;
+        }
+        let len = usize::try_from(i32::from_ne_bytes(self.int()?.to_ne_bytes())).ok()?;
+        // Each element takes 4 bytes at least: no more are allocated
+        // than the message holds.
+        let items = (0..len)
+            .map(|_| self.plain(depth + 1))
+            .collect::<Option<Vec<_>>>()?;
+        let names = if flags & HAS_ATTR == 0 {
+            None
+        } else {
+            Some(self.names(len)?)
+        };
+        Some(Plain::List { names, items })
+    }
+
+    /// A list's attributes, when they are its `n` names and nothing else.
+    fn names(&mut self, n: usize) -> Option<Vec<Str<'a>>> {
+        if self.int()? != LISTSXP | HAS_TAG {
+            return None;
+        }
+        // R writes a symbol once, then refers to it by its place in the
+        // table of references: `names` is the only one in a plain value.
+        match self.int()? {
+            SYMSXP if !self.names_symbol => match self.string()? {
+                Some((b"names", _)) => self.names_symbol = true,
+                _ => return None,
+            },
+            x if x == REFSXP | 1 << 8 && self.names_symbol => {}
+            _ => return None,
+        }
+        let flags = self.int()?;
+        let Plain::Character(names) = self.vector(flags)? else {
+            return None;
+        };
+        (names.len() == n && self.int()? == NILVALUE).then_some(names)
+    }
+
+    /// NULL or a vector without attributes (no lists), whose flags were
+    /// read.
+    fn vector(&mut self, flags: u32) -> Option<Plain<'a>> {
         if flags == NILVALUE {
             return Some(Plain::Null);
         }

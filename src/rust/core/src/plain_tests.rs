@@ -406,3 +406,191 @@ fn anything_but_a_plain_result_with_a_plain_value_is_left_to_r() {
     na[2].1 = Plain::Character(vec![None]);
     assert_eq!(read_reply(&null, &reply(na)).unwrap().console, None);
 }
+
+fn call_bytes<'a>(name: Str<'a>, args: Plain<'a>) -> Vec<u8> {
+    let id = 1i32.to_ne_bytes();
+    let items = vec![
+        Plain::Atomic {
+            sexptype: INTSXP,
+            len: 1,
+            data: &id,
+        },
+        Plain::Character(vec![name]),
+        args,
+    ];
+    list(&[ascii("id"), ascii("name"), ascii("args")], items, 1 << 20).unwrap()
+}
+
+fn args<'a>(fields: Vec<(&'a str, Plain<'a>)>) -> Plain<'a> {
+    let (names, items) = fields.into_iter().map(|(n, p)| (ascii(n), p)).unzip();
+    Plain::List {
+        names: Some(names),
+        items,
+    }
+}
+
+#[test]
+fn a_tool_call_reads_back() {
+    // R's own bytes (nested_lists_are_written_as_r_serializes_them): the
+    // second `names` is a reference to the first.
+    let r = hex("420a030000000202040000050300050000005554462d3813020000030000000d0000000100000001000000100000000100000009000400010000006613020000020000000e00000001000000000000000000f03f1300000000000000020400000100000009000400050000006e616d65731000000002000000090004000100000078090004000100000079fe00000002040000ff01000010000000030000000900040002000000696409000400040000006e616d65090004000400000061726773fe000000");
+    let one = 1f64.to_ne_bytes();
+    let want = args(vec![
+        (
+            "x",
+            Plain::Atomic {
+                sexptype: REALSXP,
+                len: 1,
+                data: &one,
+            },
+        ),
+        (
+            "y",
+            Plain::List {
+                names: None,
+                items: vec![],
+            },
+        ),
+    ]);
+    assert_eq!(
+        read_call(&hex(NULL), &r),
+        Some(Call {
+            name: b"f",
+            args: want
+        })
+    );
+    // Nested and named lists, strings in each encoding, NA, NULL, and no
+    // arguments at all, read back as written.
+    let latin1 = [0x63u8, 0x61, 0x66, 0xe9];
+    let nested = args(vec![
+        (
+            "a",
+            Plain::Character(vec![
+                Some(("\u{65e5}".as_bytes(), Encoding::Utf8)),
+                Some((&latin1, Encoding::Latin1)),
+                None,
+            ]),
+        ),
+        (
+            "b",
+            args(vec![
+                ("c", Plain::Null),
+                ("d", args(vec![("e", Plain::Character(vec![ascii("x")]))])),
+            ]),
+        ),
+    ]);
+    let empty = Plain::List {
+        names: None,
+        items: vec![],
+    };
+    for a in [nested, empty] {
+        let bytes = call_bytes(ascii("tool"), a.clone());
+        assert_eq!(
+            read_call(&hex(NULL), &bytes),
+            Some(Call {
+                name: b"tool",
+                args: a
+            })
+        );
+    }
+}
+
+#[test]
+fn a_tool_call_that_is_not_plain_and_simple_is_left_to_r() {
+    let null = hex(NULL);
+    let one = 1f64.to_ne_bytes();
+    let x = || Plain::Atomic {
+        sexptype: REALSXP,
+        len: 1,
+        data: &one,
+    };
+    let ok = |p: &[u8]| read_call(&null, p).is_some();
+    assert!(ok(&call_bytes(ascii("f"), args(vec![("x", x())]))));
+    // Names that are not ASCII, empty, NA; the same argument twice;
+    // arguments without names.
+    let e_acute = Some(("\u{e9}".as_bytes(), Encoding::Utf8));
+    for name in [e_acute, ascii(""), None] {
+        assert!(!ok(&call_bytes(name, args(vec![("x", x())]))));
+        let odd = Plain::List {
+            names: Some(vec![name]),
+            items: vec![x()],
+        };
+        assert!(!ok(&call_bytes(ascii("f"), odd)));
+    }
+    assert!(!ok(&call_bytes(
+        ascii("f"),
+        args(vec![("x", x()), ("x", x())])
+    )));
+    let unnamed = Plain::List {
+        names: None,
+        items: vec![x()],
+    };
+    assert!(!ok(&call_bytes(ascii("f"), unnamed)));
+    // More arguments than any tool takes.
+    let many: Vec<String> = (0..65).map(|i| format!("a{i}")).collect();
+    let wide = args(many.iter().map(|n| (n.as_str(), Plain::Null)).collect());
+    assert!(!ok(&call_bytes(ascii("f"), wide)));
+    // A NUL in a string, at any depth.
+    let nul = Plain::Character(vec![Some((b"a\0b", Encoding::Native))]);
+    assert!(!ok(&call_bytes(ascii("f"), args(vec![("x", nul.clone())]))));
+    let deep_nul = args(vec![("x", args(vec![("y", nul)]))]);
+    assert!(!ok(&call_bytes(ascii("f"), deep_nul)));
+    // Arguments that are not a list; no name.
+    assert!(!ok(&call_bytes(ascii("f"), x())));
+    let no_name = list(
+        &[ascii("id"), ascii("args")],
+        vec![x(), args(vec![("x", x())])],
+        1 << 20,
+    )
+    .unwrap();
+    assert!(!ok(&no_name));
+    // Lists nested deeper than MAX_DEPTH (the call and its arguments are
+    // two levels).
+    let nest = |levels: usize| {
+        (0..levels).fold(x(), |inner, _| Plain::List {
+            names: None,
+            items: vec![inner],
+        })
+    };
+    assert!(ok(&call_bytes(
+        ascii("f"),
+        args(vec![("x", nest(MAX_DEPTH - 2))])
+    )));
+    assert!(!ok(&call_bytes(
+        ascii("f"),
+        args(vec![("x", nest(MAX_DEPTH - 1))])
+    )));
+    // Cut short, a byte too many, another header.
+    let whole = call_bytes(ascii("f"), args(vec![("x", x())]));
+    for cut in [0, 20, 40, whole.len() - 1] {
+        assert!(!ok(&whole[..cut]));
+    }
+    let mut long = whole.clone();
+    long.push(0);
+    assert!(!ok(&long));
+    let mut other = whole.clone();
+    other[6] ^= 1;
+    assert!(!ok(&other));
+    // The object bit on a list; the symbol `names` written out twice
+    // instead of referred to, and a reference before it was written.
+    let ref_names = (REFSXP | 1 << 8).to_ne_bytes();
+    let sym = SYMSXP.to_ne_bytes();
+    let at = whole
+        .windows(4)
+        .position(|w| w == ref_names)
+        .expect("a reference to `names`");
+    // The symbol: its flags, then its name's (flags, length, "names").
+    let first_sym = whole.windows(5).position(|w| w == b"names").unwrap() - 12;
+    let symbol = &whole[first_sym..first_sym + 17];
+    assert_eq!(&symbol[..4], sym);
+    let mut twice = whole.clone();
+    twice.splice(at..at + 4, symbol.iter().copied());
+    let mut early = whole.clone();
+    early[first_sym..first_sym + 4].copy_from_slice(&ref_names);
+    let mut object = whole.clone();
+    let top = header_len(&null).unwrap();
+    object[top + 1] |= 1;
+    for bytes in [twice, early, object] {
+        assert!(!ok(&bytes));
+    }
+}

@@ -236,6 +236,62 @@ fn rs_next_event(ptr: Robj, timeout_ms: f64) -> Robj {
     }
 }
 
+/// As `rs_next_event()`, for an execution that may call tools: a plain
+/// tool call of one of `tools` (the session's tools' argument types, by
+/// tool; NULL: none) with arguments of their declared types comes as
+/// `list(type = "tool_call", ready = TRUE, name, args)`, read from its
+/// bytes without `unserialize()` (`null` is this R's `serialize(NULL,
+/// NULL, xdr = FALSE)`). Any other call comes as its bytes, for R to
+/// check and answer.
+/// @noRd
+#[cfg(unix)]
+#[extendr]
+fn rs_next_step(ptr: Robj, timeout_ms: f64, null: Raw, tools: Robj) -> Robj {
+    match with_child(ptr, |c| c.next_event(ms(timeout_ms))) {
+        Ok(Some(ev)) => call_or_event(ev, null.as_slice(), &tools),
+        Ok(None) => ().into(),
+        Err(e) => r_error(e),
+    }
+}
+
+/// A ready tool call (see `rs_next_step()`), else the event.
+#[cfg(unix)]
+fn call_or_event(ev: Event, null: &[u8], tools: &Robj) -> Robj {
+    if let Event::Message {
+        kind: Kind::ToolCall,
+        payload,
+        ..
+    } = &ev
+    {
+        if let Some(call) = ready_call(payload, null, tools) {
+            return call;
+        }
+    }
+    event_to_robj(ev)
+}
+
+/// The tool call in `payload` (checked bytes from the child) as
+/// `rs_next_step()` gives a ready one, or NULL: for a call that came as
+/// the first event of a quick execution or a batch's piece, read without
+/// the tools.
+/// @noRd
+#[cfg(unix)]
+#[extendr]
+fn rs_ready_call(payload: Raw, null: Raw, tools: Robj) -> Robj {
+    ready_call(payload.as_slice(), null.as_slice(), &tools).unwrap_or_else(|| ().into())
+}
+
+#[cfg(unix)]
+fn ready_call(payload: &[u8], null: &[u8], tools: &Robj) -> Option<Robj> {
+    if tools.is_null() {
+        return None;
+    }
+    let call = securer_core::plain::read_call(null, payload)?;
+    // SAFETY: on R's main thread; `tools` is live for the call, and the
+    // event is protected by the Robj at once.
+    unsafe { plain::ready_call(&call, tools.get()).map(|event| Robj::from_sexp(event)) }
+}
+
 /// As `rs_next_event()`, for the first event of a quick execution: a plain
 /// result whose value is NULL or a vector without attributes comes as
 /// `list(type = "answer", answer = list(value, visible, console))`, read
@@ -1498,6 +1554,8 @@ extendr_module! {
     fn rs_spawn;
     fn rs_next_event;
     fn rs_next_answer;
+    fn rs_next_step;
+    fn rs_ready_call;
     fn rs_send;
     fn rs_send_exec;
     fn rs_send_plain;

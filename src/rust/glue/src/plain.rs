@@ -4,12 +4,12 @@
 //! result's answer made for the host without `unserialize()`.
 
 use extendr_ffi::{
-    cetype_t, R_NaString, R_NamesSymbol, R_NilValue, Rboolean, Rf_allocVector, Rf_isObject,
-    Rf_mkCharLenCE, Rf_protect, Rf_setAttrib, Rf_unprotect, Rf_xlength, ALTREP, CAR, CDR, COMPLEX,
-    INTEGER, LENGTH, LOGICAL, RAW, REAL, R_CHAR, SET_STRING_ELT, SET_VECTOR_ELT, SEXP, SEXPTYPE,
-    STRING_ELT, TAG, TYPEOF, VECTOR_ELT,
+    cetype_t, R_NaString, R_NamesSymbol, R_NilValue, Rboolean, Rf_allocVector, Rf_getAttrib,
+    Rf_isObject, Rf_mkCharLenCE, Rf_protect, Rf_setAttrib, Rf_unprotect, Rf_xlength, ALTREP, CAR,
+    CDR, COMPLEX, INTEGER, LENGTH, LOGICAL, RAW, REAL, R_CHAR, SET_STRING_ELT, SET_VECTOR_ELT,
+    SEXP, SEXPTYPE, STRING_ELT, TAG, TYPEOF, VECTOR_ELT,
 };
-use securer_core::plain::{self, Encoding, Plain, Reply, Str};
+use securer_core::plain::{self, Call, Encoding, Plain, Reply, Str, MAX_DEPTH};
 use securer_core::text;
 use std::ffi::c_int;
 
@@ -20,10 +20,8 @@ extern "C" {
     // string's declared encoding (R's API).
     fn ATTRIB(x: SEXP) -> SEXP;
     fn Rf_getCharCE(x: *mut std::ffi::c_void) -> cetype_t;
+    fn Rf_ScalarLogical(x: c_int) -> SEXP;
 }
-
-/// Lists nested deeper than this are left to R.
-const MAX_DEPTH: usize = 8;
 
 /// `x` as a plain value: NULL, a vector without attributes, or a list whose
 /// only attribute (if any) is its names and whose elements are plain
@@ -168,13 +166,84 @@ pub(crate) unsafe fn answer(reply: &Reply<'_>, cap: f64) -> Option<SEXP> {
     Some(out)
 }
 
-/// A new R vector of `p` (NULL or a vector: no lists in an answer).
+/// A tool call as the host runs it (see `rs_next_step()`): `list(type =
+/// "tool_call", ready = TRUE, name, args)`, when `tools` (the session's
+/// tools' declared argument types, by tool) has a tool of that name taking
+/// each argument, and each is of its declared type; `None` for anything
+/// else, which R unserializes and answers.
+///
+/// # Safety
+/// On R's main thread, `tools` a live SEXP; `call` holds no NUL (see
+/// `plain::read_call()`).
+pub(crate) unsafe fn ready_call(call: &Call<'_>, tools: SEXP) -> Option<SEXP> {
+    let types = by_name(tools, call.name)?;
+    let Plain::List { names, .. } = &call.args else {
+        return None;
+    };
+    let args = Rf_protect(to_sexp(&call.args));
+    let ok = names.iter().flatten().enumerate().all(|(i, arg)| {
+        arg.and_then(|(arg, _)| by_name(types, arg))
+            .is_some_and(|t| crate::type_ok(VECTOR_ELT(args, i as isize), t))
+    });
+    let out = ok.then(|| {
+        let ascii = |b: &'static [u8]| Some((b, Encoding::Native));
+        let event = Rf_protect(Rf_allocVector(SEXPTYPE::VECSXP, 4));
+        SET_VECTOR_ELT(event, 0, strings(&[ascii(b"tool_call")]));
+        SET_VECTOR_ELT(event, 1, Rf_ScalarLogical(1));
+        SET_VECTOR_ELT(event, 2, strings(&[Some((call.name, Encoding::Native))]));
+        SET_VECTOR_ELT(event, 3, args);
+        let keys: [&'static [u8]; 4] = [b"type", b"ready", b"name", b"args"];
+        let keys = keys.map(ascii);
+        let names = Rf_protect(strings(&keys));
+        Rf_setAttrib(event, R_NamesSymbol, names);
+        Rf_unprotect(2);
+        event
+    });
+    Rf_unprotect(1);
+    out
+}
+
+/// The element of list `x` whose name is `name` exactly (R's `[[`).
+///
+/// # Safety
+/// On R's main thread, `x` a live SEXP.
+unsafe fn by_name(x: SEXP, name: &[u8]) -> Option<SEXP> {
+    if TYPEOF(x) != SEXPTYPE::VECSXP {
+        return None;
+    }
+    let names = Rf_getAttrib(x, R_NamesSymbol);
+    if TYPEOF(names) != SEXPTYPE::STRSXP {
+        return None;
+    }
+    (0..Rf_xlength(names))
+        .find(|i| {
+            let c = STRING_ELT(names, *i);
+            let len = usize::try_from(LENGTH(c)).unwrap_or(0);
+            c != R_NaString && std::slice::from_raw_parts(R_CHAR(c).cast::<u8>(), len) == name
+        })
+        .map(|i| VECTOR_ELT(x, i))
+}
+
+/// A new R value of `p`; its strings hold no NUL.
 ///
 /// # Safety
 /// On R's main thread; the result is unprotected.
 unsafe fn to_sexp(p: &Plain<'_>) -> SEXP {
     match p {
-        Plain::Null | Plain::List { .. } => R_NilValue,
+        Plain::Null => R_NilValue,
+        Plain::List { names, items } => {
+            let v = Rf_protect(Rf_allocVector(SEXPTYPE::VECSXP, items.len() as isize));
+            for (i, item) in items.iter().enumerate() {
+                SET_VECTOR_ELT(v, i as isize, to_sexp(item));
+            }
+            if let Some(names) = names {
+                let names = Rf_protect(strings(names));
+                Rf_setAttrib(v, R_NamesSymbol, names);
+                Rf_unprotect(1);
+            }
+            Rf_unprotect(1);
+            v
+        }
         Plain::Atomic {
             sexptype,
             len,
@@ -200,27 +269,33 @@ unsafe fn to_sexp(p: &Plain<'_>) -> SEXP {
             }
             v
         }
-        Plain::Character(strings) => {
-            let v = Rf_protect(Rf_allocVector(SEXPTYPE::STRSXP, strings.len() as isize));
-            for (i, s) in strings.iter().enumerate() {
-                let c = match s {
-                    None => R_NaString,
-                    Some((bytes, encoding)) => mk_char(
-                        bytes,
-                        match encoding {
-                            Encoding::Utf8 => cetype_t::CE_UTF8,
-                            Encoding::Latin1 => cetype_t::CE_LATIN1,
-                            Encoding::Bytes => cetype_t::CE_BYTES,
-                            Encoding::Native => cetype_t::CE_NATIVE,
-                        },
-                    ),
-                };
-                SET_STRING_ELT(v, i as isize, c);
-            }
-            Rf_unprotect(1);
-            v
-        }
+        Plain::Character(s) => strings(s),
     }
+}
+
+/// A new character vector.
+///
+/// # Safety
+/// On R's main thread; no string holds a NUL; the result is unprotected.
+unsafe fn strings(strings: &[Str<'_>]) -> SEXP {
+    let v = Rf_protect(Rf_allocVector(SEXPTYPE::STRSXP, strings.len() as isize));
+    for (i, s) in strings.iter().enumerate() {
+        let c = match s {
+            None => R_NaString,
+            Some((bytes, encoding)) => mk_char(
+                bytes,
+                match encoding {
+                    Encoding::Utf8 => cetype_t::CE_UTF8,
+                    Encoding::Latin1 => cetype_t::CE_LATIN1,
+                    Encoding::Bytes => cetype_t::CE_BYTES,
+                    Encoding::Native => cetype_t::CE_NATIVE,
+                },
+            ),
+        };
+        SET_STRING_ELT(v, i as isize, c);
+    }
+    Rf_unprotect(1);
+    v
 }
 
 /// # Safety
