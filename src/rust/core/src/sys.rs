@@ -271,8 +271,9 @@ pub(crate) fn take_up_free_heap() -> usize {
 /// with the cores idle and 12 us with them busy (bench/pingpong.c). A
 /// reply due within a few hundred microseconds is seen sooner by a process
 /// that stays runnable; it yields between polls. Only while the core has
-/// nothing else to do: once the thread has had less than three quarters
-/// of the time since the spin began (alone it has nearly all of it), it
+/// nothing else to do: once the thread has been kept off its core for
+/// `STOLEN` since the spin began (another task's time slice, which is
+/// milliseconds; an interrupt or a kernel thread takes microseconds), it
 /// stops, and does not spin again for a while. A spinning thread that
 /// yields to a busy task waits out that task's time slice, where a
 /// sleeping one is woken at once: each spin that finds the core busy
@@ -290,9 +291,12 @@ pub(crate) struct Spinner {
 impl Spinner {
     /// How long after a message is sent its reply is awaited by polling.
     pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(250);
-    /// How long a spin runs before it checks whether it takes the core from
-    /// another task.
-    const GRACE: std::time::Duration = std::time::Duration::from_micros(20);
+    /// How long a spin may be kept off its core before it counts the core
+    /// as busy. (A rule of a share of the spin's time, three quarters,
+    /// took the few microseconds of an interrupt early in a spin for a
+    /// busy core, and stopped spinning for 50 ms or more: some sessions'
+    /// round trips were a fifth slower than others'.)
+    const STOLEN: std::time::Duration = std::time::Duration::from_micros(25);
     /// No spinning for this long after one found the core busy; twice as
     /// long after each further one, up to `MAX_BACKOFF`.
     const BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
@@ -321,6 +325,12 @@ impl Spinner {
         self.until.is_some()
     }
 
+    /// Whether a spin that ran for `wall` and had `cpu` of it was kept off
+    /// its core by another task.
+    pub(crate) fn kept_off(wall: std::time::Duration, cpu: std::time::Duration) -> bool {
+        wall.saturating_sub(cpu) > Self::STOLEN
+    }
+
     /// Polls `fds` without blocking until one is ready, `end` passes or the
     /// spin is over; poll()'s result (0: none ready, and the caller sleeps
     /// in poll() for the rest of its wait). Once per arming.
@@ -345,7 +355,9 @@ impl Spinner {
             }
             let now = std::time::Instant::now();
             let wall = now - start;
-            if wall > Self::GRACE && thread_cpu().saturating_sub(cpu_start) < wall * 3 / 4 {
+            // (The thread's CPU clock is a system call: read once it can
+            // matter.)
+            if wall > Self::STOLEN && Self::kept_off(wall, thread_cpu().saturating_sub(cpu_start)) {
                 self.found_busy(now);
                 return 0;
             }

@@ -109,6 +109,19 @@ fn a_spin_that_takes_the_core_from_another_task_stops_and_backs_off() {
     assert!(spin.until.is_some());
 }
 
+// A few microseconds off the core (an interrupt, a kernel thread) are not
+// a busy core; another task's time slice is. (The rule before took 10 us
+// off a 30 us spin for a busy core, and stopped spinning for 50 ms.)
+#[test]
+fn only_a_time_slice_taken_by_another_task_counts_as_a_busy_core() {
+    let us = Duration::from_micros;
+    assert!(!Spinner::kept_off(us(30), us(20)));
+    assert!(!Spinner::kept_off(us(250), us(240)));
+    assert!(!Spinner::kept_off(us(20), us(0)));
+    assert!(Spinner::kept_off(us(3000), us(40)));
+    assert!(Spinner::kept_off(us(100), us(60)));
+}
+
 // Each spin that finds the core busy pauses spinning twice as long as the
 // last, up to a cap; one that does not resets the pause.
 #[test]
