@@ -296,7 +296,7 @@ impl Spinner {
     /// took the few microseconds of an interrupt early in a spin for a
     /// busy core, and stopped spinning for 50 ms or more: some sessions'
     /// round trips were a fifth slower than others'.)
-    const STOLEN: std::time::Duration = std::time::Duration::from_micros(25);
+    const STOLEN: std::time::Duration = std::time::Duration::from_micros(50);
     /// No spinning for this long after one found the core busy; twice as
     /// long after each further one, up to `MAX_BACKOFF`.
     const BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
