@@ -230,20 +230,26 @@ for (nm in names(values)) {
   })
 }
 
-test_that("the tool's arguments reach the host with their types", {
-  seen <- NULL
+# A session with one tool, probe(x), which keeps its argument in
+# `box$seen`.
+probe_session <- function(box, .env = parent.frame()) {
   probe <- securer_tool("probe", "Records its argument",
     fn = function(x) {
-      seen <<- x
+      box$seen <- x
       TRUE
     },
     args = list(x = "any")
   )
-  s <- new_session(tools = list(probe))
+  new_session(tools = list(probe), .env = .env)
+}
+
+test_that("the tool's arguments reach the host with their types", {
+  box <- new.env()
+  s <- probe_session(box)
   s$execute("probe(data.frame(d = as.Date('2024-05-01'), f = factor('q'), row.names = 'only'))")
-  expect_identical(seen, data.frame(d = as.Date("2024-05-01"), f = factor("q"), row.names = "only"))
+  expect_identical(box$seen, data.frame(d = as.Date("2024-05-01"), f = factor("q"), row.names = "only"))
   s$execute("probe(c(a = 1i, b = NA))")
-  expect_identical(seen, c(a = 1i, b = NA))
+  expect_identical(box$seen, c(a = 1i, b = NA))
 })
 
 # Calls read and checked in Rust ------------------------------------------------
@@ -276,15 +282,8 @@ test_that("calls of plain values are read in Rust; the others, and logged sessio
 })
 
 test_that("plain arguments read in Rust are exactly what unserialize() gives", {
-  seen <- NULL
-  probe <- securer_tool("probe", "Records its argument",
-    fn = function(x) {
-      seen <<- x
-      TRUE
-    },
-    args = list(x = "any")
-  )
-  s <- new_session(tools = list(probe))
+  box <- new.env()
+  s <- probe_session(box)
   args <- c(
     "1.5", "c(NA, 1L)", "c(TRUE, NA)", "1i", "as.raw(0:3)", "NULL", "character()", "list()",
     "c('caf\\u00e9', NA, '\\u65e5\\u672c')", "iconv('na\\u00efve', 'UTF-8', 'latin1')",
@@ -293,8 +292,8 @@ test_that("plain arguments read in Rust are exactly what unserialize() gives", {
   for (code in args) {
     expect_identical(slow_calls(s$execute(sprintf("probe(%s)", code))), 0L, label = code)
     x <- eval(parse(text = code, encoding = "UTF-8"))
-    expect_identical(seen, x, label = code)
-    if (is.character(x)) expect_identical(Encoding(seen), Encoding(x), label = code)
+    expect_identical(box$seen, x, label = code)
+    if (is.character(x)) expect_identical(Encoding(box$seen), Encoding(x), label = code)
   }
 })
 
